@@ -1,0 +1,157 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// config is the service's configuration, read from PHONES_* variables.
+type config struct {
+	addr           string
+	dataDir        string
+	databasePath   string // SQLite file
+	postgresURL    string // set when PHONES_DATABASE_URL names PostgreSQL
+	jwksURL        string
+	issuer         string
+	audience       string
+	leeway         time.Duration
+	eventsPath     string // file sink
+	retention      time.Duration
+	storageTimeout time.Duration
+	logLevel       slog.Level
+}
+
+// dev reports development mode: no key set configured, so phonesd signs and
+// trusts its own tokens.
+func (c config) dev() bool { return c.jwksURL == "" }
+
+// loadConfig reads the environment. Each error is one line naming the variable.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		addr:     envOr(getenv, "PHONES_ADDR", "127.0.0.1:8080"),
+		dataDir:  envOr(getenv, "PHONES_DATA_DIR", "data"),
+		jwksURL:  getenv("PHONES_JWKS_URL"),
+		issuer:   getenv("PHONES_JWT_ISSUER"),
+		audience: getenv("PHONES_JWT_AUDIENCE"),
+	}
+	var err error
+	if c.dataDir, err = filepath.Abs(c.dataDir); err != nil {
+		return c, fmt.Errorf("PHONES_DATA_DIR: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		return c, fmt.Errorf("PHONES_ADDR: want host:port, got %q", c.addr)
+	}
+	if c.leeway, err = durationEnv(getenv, "PHONES_JWT_LEEWAY", 30*time.Second); err != nil {
+		return c, err
+	}
+	if c.retention, err = durationEnv(getenv, "PHONES_OUTBOX_RETENTION", 7*24*time.Hour); err != nil {
+		return c, err
+	}
+	if c.storageTimeout, err = durationEnv(getenv, "PHONES_STORAGE_TIMEOUT", 5*time.Second); err != nil {
+		return c, err
+	}
+	if err := c.logLevel.UnmarshalText([]byte(envOr(getenv, "PHONES_LOG_LEVEL", "info"))); err != nil {
+		return c, fmt.Errorf("PHONES_LOG_LEVEL: want debug, info, warn or error")
+	}
+	if err := c.parseDatabase(getenv("PHONES_DATABASE_URL")); err != nil {
+		return c, err
+	}
+	if err := c.parseEvents(getenv("PHONES_EVENTS_URL")); err != nil {
+		return c, err
+	}
+	if c.jwksURL != "" && (c.issuer == "" || c.audience == "") {
+		return c, errors.New("PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE are required with PHONES_JWKS_URL")
+	}
+	if c.dev() {
+		// Both are signs of a production deployment that lost its key set
+		// configuration; development tokens must never guard real data.
+		if !loopback(c.addr) {
+			return c, fmt.Errorf("development mode (no PHONES_JWKS_URL) listens only on a loopback address, not %q", c.addr)
+		}
+		if c.postgresURL != "" {
+			return c, errors.New("development mode (no PHONES_JWKS_URL) refuses a PostgreSQL database: set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE")
+		}
+	}
+	return c, nil
+}
+
+// parseDatabase accepts sqlite:PATH (relative to the working directory, or
+// absolute as sqlite:/abs/path or sqlite:///abs/path) and postgres:// URLs.
+func (c *config) parseDatabase(v string) error {
+	switch {
+	case v == "":
+		c.databasePath = filepath.Join(c.dataDir, "phones.db")
+	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+		c.postgresURL = v
+	case strings.HasPrefix(v, "sqlite:"):
+		p := strings.TrimPrefix(v, "sqlite:")
+		if strings.HasPrefix(p, "//") {
+			p = strings.TrimPrefix(p, "//")
+			if !strings.HasPrefix(p, "/") {
+				return fmt.Errorf("PHONES_DATABASE_URL: sqlite:// must be followed by an absolute path, as in sqlite:///var/lib/phonesd/phones.db")
+			}
+		}
+		if p == "" {
+			return fmt.Errorf("PHONES_DATABASE_URL: sqlite: needs a file path")
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("PHONES_DATABASE_URL: %w", err)
+		}
+		c.databasePath = abs
+	default:
+		return fmt.Errorf("PHONES_DATABASE_URL: want sqlite:PATH or postgres://..., got a value of another scheme")
+	}
+	return nil
+}
+
+func (c *config) parseEvents(v string) error {
+	if v == "" {
+		c.eventsPath = filepath.Join(c.dataDir, "events.jsonl")
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path) {
+		return fmt.Errorf("PHONES_EVENTS_URL: want file:///absolute/path.jsonl, got %q", v)
+	}
+	c.eventsPath = u.Path
+	return nil
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func durationEnv(getenv func(string) string, key string, def time.Duration) (time.Duration, error) {
+	v := getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s: want a duration such as 30s, got %q", key, v)
+	}
+	return d, nil
+}
+
+// loopback reports whether addr's host is a loopback name or address.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

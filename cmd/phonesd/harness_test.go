@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"phonesd/internal/phone"
+	"phonesd/internal/sqlite"
+)
+
+const (
+	testIssuer   = "https://issuer.test"
+	testAudience = "phonesd-test"
+	testTenant   = "TN-test-1"
+)
+
+// testKeys is a signing key and the JWKS that publishes it, served on loopback.
+type testKeys struct {
+	key *rsa.PrivateKey
+	kid string
+	url string
+}
+
+func newTestKeys(t *testing.T) *testKeys {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &testKeys{key: key, kid: "test-key-1"}
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: k.kid, Algorithm: "RS256", Use: "sig"}}}
+	body, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	k.url = srv.URL + "/jwks.json"
+	return k
+}
+
+// claims are a token's claims; nil values are left out.
+type claims map[string]any
+
+func (k *testKeys) baseClaims() claims {
+	now := time.Now()
+	return claims{
+		"iss":       testIssuer,
+		"aud":       testAudience,
+		"sub":       "operator-1",
+		"iat":       now.Unix(),
+		"exp":       now.Add(time.Hour).Unix(),
+		"tenant_id": testTenant,
+		"email":     "ops@bank.test",
+		"roles":     []string{"crm-operator"},
+		"origin":    "CRM",
+	}
+}
+
+// token signs base claims changed by edits (a nil value deletes a claim).
+func (k *testKeys) token(t *testing.T, edits claims) string {
+	t.Helper()
+	c := k.baseClaims()
+	for name, v := range edits {
+		if v == nil {
+			delete(c, name)
+			continue
+		}
+		c[name] = v
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: k.key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(signer).Claims(map[string]any(c)).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// phonesd is a running service, started through run as main starts it.
+type phonesd struct {
+	t       *testing.T
+	base    string
+	dataDir string
+	keys    *testKeys
+	token   string // a tenant-wide token of testTenant
+	logs    *syncBuffer
+	stderr  *syncBuffer
+	stop    func() error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs phonesd with a test JWKS, a fresh data directory and env on top.
+func start(t *testing.T, env map[string]string) *phonesd {
+	t.Helper()
+	keys := newTestKeys(t)
+	vars := map[string]string{
+		"PHONES_ADDR":         freeAddr(t),
+		"PHONES_DATA_DIR":     t.TempDir(),
+		"PHONES_JWKS_URL":     keys.url,
+		"PHONES_JWT_ISSUER":   testIssuer,
+		"PHONES_JWT_AUDIENCE": testAudience,
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	s := startWith(t, vars)
+	s.keys = keys
+	s.token = keys.token(t, nil)
+	return s
+}
+
+// startWith runs phonesd with exactly vars and waits until it is ready.
+func startWith(t *testing.T, vars map[string]string) *phonesd {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &phonesd{t: t, base: "http://" + vars["PHONES_ADDR"], dataDir: vars["PHONES_DATA_DIR"], logs: &syncBuffer{}, stderr: &syncBuffer{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"phonesd"}, func(k string) string { return vars[k] }, s.logs, s.stderr)
+	}()
+	var once sync.Once
+	var stopErr error
+	s.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(40 * time.Second):
+				stopErr = fmt.Errorf("phonesd did not stop within 40s")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("run returned %v; want nil", err)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("phonesd exited during start: %v\nlogs:\n%s", err, s.logs.String())
+		default:
+		}
+		resp, err := http.Get(s.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("phonesd not ready after 15s\nlogs:\n%s", s.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// response is an answer as a test sees it.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body %q is not a JSON object: %v", r.body, err)
+	}
+	return m
+}
+
+// do sends a request; headers may carry several values for one name.
+func (s *phonesd) do(method, path, body string, headers ...[2]string) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.base+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, h := range headers {
+		req.Header.Add(h[0], h[1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func bearer(token string) [2]string { return [2]string{"Authorization", "Bearer " + token} }
+
+var jsonCT = [2]string{"Content-Type", "application/json"}
+
+// create posts a phone with the tenant-wide token.
+func (s *phonesd) create(account int64, body string, headers ...[2]string) response {
+	s.t.Helper()
+	h := append([][2]string{bearer(s.token), jsonCT}, headers...)
+	return s.do(http.MethodPost, fmt.Sprintf("/accounts/v1/accounts/%d/phones", account), body, h...)
+}
+
+// createdID checks a 200 and returns its id.
+func createdID(t *testing.T, r response) int64 {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d, body %s; want 200", r.status, r.body)
+	}
+	var out struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.Unmarshal(r.body, &out); err != nil || out.ID <= 0 {
+		t.Fatalf("body %s; want {\"id\": n > 0}", r.body)
+	}
+	return out.ID
+}
+
+// events waits until the event file holds at least n events and returns them all.
+func (s *phonesd) events(n int) []map[string]any {
+	s.t.Helper()
+	path := filepath.Join(s.dataDir, "events.jsonl")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs := readEvents(s.t, path)
+		if len(evs) >= n {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%d events after 10s; want %d", len(evs), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readEvents(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("event line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// stored reads a phone straight from the service's database.
+func (s *phonesd) stored(tenant string, account, id int64) (phone.Phone, error) {
+	s.t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(s.dataDir, "phones.db"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer db.Close()
+	return db.Phone(context.Background(), tenant, account, id)
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// lockDatabase holds SQLite's write lock from another connection, as a stuck
+// writer would, until the returned function is called.
+func lockDatabase(t *testing.T, dataDir string) (release func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dataDir, "phones.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release = func() {
+		if released {
+			return
+		}
+		released = true
+		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		conn.Close()
+		db.Close()
+	}
+	t.Cleanup(release)
+	return release
+}
+
+func TestCreatePhoneStorageFailureAnswers500AndRecovers(t *testing.T) {
+	s := start(t, map[string]string{"PHONES_STORAGE_TIMEOUT": "1s"})
+	release := lockDatabase(t, s.dataDir)
+	began := time.Now()
+	r := s.create(1, okBody)
+	took := time.Since(began)
+	if r.status != 500 || string(r.body) != `{"message":"Error creating phone number"}` {
+		t.Fatalf("status %d body %s; want 500 with the contract's body", r.status, r.body)
+	}
+	if took > 4*time.Second {
+		t.Errorf("answered after %v; want within a few seconds of the 1s storage timeout", took)
+	}
+	if !strings.Contains(s.logs.String(), "create phone failed") {
+		t.Errorf("the log does not record the failure")
+	}
+	release()
+	createdID(t, s.create(1, okBody))
+	if n := len(s.events(1)); n != 1 {
+		t.Errorf("%d events; want 1: none for the failed create", n)
+	}
+}
+
+func TestShutdownFinishesInFlightRequests(t *testing.T) {
+	s := start(t, nil)
+	release := lockDatabase(t, s.dataDir)
+	answer := make(chan response, 1)
+	go func() { answer <- s.create(1, okBody) }()
+	time.Sleep(300 * time.Millisecond) // the create is now waiting for the lock
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	time.Sleep(300 * time.Millisecond)
+	release()
+	r := <-answer
+	createdID(t, r)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("run returned %v; want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("phonesd did not stop")
+	}
+	if evs := readEvents(t, filepath.Join(s.dataDir, "events.jsonl")); len(evs) != 1 {
+		t.Errorf("%d events after shutdown; want the in-flight create's event flushed", len(evs))
+	}
+}
+
+func TestRequestLog(t *testing.T) {
+	s := start(t, nil)
+	createdID(t, s.create(3, `{"number": "11987654321", "type": "MOBILE"}`, [2]string{"x-cid", "log-check-1"}))
+	var line map[string]any
+	for _, l := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(l, "log-check-1") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatalf("log line %q is not JSON: %v", l, err)
+			}
+		}
+	}
+	want := map[string]any{"method": "POST", "route": "/accounts/v1/accounts/{accountId}/phones", "status": float64(200), "tenant": testTenant}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("log %s = %v; want %v", k, line[k], v)
+		}
+	}
+	if _, ok := line["duration_ms"]; !ok {
+		t.Errorf("log line %v has no duration_ms", line)
+	}
+	logs := s.logs.String()
+	if strings.Contains(logs, "11987654321") || strings.Contains(logs, s.token[:40]) {
+		t.Errorf("the log holds a phone number or a token")
+	}
+}
+
+func TestDevelopmentMode(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"PHONES_ADDR": freeAddr(t), "PHONES_DATA_DIR": dir}
+	s := startWith(t, vars)
+	out := s.stderr.String()
+	if !strings.Contains(out, "DEVELOPMENT MODE") || !strings.Contains(out, "curl") {
+		t.Fatalf("development start printed:\n%s", out)
+	}
+	m := regexp.MustCompile(`export TOKEN=(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no token printed:\n%s", out)
+	}
+	s.token = m[1]
+	createdID(t, s.create(123, `{"number": "91234-5678", "type": "MOBILE", "area_code": 11}`))
+	if strings.Count(s.logs.String()+out, m[1]) != 1 {
+		t.Errorf("the token was printed more than once")
+	}
+
+	var minted bytes.Buffer
+	if err := run(context.Background(), []string{"phonesd", "token", "-tenant", "TN-dev", "-account", "5"}, func(k string) string { return vars[k] }, &minted, &bytes.Buffer{}); err != nil {
+		t.Fatalf("token command: %v", err)
+	}
+	s.token = strings.TrimSpace(minted.String())
+	createdID(t, s.create(5, okBody))
+	if r := s.create(6, okBody); r.status != http.StatusForbidden {
+		t.Errorf("account token on another account: status %d; want 403", r.status)
+	}
+}
+
+func TestConfigurationErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"development mode off loopback", map[string]string{"PHONES_ADDR": "0.0.0.0:8080"}, "loopback"},
+		{"development mode with PostgreSQL", map[string]string{"PHONES_DATABASE_URL": "postgres://localhost/db"}, "PostgreSQL"},
+		{"JWKS without issuer", map[string]string{"PHONES_JWKS_URL": "https://keys.example/jwks", "PHONES_JWT_AUDIENCE": "a"}, "PHONES_JWT_ISSUER"},
+		{"JWKS over plain http", map[string]string{"PHONES_JWKS_URL": "http://keys.example/jwks", "PHONES_JWT_ISSUER": "i", "PHONES_JWT_AUDIENCE": "a"}, "PHONES_JWKS_URL"},
+		{"relative events file", map[string]string{"PHONES_EVENTS_URL": "file://events.jsonl"}, "PHONES_EVENTS_URL"},
+		{"unknown database scheme", map[string]string{"PHONES_DATABASE_URL": "mysql://x"}, "PHONES_DATABASE_URL"},
+		{"bad duration", map[string]string{"PHONES_JWT_LEEWAY": "soon"}, "PHONES_JWT_LEEWAY"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"PHONES_DATA_DIR": dir, "PHONES_ADDR": "127.0.0.1:0"}
+			for k, v := range c.env {
+				env[k] = v
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, []string{"phonesd"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("run: %v; want one line mentioning %q", err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"phonesd/api"
+	"phonesd/internal/auth"
+	"phonesd/internal/httpapi"
+	"phonesd/internal/outbox"
+	"phonesd/internal/phone"
+	"phonesd/internal/sqlite"
+)
+
+// Shutdown budgets: in-flight requests get drainTimeout to finish, then the
+// relay gets flushTimeout to deliver what is pending (the rest stays in the
+// outbox for the next start).
+const (
+	drainTimeout = 15 * time.Second
+	flushTimeout = 20 * time.Second
+)
+
+// run is the whole program; main only supplies the process's environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 {
+		switch args[1] {
+		case "token":
+			return mintCommand(args[2:], getenv, stdout)
+		default:
+			return fmt.Errorf("unknown command %q (the only command is: token)", args[1])
+		}
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	var handler slog.Handler = slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.logLevel})
+	if cfg.dev() {
+		handler = slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: cfg.logLevel})
+	}
+	log := slog.New(handler)
+
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("PHONES_DATA_DIR: %w", err)
+	}
+	if cfg.postgresURL != "" {
+		return errors.New("PHONES_DATABASE_URL: PostgreSQL is not supported by this build")
+	}
+	db, err := sqlite.Open(ctx, cfg.databasePath)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+
+	sink, err := outbox.NewFileSink(cfg.eventsPath)
+	if err != nil {
+		return fmt.Errorf("PHONES_EVENTS_URL: %w", err)
+	}
+	defer sink.Close()
+	relay := outbox.NewRelay(db, sink, outbox.Options{Retention: cfg.retention, Logger: log})
+
+	verifier, devKey, err := newVerifier(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	srv, err := httpapi.NewServer(httpapi.Config{
+		Logger:         log,
+		Phones:         phone.NewService(db, relay.Notify),
+		Verifier:       verifier,
+		Storage:        db,
+		Spec:           api.Spec,
+		StorageTimeout: cfg.storageTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("build server: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("PHONES_ADDR: %w", err)
+	}
+	httpServer := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
+	}
+
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	go verifier.Run(bg)
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		relay.Run(bg)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(ln) }()
+
+	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databasePath, "events", cfg.eventsPath, "development_mode", cfg.dev())
+	if cfg.dev() {
+		if err := announceDev(stderr, devKey, ln.Addr().String()); err != nil {
+			log.Warn("could not mint the development token", "err", err)
+		}
+	}
+
+	select {
+	case err := <-serveErr:
+		stopBackground()
+		<-relayDone
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests")
+	srv.Drain()
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancelDrain()
+	if err := httpServer.Shutdown(drainCtx); err != nil {
+		log.Warn("requests still running at the drain deadline", "err", err)
+	}
+	stopBackground()
+	<-relayDone
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancelFlush()
+	if err := relay.Flush(flushCtx); err != nil {
+		log.Warn("events left in the outbox for the next start", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newVerifier returns the token verifier: the configured JWKS, or in
+// development mode the key kept in the data directory.
+func newVerifier(cfg config, log *slog.Logger) (*auth.Verifier, *auth.DevKey, error) {
+	if !cfg.dev() {
+		v, err := auth.NewVerifier(auth.Config{
+			JWKSURL:  cfg.jwksURL,
+			Issuer:   cfg.issuer,
+			Audience: cfg.audience,
+			Leeway:   cfg.leeway,
+			Logger:   log,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("PHONES_JWKS_URL: %w", err)
+		}
+		return v, nil, nil
+	}
+	key, err := auth.LoadOrCreateDevKey(cfg.dataDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("development key: %w", err)
+	}
+	v, err := auth.NewVerifier(auth.Config{
+		Keys:     key.KeySet(),
+		Issuer:   auth.DevIssuer,
+		Audience: auth.DevAudience,
+		Leeway:   cfg.leeway,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("development verifier: %w", err)
+	}
+	return v, key, nil
+}

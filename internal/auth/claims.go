@@ -1,0 +1,135 @@
+package auth
+
+import (
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-jose/go-jose/v4/json"
+)
+
+const maxTenantRunes = 64
+
+func principalFrom(c *tokenClaims) (Principal, error) {
+	tenant, ok := parseTenant(c.Tenant)
+	if !ok {
+		return fail("invalid tenant_id claim")
+	}
+	p := Principal{
+		Tenant:  tenant,
+		Subject: c.Subject,
+		Email:   optionalString(c.Email, ""),
+		Roles:   stringList(c.Roles),
+		Origin:  optionalString(c.Origin, "API"),
+	}
+
+	switch {
+	case c.AccountID != nil:
+		// A present account_id of any other shape may be an issuer's way of
+		// scoping the token, so it is refused rather than ignored.
+		account, ok := parseAccountID(c.AccountID)
+		if !ok {
+			return fail("invalid account_id claim")
+		}
+		p.AccountBound, p.Account = true, account
+	case isNumericUID(c.UID):
+		account, ok := parseAccountID(c.UID)
+		if !ok {
+			return fail("invalid uid claim")
+		}
+		p.AccountBound, p.Account = true, account
+	case c.ExternalAccountID != nil && string(c.ExternalAccountID) != "null":
+		p.AccountBound = true
+	}
+	return p, nil
+}
+
+func parseTenant(raw json.RawMessage) (string, bool) {
+	// Decoding replaces invalid UTF-8 with U+FFFD, so the raw bytes are checked
+	// first and a decoded U+FFFD (also produced by lone surrogate escapes) is refused.
+	if !utf8.Valid(raw) {
+		return "", false
+	}
+	s, ok := jsonString(raw)
+	if !ok || s == "" || utf8.RuneCountInString(s) > maxTenantRunes {
+		return "", false
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return "", false
+		}
+	}
+	return s, true
+}
+
+// parseAccountID accepts a JSON integer or a string holding one, written
+// canonically, as a positive int64.
+func parseAccountID(raw json.RawMessage) (int64, bool) {
+	digits := string(raw)
+	if s, ok := jsonString(raw); ok {
+		digits = s
+	}
+	if digits == "" || digits[0] == '0' || !allDigits(digits) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	return n, err == nil
+}
+
+// isNumericUID reports whether uid claims to be an account number: any JSON
+// number, or a string of ASCII digits. Other uids (e.g. "user-42") identify a
+// user, not an account.
+func isNumericUID(raw json.RawMessage) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	if raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9') {
+		return true
+	}
+	s, ok := jsonString(raw)
+	return ok && s != "" && allDigits(s)
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+func optionalString(raw json.RawMessage, fallback string) string {
+	if s, ok := jsonString(raw); ok {
+		return s
+	}
+	return fallback
+}
+
+func stringList(raw json.RawMessage) []string {
+	var items []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return []string{}
+	}
+	list := make([]string, 0, len(items))
+	for _, item := range items {
+		// Decoding straight into []string would turn a null element into "".
+		s, ok := jsonString(item)
+		if !ok {
+			return []string{}
+		}
+		list = append(list, s)
+	}
+	return list
+}

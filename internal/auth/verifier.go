@@ -1,0 +1,260 @@
+// Package auth verifies bearer tokens against a JSON Web Key Set and issues
+// development tokens.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/json"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+const (
+	maxTokenBytes = 8 << 10
+
+	defaultLeeway             = 30 * time.Second
+	defaultRefreshInterval    = 10 * time.Minute
+	defaultMinRefetchInterval = 5 * time.Second
+	defaultHTTPTimeout        = 5 * time.Second
+)
+
+// Principal is the verified caller of a request.
+type Principal struct {
+	Tenant  string   // tenant_id claim (Pismo's org ID, e.g. "TN-...")
+	Subject string   // sub claim, "" if absent
+	Email   string   // email claim; "" when absent or not a string
+	Roles   []string // roles claim; empty non-nil slice when absent or not an array of strings
+	Origin  string   // origin claim; "API" when absent or not a string
+	// AccountBound reports that the token is account-specific. Account is then its
+	// account, or 0 when the token names an account phonesd cannot resolve
+	// (external_account_id only): such a token may touch no account (fail closed).
+	AccountBound bool
+	Account      int64
+}
+
+// MayAccess reports whether p may touch the given account.
+func (p Principal) MayAccess(account int64) bool {
+	return !p.AccountBound || (p.Account != 0 && p.Account == account)
+}
+
+// Error is a verification failure whose Message is safe to send to the client (it never contains the token).
+type Error struct{ Message string }
+
+// Error returns the client-safe message.
+func (e *Error) Error() string { return e.Message }
+
+// Config configures a Verifier. Exactly one of JWKSURL and Keys is set.
+type Config struct {
+	JWKSURL            string              // https, or http only when the host is loopback (localhost, 127.0.0.0/8, ::1)
+	Keys               *jose.JSONWebKeySet // a fixed key set (development mode); no fetching
+	Issuer             string              // required, checked against iss
+	Audience           string              // required; aud may be a string or an array containing it
+	Leeway             time.Duration       // for exp/nbf/iat; 0 means 30s
+	RefreshInterval    time.Duration       // 0 means 10m
+	MinRefetchInterval time.Duration       // unknown-kid refetch at most this often; 0 means 5s
+	HTTPClient         *http.Client        // nil means a client with a 5s timeout
+	Logger             *slog.Logger        // nil means discard
+	Now                func() time.Time    // nil means time.Now (tests inject)
+}
+
+// Verifier checks bearer tokens against the current key set.
+type Verifier struct {
+	cfg  Config
+	algs []jose.SignatureAlgorithm
+	keys atomic.Pointer[keySet]
+
+	// mu guards the shared fetch state below.
+	mu        sync.Mutex
+	inflight  *fetchCall
+	lastFetch time.Time
+
+	retryBase time.Duration
+	retryMax  time.Duration
+}
+
+// NewVerifier validates cfg and returns a Verifier; it does no I/O.
+func NewVerifier(cfg Config) (*Verifier, error) {
+	if (cfg.JWKSURL == "") == (cfg.Keys == nil) {
+		return nil, errors.New("auth config: exactly one of JWKSURL and Keys must be set")
+	}
+	if cfg.JWKSURL != "" {
+		u, err := url.Parse(cfg.JWKSURL)
+		if err != nil {
+			return nil, errors.New("auth config: JWKSURL is not a valid URL")
+		}
+		if err := checkJWKSURL(u); err != nil {
+			return nil, fmt.Errorf("auth config: JWKSURL: %w", err)
+		}
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("auth config: Issuer is required")
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("auth config: Audience is required")
+	}
+	if cfg.Leeway < 0 || cfg.RefreshInterval < 0 || cfg.MinRefetchInterval < 0 {
+		return nil, errors.New("auth config: Leeway, RefreshInterval and MinRefetchInterval must not be negative")
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = defaultLeeway
+	}
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = defaultRefreshInterval
+	}
+	if cfg.MinRefetchInterval == 0 {
+		cfg.MinRefetchInterval = defaultMinRefetchInterval
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{
+			Timeout: defaultHTTPTimeout,
+			// A redirect must not downgrade the key source to plain http.
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= 5 {
+					return errors.New("too many redirects")
+				}
+				return checkJWKSURL(req.URL)
+			},
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+
+	v := &Verifier{
+		cfg: cfg,
+		algs: []jose.SignatureAlgorithm{
+			jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.ES256, jose.ES384, jose.EdDSA,
+		},
+		retryBase: time.Second,
+		retryMax:  time.Minute,
+	}
+	if cfg.Keys != nil {
+		ks := v.newKeySet(cfg.Keys.Keys)
+		if len(ks.byKID) == 0 {
+			return nil, errors.New("auth config: Keys holds no usable public signing key")
+		}
+		v.keys.Store(ks)
+	}
+	return v, nil
+}
+
+// checkJWKSURL allows https anywhere and http only where the traffic cannot
+// leave the machine.
+func checkJWKSURL(u *url.URL) error {
+	host := u.Hostname()
+	if host == "" {
+		return errors.New("missing host")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if strings.EqualFold(host, "localhost") {
+			return nil
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return errors.New("http is allowed only for a loopback host")
+	default:
+		return errors.New("scheme must be https")
+	}
+}
+
+// Ready reports whether a key set has been loaded.
+func (v *Verifier) Ready() bool { return v.keys.Load() != nil }
+
+// tokenClaims keeps the custom claims raw because their accepted shapes vary
+// and a wrong shape must be told apart from an absent claim.
+type tokenClaims struct {
+	jwt.Claims
+	Tenant            json.RawMessage `json:"tenant_id"`
+	AccountID         json.RawMessage `json:"account_id"`
+	UID               json.RawMessage `json:"uid"`
+	ExternalAccountID json.RawMessage `json:"external_account_id"`
+	Email             json.RawMessage `json:"email"`
+	Roles             json.RawMessage `json:"roles"`
+	Origin            json.RawMessage `json:"origin"`
+}
+
+func fail(msg string) (Principal, error) { return Principal{}, &Error{Message: msg} }
+
+// Verify checks a compact JWS bearer token and returns its Principal, or an *Error.
+func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
+	if len(token) > maxTokenBytes {
+		return fail("token too large")
+	}
+	jws, err := jose.ParseSignedCompact(token, v.algs)
+	if err != nil {
+		var algErr *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &algErr) {
+			return fail("token algorithm not accepted")
+		}
+		return fail("malformed token")
+	}
+	header := jws.Signatures[0].Header
+	if header.KeyID == "" {
+		return fail("token has no key id")
+	}
+	key, ok := v.lookup(ctx, header.KeyID)
+	if !ok {
+		return fail("unknown token signing key")
+	}
+	if key.Algorithm != "" && key.Algorithm != header.Algorithm {
+		return fail("token algorithm does not match its key")
+	}
+	payload, err := jws.Verify(key.Key)
+	if err != nil {
+		return fail("invalid token signature")
+	}
+
+	// go-jose's json matches field names case-sensitively, so "TENANT_ID"
+	// cannot stand in for tenant_id.
+	var c tokenClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return fail("malformed token claims")
+	}
+	if c.Expiry == nil {
+		return fail("token has no expiry")
+	}
+	expected := jwt.Expected{
+		Issuer:      v.cfg.Issuer,
+		AnyAudience: jwt.Audience{v.cfg.Audience},
+		Time:        v.cfg.Now(),
+	}
+	if err := c.ValidateWithLeeway(expected, v.cfg.Leeway); err != nil {
+		return fail(claimsFailure(err))
+	}
+	return principalFrom(&c)
+}
+
+func claimsFailure(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrNotValidYet):
+		return "token not yet valid"
+	case errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return "token issued in the future"
+	case errors.Is(err, jwt.ErrInvalidIssuer):
+		return "token issuer not accepted"
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return "token audience not accepted"
+	default:
+		return "invalid token claims"
+	}
+}

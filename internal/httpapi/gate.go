@@ -1,0 +1,231 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"phonesd/internal/auth"
+	"phonesd/internal/phone"
+)
+
+// operation is what the gate checks for one operation of the contract.
+type operation struct {
+	// params checks the path arguments and headers and returns the account
+	// the request touches.
+	params func(r *http.Request, args []string) (account int64, err error)
+	// body checks a JSON body; nil for operations without one.
+	body func([]byte) error
+}
+
+// gate runs the checks of the contract in its order: route (404/405, left to
+// the generated router), token (401), path and headers (400), account-specific
+// token (403), media type and size (415/413), body (400). Only then does the
+// generated server decode the request, which it would otherwise check in
+// another order (parameters before the token's account, body fields in
+// document order).
+func (s *Server) gate(ops map[string]operation, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Route on the path as sent, so that parameters reach their checks
+		// still encoded: an id spelled %31 or 1%2F..%2F2 is refused, not
+		// decoded into another id.
+		route, ok := s.oas.FindRoute(r.Method, r.URL.EscapedPath())
+		if !ok {
+			if r.URL.RawPath != "" {
+				// Escapes outside a parameter: no route of the contract has them.
+				writeMessage(w, http.StatusNotFound, msgNotFound)
+				return
+			}
+			next.ServeHTTP(w, r) // the generated router answers 404 or 405
+			return
+		}
+		info := routeOf(r.Context())
+		info.route = route.PathPattern()
+		op, ok := ops[route.Name()]
+		if !ok {
+			s.log.ErrorContext(r.Context(), "operation without gate checks", "operation", route.Name())
+			writeMessage(w, http.StatusInternalServerError, msgCreateFailed)
+			return
+		}
+		if s.draining.Load() {
+			writeDraining(w)
+			return
+		}
+		p, ok := s.authenticate(w, r)
+		if !ok {
+			return
+		}
+		info.tenant = p.Tenant
+		account, err := op.params(r, route.Args())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if !p.MayAccess(account) {
+			writeMessage(w, http.StatusForbidden, msgForbidden)
+			return
+		}
+		if op.body != nil {
+			body, ok := readJSONBody(w, r)
+			if !ok {
+				return
+			}
+			if err := op.body(body); err != nil {
+				writeError(w, err)
+				return
+			}
+			// ogen reads the body again; it gets exactly what was checked.
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			r.Header.Set("Content-Type", "application/json")
+		}
+		next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+	})
+}
+
+// writeError answers a gate check's error: a *phone.FieldError is a 400.
+func writeError(w http.ResponseWriter, err error) {
+	var fe *phone.FieldError
+	if errors.As(err, &fe) {
+		writeFieldError(w, fe)
+		return
+	}
+	writeMessage(w, http.StatusBadRequest, err.Error())
+}
+
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+	vals := r.Header.Values("Authorization")
+	switch {
+	case len(vals) == 0:
+		writeUnauthorized(w, msgUnauthorized)
+		return auth.Principal{}, false
+	case len(vals) > 1:
+		writeUnauthorized(w, "Send exactly one Authorization header")
+		return auth.Principal{}, false
+	}
+	scheme, token, _ := strings.Cut(vals[0], " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		writeUnauthorized(w, "Authorization must be a Bearer token")
+		return auth.Principal{}, false
+	}
+	p, err := s.verifier.Verify(r.Context(), token)
+	if err != nil {
+		msg := "Invalid bearer token"
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			msg = ae.Message
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="phonesd", error="invalid_token"`)
+		writeMessage(w, http.StatusUnauthorized, msg)
+		return auth.Principal{}, false
+	}
+	return p, true
+}
+
+// readJSONBody enforces the media type (a missing Content-Type is read as
+// JSON) and the size limit, and returns the body.
+func readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	switch cts := r.Header.Values("Content-Type"); len(cts) {
+	case 0:
+	case 1:
+		if !isJSON(cts[0]) {
+			writeMessage(w, http.StatusUnsupportedMediaType, msgMediaType)
+			return nil, false
+		}
+	default:
+		writeMessage(w, http.StatusUnsupportedMediaType, msgMediaType)
+		return nil, false
+	}
+	if r.ContentLength > maxBody {
+		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+			return nil, false
+		}
+		writeFieldError(w, &phone.FieldError{Field: "body", Message: "request body could not be read"})
+		return nil, false
+	}
+	return body, true
+}
+
+// isJSON accepts application/json and application/*+json, with parameters;
+// a charset other than UTF-8 is refused, since JSON is UTF-8.
+func isJSON(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	sub, ok := strings.CutPrefix(mt, "application/")
+	if !ok || (sub != "json" && !strings.HasSuffix(sub, "+json")) {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return true
+}
+
+// createParams checks Create phone's path and headers.
+func createParams(r *http.Request, args []string) (int64, error) {
+	account, ok := parseID(args[0])
+	if !ok {
+		return 0, &phone.FieldError{Field: "accountId", Message: "accountId must be an integer from 1 to 9223372036854775807"}
+	}
+	if _, err := customerID(r.Header); err != nil {
+		return 0, err
+	}
+	return account, nil
+}
+
+// customerID reads the optional x-customer-id header: nil when absent.
+func customerID(h http.Header) (*int64, error) {
+	vals := h.Values("X-Customer-Id")
+	switch len(vals) {
+	case 0:
+		return nil, nil
+	case 1:
+		if id, ok := parseID(vals[0]); ok {
+			return &id, nil
+		}
+		return nil, &phone.FieldError{Field: "x-customer-id", Message: "x-customer-id must be an integer from 1 to 9223372036854775807"}
+	default:
+		return nil, &phone.FieldError{Field: "x-customer-id", Message: "x-customer-id must be sent at most once"}
+	}
+}
+
+// parseID accepts only the canonical decimal form of 1..MaxInt64: no sign,
+// no leading zeros, no spaces, so each id has one spelling.
+func parseID(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 19 || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil
+}
+
+type principalKey struct{}
+
+func withPrincipal(ctx context.Context, p auth.Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+func principalOf(ctx context.Context) (auth.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(auth.Principal)
+	return p, ok
+}

@@ -1,0 +1,99 @@
+// Package httpapi is phonesd's HTTP transport: it checks each request in the
+// order the contract sets, hands it to the server generated from
+// api/openapi.json, and maps domain results and errors to statuses.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"phonesd/internal/auth"
+	"phonesd/internal/httpapi/oas"
+	"phonesd/internal/phone"
+)
+
+// Verifier checks bearer tokens.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (auth.Principal, error)
+	Ready() bool
+}
+
+// Phones is the domain service the handlers call.
+type Phones interface {
+	Create(ctx context.Context, r phone.CreateRequest) (phone.Phone, error)
+}
+
+// Pinger reports whether storage answers.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Config holds what NewServer needs.
+type Config struct {
+	Logger   *slog.Logger
+	Phones   Phones
+	Verifier Verifier
+	Storage  Pinger
+	Spec     []byte // served at /openapi.json
+	// StorageTimeout bounds the storage work of one request, so that a stuck
+	// database answers 500 instead of holding the client. 0 means 5s.
+	StorageTimeout time.Duration
+}
+
+// Server is phonesd's HTTP handler.
+type Server struct {
+	log            *slog.Logger
+	phones         Phones
+	verifier       Verifier
+	storage        Pinger
+	spec           []byte
+	storageTimeout time.Duration
+	oas            *oas.Server
+	draining       atomic.Bool
+	root           http.Handler
+}
+
+// NewServer returns the HTTP handler of the whole service.
+func NewServer(cfg Config) (*Server, error) {
+	s := &Server{
+		log:            cfg.Logger,
+		phones:         cfg.Phones,
+		verifier:       cfg.Verifier,
+		storage:        cfg.Storage,
+		spec:           cfg.Spec,
+		storageTimeout: cfg.StorageTimeout,
+	}
+	if s.storageTimeout == 0 {
+		s.storageTimeout = 5 * time.Second
+	}
+	api, err := oas.NewServer(handler{s}, securityHandler{},
+		oas.WithErrorHandler(ogenErrorHandler(s.log)),
+		oas.WithNotFound(func(w http.ResponseWriter, r *http.Request) {
+			writeMessage(w, http.StatusNotFound, msgNotFound)
+		}),
+		oas.WithMethodNotAllowed(func(w http.ResponseWriter, r *http.Request, allowed string) {
+			w.Header().Set("Allow", allowed)
+			writeMessage(w, http.StatusMethodNotAllowed, msgMethodNotAllowed)
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s.oas = api
+	s.root = s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.root.ServeHTTP(w, r)
+}
+
+// Drain makes the API answer 503 with Retry-After from now on, so that a
+// load balancer moves clients elsewhere while in-flight requests finish.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+}

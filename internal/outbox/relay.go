@@ -1,0 +1,249 @@
+// Package outbox delivers the events of the transactional outbox to a sink,
+// at least once and in outbox order.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"phonesd/internal/phone"
+)
+
+// Store is the outbox as the relay needs it.
+type Store interface {
+	PendingEvents(ctx context.Context, limit int) ([]phone.Event, error)
+	MarkSent(ctx context.Context, seqs []int64) error
+	PruneSent(ctx context.Context, sentBefore time.Time) (int64, error)
+}
+
+// Sink delivers events durably: when Publish returns nil every event is safe
+// at the destination (a broker's ack, a file's fsync). Publish gets events in
+// outbox order.
+type Sink interface {
+	Publish(ctx context.Context, events []phone.Event) error
+	Close() error
+}
+
+// Options tunes a Relay; a zero field takes its default.
+type Options struct {
+	BatchSize     int           // events per delivery round; default 256
+	PollInterval  time.Duration // wait between polls when idle; default 1s
+	Retention     time.Duration // how long sent events are kept; default 7 days
+	PruneInterval time.Duration // how often sent events are pruned; default 1h
+	MaxBackoff    time.Duration // longest wait after failed rounds; default 30s
+	Logger        *slog.Logger  // default discards
+}
+
+// Defaults of Options.
+const (
+	DefaultBatchSize     = 256
+	DefaultPollInterval  = time.Second
+	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultPruneInterval = time.Hour
+	DefaultMaxBackoff    = 30 * time.Second
+)
+
+// firstBackoff is the wait after the first failure; it doubles with each
+// further failure up to MaxBackoff.
+const firstBackoff = 100 * time.Millisecond
+
+// markTimeout bounds marking a published batch sent once the relay's ctx has
+// ended: the events are already at the destination, and every batch left
+// unmarked is delivered twice.
+const markTimeout = 5 * time.Second
+
+// Relay moves events from a Store to a Sink: read the pending events in
+// outbox order, publish them, mark them sent, and only then read again.
+type Relay struct {
+	store Store
+	sink  Sink
+	opts  Options
+	log   *slog.Logger
+	wake  chan struct{}
+	// round is a one-slot semaphore held for one delivery round, so that
+	// Run and Flush never publish at the same time (which could reorder or
+	// duplicate events); unlike a sync.Mutex, waiting for it honours ctx.
+	round chan struct{}
+}
+
+// NewRelay returns a Relay from store to sink; it starts nothing until Run
+// or Flush.
+func NewRelay(store Store, sink Sink, opts Options) *Relay {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.PruneInterval <= 0 {
+		opts.PruneInterval = DefaultPruneInterval
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{
+		store: store,
+		sink:  sink,
+		opts:  opts,
+		log:   log,
+		wake:  make(chan struct{}, 1),
+		round: make(chan struct{}, 1),
+	}
+}
+
+// Notify wakes Run without blocking; the service calls it after each commit
+// that wrote an event so that delivery does not wait for the next poll.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers events until ctx ends. It polls every PollInterval, or sooner
+// after Notify; after a failed round it backs off exponentially up to
+// MaxBackoff, ignoring Notify so that a broken sink is not retried on every
+// commit. Every PruneInterval it deletes events sent more than Retention ago.
+func (r *Relay) Run(ctx context.Context) {
+	var (
+		backoff   time.Duration
+		failures  int
+		lastPrune time.Time
+	)
+	for ctx.Err() == nil {
+		if time.Since(lastPrune) >= r.opts.PruneInterval {
+			r.prune(ctx)
+			lastPrune = time.Now()
+		}
+
+		n, err := r.deliver(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			if failures == 1 {
+				r.log.Error("outbox delivery failing", "err", err)
+			}
+			backoff = nextBackoff(backoff, r.opts.MaxBackoff)
+			sleep(ctx, backoff, nil)
+			continue
+		}
+		if failures > 0 {
+			r.log.Info("outbox delivery recovered", "failed_rounds", failures)
+			failures = 0
+			backoff = 0
+		}
+		if n == r.opts.BatchSize {
+			// A full batch: more may be waiting.
+			continue
+		}
+		sleep(ctx, r.opts.PollInterval, r.wake)
+	}
+}
+
+// Flush delivers until nothing is pending, for shutdown. It returns an error
+// when ctx ends first, wrapping the last delivery error if any; what is left
+// stays in the outbox for the next Run.
+func (r *Relay) Flush(ctx context.Context) error {
+	var (
+		backoff time.Duration
+		lastErr error
+	)
+	for {
+		n, err := r.deliver(ctx)
+		if err == nil {
+			if n < r.opts.BatchSize {
+				return nil
+			}
+			lastErr, backoff = nil, 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("flush outbox: %w", errors.Join(ctx.Err(), lastErr))
+		}
+		lastErr = err
+		backoff = nextBackoff(backoff, r.opts.MaxBackoff)
+		sleep(ctx, backoff, nil)
+	}
+}
+
+// deliver runs one round: it publishes up to BatchSize pending events and
+// marks them sent, returning how many it delivered.
+func (r *Relay) deliver(ctx context.Context) (int, error) {
+	select {
+	case r.round <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-r.round }()
+
+	events, err := r.store.PendingEvents(ctx, r.opts.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("read pending events: %w", err)
+	}
+	if len(events) == 0 {
+		return 0, nil
+	}
+	if err := r.sink.Publish(ctx, events); err != nil {
+		return 0, fmt.Errorf("publish %d events from seq %d: %w", len(events), events[0].Seq, err)
+	}
+	seqs := make([]int64, len(events))
+	for i, ev := range events {
+		seqs[i] = ev.Seq
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	defer cancel()
+	if err := r.store.MarkSent(mctx, seqs); err != nil {
+		// The events were published; the next round publishes them again,
+		// which at-least-once delivery allows.
+		return 0, fmt.Errorf("mark %d events sent: %w", len(seqs), err)
+	}
+	return len(events), nil
+}
+
+// prune deletes the events sent more than Retention ago. A failure is only
+// logged: the rows wait for the next prune, and delivery goes on.
+func (r *Relay) prune(ctx context.Context) {
+	n, err := r.store.PruneSent(ctx, time.Now().Add(-r.opts.Retention))
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("outbox prune failed", "err", err, "deleted", n)
+		}
+		return
+	}
+	if n > 0 {
+		r.log.Debug("outbox pruned", "deleted", n)
+	}
+}
+
+// nextBackoff returns the wait after one more failure.
+func nextBackoff(prev, limit time.Duration) time.Duration {
+	next := prev * 2
+	if prev == 0 {
+		next = firstBackoff
+	}
+	return min(next, limit)
+}
+
+// sleep waits for d, for ctx to end, or for a value on wake (nil never
+// fires).
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-wake:
+	}
+}

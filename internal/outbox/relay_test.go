@@ -1,0 +1,428 @@
+package outbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"phonesd/internal/outbox"
+	"phonesd/internal/phone"
+	"phonesd/internal/sqlite"
+)
+
+func openStore(t *testing.T) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "phones.db"))
+	if err != nil {
+		t.Fatalf("sqlite.Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func openFileSink(t *testing.T, path string) *outbox.FileSink {
+	t.Helper()
+	sink, err := outbox.NewFileSink(path)
+	if err != nil {
+		t.Fatalf("NewFileSink: %v", err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return sink
+}
+
+// createPhones creates n distinct phones through the service, numbered from
+// first.
+func createPhones(t *testing.T, db *sqlite.DB, first, n int) {
+	t.Helper()
+	svc := phone.NewService(db, nil)
+	for i := first; i < first+n; i++ {
+		number := fmt.Sprintf("9000-%04d", i)
+		typ := string(phone.Mobile)
+		_, err := svc.Create(context.Background(), phone.CreateRequest{
+			Tenant:    "tenant-a",
+			AccountID: 1,
+			Draft:     phone.Draft{Number: &number, Type: &typ},
+			Audit:     phone.Audit{CID: fmt.Sprintf("cid-%d", i)},
+		})
+		if err != nil {
+			t.Fatalf("create phone %d: %v", i, err)
+		}
+	}
+}
+
+// allPayloads returns the payloads of all pending events in outbox order.
+func allPayloads(t *testing.T, db *sqlite.DB) []string {
+	t.Helper()
+	events, err := db.PendingEvents(context.Background(), 100000)
+	if err != nil {
+		t.Fatalf("PendingEvents: %v", err)
+	}
+	out := make([]string, len(events))
+	for i, ev := range events {
+		out[i] = string(ev.Payload)
+	}
+	return out
+}
+
+func pendingCount(t *testing.T, db *sqlite.DB) int64 {
+	t.Helper()
+	n, _, err := db.OutboxStats(context.Background())
+	if err != nil {
+		t.Fatalf("OutboxStats: %v", err)
+	}
+	return n
+}
+
+// waitFor polls cond until it holds or the test has waited too long.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startRelay runs r until the test ends, and returns a function that stops it
+// and waits for Run to return.
+func startRelay(t *testing.T, r *outbox.Relay) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("Run did not return after its ctx ended")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if b[len(b)-1] != '\n' {
+		t.Fatalf("%s: got no final newline; want one", path)
+	}
+	return strings.Split(string(b[:len(b)-1]), "\n")
+}
+
+func checkLines(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("lines: got %d; want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("line %d:\ngot  %s\nwant %s", i, got[i], want[i])
+		}
+	}
+}
+
+func TestRelayDeliversToFile(t *testing.T) {
+	db := openStore(t)
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	sink := openFileSink(t, path)
+
+	// Events created before the relay starts, more than one batch of them.
+	createPhones(t, db, 0, 70)
+	relay := outbox.NewRelay(db, sink, outbox.Options{BatchSize: 16, PollInterval: time.Hour})
+	want := allPayloads(t, db)
+	stop := startRelay(t, relay)
+	waitFor(t, "the backlog to be delivered", func() bool { return pendingCount(t, db) == 0 })
+
+	// Events created while it runs: with an hour's poll interval only
+	// Notify, which the service calls after each commit, can wake it.
+	svc := phone.NewService(db, relay.Notify)
+	var wantIDs []int64
+	for i := 70; i < 100; i++ {
+		number, typ := fmt.Sprintf("9000-%04d", i), string(phone.Mobile)
+		p, err := svc.Create(context.Background(), phone.CreateRequest{
+			Tenant: "tenant-a", AccountID: 1,
+			Draft: phone.Draft{Number: &number, Type: &typ},
+		})
+		if err != nil {
+			t.Fatalf("create phone %d: %v", i, err)
+		}
+		wantIDs = append(wantIDs, p.ID)
+		waitFor(t, fmt.Sprintf("event %d to be delivered", i), func() bool { return pendingCount(t, db) == 0 })
+	}
+	stop()
+
+	lines := readLines(t, path)
+	if got, wantN := len(lines), len(want)+len(wantIDs); got != wantN {
+		t.Fatalf("lines: got %d; want %d", got, wantN)
+	}
+	checkLines(t, lines[:len(want)], want)
+	for i, line := range lines[len(want):] {
+		var env struct {
+			Data struct {
+				Object struct {
+					ID int64 `json:"id"`
+				} `json:"object"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(line), &env); err != nil {
+			t.Fatalf("line %d: %v", len(want)+i, err)
+		}
+		if env.Data.Object.ID != wantIDs[i] {
+			t.Errorf("line %d: phone id: got %d; want %d", len(want)+i, env.Data.Object.ID, wantIDs[i])
+		}
+	}
+}
+
+// flakySink records what it is given and fails the first failFirst calls;
+// a fake because a broker outage cannot be produced for real in a test.
+type flakySink struct {
+	mu        sync.Mutex
+	failFirst int
+	calls     []time.Time
+	got       []phone.Event
+}
+
+var errUnavailable = errors.New("sink unavailable")
+
+func (s *flakySink) Publish(_ context.Context, events []phone.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, time.Now())
+	if len(s.calls) <= s.failFirst {
+		return errUnavailable
+	}
+	s.got = append(s.got, events...)
+	return nil
+}
+
+func (s *flakySink) Close() error { return nil }
+
+func (s *flakySink) snapshot() (calls []time.Time, got []phone.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.calls...), append([]phone.Event(nil), s.got...)
+}
+
+// lockedBuffer is a log destination the test can read while the relay
+// writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestRelayBacksOffAndRecovers(t *testing.T) {
+	const failures = 3
+	db := openStore(t)
+	createPhones(t, db, 0, 10)
+	want := allPayloads(t, db)
+
+	sink := &flakySink{failFirst: failures}
+	var logs lockedBuffer
+	relay := outbox.NewRelay(db, sink, outbox.Options{
+		BatchSize:    4,
+		PollInterval: 10 * time.Millisecond,
+		MaxBackoff:   time.Second,
+		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	start := time.Now()
+	stop := startRelay(t, relay)
+
+	waitFor(t, "delivery after the failures", func() bool { return pendingCount(t, db) == 0 })
+	stop()
+
+	calls, got := sink.snapshot()
+	// Failures, then three batches of 4, 4 and 2, then nothing more.
+	if len(calls) != failures+3 {
+		t.Errorf("Publish calls: got %d; want %d", len(calls), failures+3)
+	}
+	// Waits of 100ms, 200ms and 400ms follow the three failures.
+	wantWaits := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+	for i, w := range wantWaits {
+		if i+1 >= len(calls) {
+			break
+		}
+		if gap := calls[i+1].Sub(calls[i]); gap < w*9/10 {
+			t.Errorf("wait after failure %d: got %v; want about %v", i+1, gap, w)
+		}
+	}
+	if elapsed := time.Since(start); elapsed > 3*time.Second {
+		t.Errorf("delivery took %v; want under 3s", elapsed)
+	}
+
+	gotPayloads := make([]string, len(got))
+	for i, ev := range got {
+		gotPayloads[i] = string(ev.Payload)
+	}
+	checkLines(t, gotPayloads, want)
+
+	out := logs.String()
+	if n := strings.Count(out, "outbox delivery failing"); n != 1 {
+		t.Errorf("failure log lines: got %d; want 1 per streak\n%s", n, out)
+	}
+	if n := strings.Count(out, "outbox delivery recovered"); n != 1 {
+		t.Errorf("recovery log lines: got %d; want 1\n%s", n, out)
+	}
+}
+
+// TestRelayNoHotLoop checks that a sink that keeps failing is retried with
+// growing waits however often Notify is called.
+func TestRelayNoHotLoop(t *testing.T) {
+	db := openStore(t)
+	createPhones(t, db, 0, 1)
+	sink := &flakySink{failFirst: 1 << 30}
+	relay := outbox.NewRelay(db, sink, outbox.Options{PollInterval: time.Millisecond, MaxBackoff: time.Second})
+	stop := startRelay(t, relay)
+
+	end := time.Now().Add(650 * time.Millisecond)
+	for time.Now().Before(end) {
+		relay.Notify()
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+
+	// Calls at about 0, 100ms, 300ms and 700ms: three in the window.
+	calls, _ := sink.snapshot()
+	if len(calls) < 2 || len(calls) > 4 {
+		t.Errorf("Publish calls in 650ms: got %d; want 2 to 4", len(calls))
+	}
+	if got := pendingCount(t, db); got != 1 {
+		t.Errorf("pending: got %d; want 1", got)
+	}
+}
+
+func TestFlush(t *testing.T) {
+	t.Run("drains", func(t *testing.T) {
+		db := openStore(t)
+		path := filepath.Join(t.TempDir(), "events.jsonl")
+		sink := openFileSink(t, path)
+		createPhones(t, db, 0, 25)
+		want := allPayloads(t, db)
+
+		relay := outbox.NewRelay(db, sink, outbox.Options{BatchSize: 10})
+		if err := relay.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: got error %v; want nil", err)
+		}
+		if got := pendingCount(t, db); got != 0 {
+			t.Errorf("pending after Flush: got %d; want 0", got)
+		}
+		checkLines(t, readLines(t, path), want)
+	})
+
+	t.Run("empty outbox", func(t *testing.T) {
+		db := openStore(t)
+		sink := &flakySink{}
+		relay := outbox.NewRelay(db, sink, outbox.Options{})
+		if err := relay.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: got error %v; want nil", err)
+		}
+		if calls, _ := sink.snapshot(); len(calls) != 0 {
+			t.Errorf("Publish calls: got %d; want 0", len(calls))
+		}
+	})
+
+	t.Run("gives up when ctx ends", func(t *testing.T) {
+		db := openStore(t)
+		createPhones(t, db, 0, 3)
+		relay := outbox.NewRelay(db, &flakySink{failFirst: 1 << 30}, outbox.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+		defer cancel()
+		err := relay.Flush(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errUnavailable) {
+			t.Errorf("Flush: got error %v; want DeadlineExceeded and the sink's error", err)
+		}
+		if got := pendingCount(t, db); got != 3 {
+			t.Errorf("pending: got %d; want 3 (left in the outbox)", got)
+		}
+	})
+
+	t.Run("while Run delivers", func(t *testing.T) {
+		db := openStore(t)
+		sink := &flakySink{}
+		createPhones(t, db, 0, 40)
+		want := allPayloads(t, db)
+		relay := outbox.NewRelay(db, sink, outbox.Options{BatchSize: 3, PollInterval: time.Millisecond})
+		startRelay(t, relay)
+		if err := relay.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: got error %v; want nil", err)
+		}
+		_, got := sink.snapshot()
+		gotPayloads := make([]string, len(got))
+		for i, ev := range got {
+			gotPayloads[i] = string(ev.Payload)
+		}
+		// One round at a time: neither duplicates nor reordering.
+		checkLines(t, gotPayloads, want)
+	})
+}
+
+// countingStore passes every call to the real store and adds up what
+// PruneSent deleted.
+type countingStore struct {
+	*sqlite.DB
+	mu     sync.Mutex
+	pruned int64
+}
+
+func (s *countingStore) PruneSent(ctx context.Context, before time.Time) (int64, error) {
+	n, err := s.DB.PruneSent(ctx, before)
+	s.mu.Lock()
+	s.pruned += n
+	s.mu.Unlock()
+	return n, err
+}
+
+func (s *countingStore) total() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pruned
+}
+
+func TestRelayPrunes(t *testing.T) {
+	db := openStore(t)
+	store := &countingStore{DB: db}
+	createPhones(t, db, 0, 5)
+	relay := outbox.NewRelay(store, &flakySink{}, outbox.Options{
+		PollInterval:  5 * time.Millisecond,
+		Retention:     time.Millisecond,
+		PruneInterval: 20 * time.Millisecond,
+	})
+	startRelay(t, relay)
+	waitFor(t, "sent events to be pruned", func() bool { return store.total() == 5 })
+}

@@ -1,0 +1,207 @@
+// Package phone is the domain of phonesd: a phone linked to an account, the
+// rules a new phone must satisfy, the duplicate rule and the audit events.
+// It knows neither HTTP nor SQL.
+package phone
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Type is the kind of a phone line.
+type Type string
+
+// The phone types the contract allows.
+const (
+	Residential Type = "RESIDENTIAL"
+	Commercial  Type = "COMMERCIAL"
+	Mobile      Type = "MOBILE"
+)
+
+// DefaultCountryCode is the country code a phone gets when none is sent (Brazil).
+const DefaultCountryCode = 55
+
+// Contract bounds.
+const (
+	MaxNumberLen    = 15
+	MaxExtensionLen = 10
+	MaxCountryCode  = 99999
+)
+
+// Phone is a phone number linked to an account of a tenant.
+type Phone struct {
+	ID          int64
+	Tenant      string
+	AccountID   int64
+	CustomerID  *int64
+	Number      string // exactly as sent
+	Type        Type
+	Active      bool
+	AreaCode    *int32
+	CountryCode int32
+	Extension   *string // exactly as sent
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Errors a Store returns for the cases the API answers with their own status.
+var (
+	// ErrDuplicate means the account already has an active phone with the same duplicate key.
+	ErrDuplicate = errors.New("phone number already exists")
+	// ErrNotFound means no phone has that id in that account of that tenant.
+	ErrNotFound = errors.New("phone not found")
+)
+
+// FieldError is a request that breaks the contract, naming the offending field
+// by its JSON name: the shape of the contract's BadRequestError.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// Fields lists the request body fields in the order of the contract's schema,
+// which is the order in which their errors are reported.
+var Fields = [...]string{"number", "type", "active", "area_code", "country_code", "extension"}
+
+// FieldRank returns the position of a body field in Fields, or len(Fields) for
+// any other name.
+func FieldRank(field string) int {
+	for i, f := range Fields {
+		if f == field {
+			return i
+		}
+	}
+	return len(Fields)
+}
+
+// Draft is a create request as the client sent it: nil means absent. Integers
+// are kept wide so that out-of-range values can be reported, not wrapped.
+type Draft struct {
+	Number      *string
+	Type        *string
+	Active      *bool
+	AreaCode    *int64
+	CountryCode *int64
+	Extension   *string
+}
+
+// Validate returns the first rule the draft breaks, in schema order, as a
+// *FieldError, or nil.
+func (d Draft) Validate() error {
+	if d.Number == nil {
+		return &FieldError{"number", "number is required"}
+	}
+	if err := checkNumber(*d.Number); err != nil {
+		return err
+	}
+	if d.Type == nil {
+		return &FieldError{"type", "type is required"}
+	}
+	if !validType(*d.Type) {
+		return &FieldError{"type", "type must be one of RESIDENTIAL, COMMERCIAL, MOBILE"}
+	}
+	if d.AreaCode != nil && (*d.AreaCode < 0 || *d.AreaCode > math.MaxInt32) {
+		return &FieldError{"area_code", "area_code must be an integer from 0 to 2147483647"}
+	}
+	if d.CountryCode != nil && (*d.CountryCode < 0 || *d.CountryCode > MaxCountryCode) {
+		return &FieldError{"country_code", "country_code must be an integer from 0 to 99999"}
+	}
+	if d.Extension != nil && utf8.RuneCountInString(*d.Extension) > MaxExtensionLen {
+		return &FieldError{"extension", "extension must be at most 10 characters"}
+	}
+	return nil
+}
+
+func validType(t string) bool {
+	switch Type(t) {
+	case Residential, Commercial, Mobile:
+		return true
+	}
+	return false
+}
+
+// checkNumber enforces maxLength 15 (code points) and the pattern
+// ^\+?[0-9 ().-]*[0-9][0-9 ().-]*$ without a regexp: this runs on every request.
+func checkNumber(n string) error {
+	if utf8.RuneCountInString(n) > MaxNumberLen {
+		return &FieldError{"number", "number must be at most 15 characters"}
+	}
+	digits := 0
+	for i := 0; i < len(n); i++ {
+		switch c := n[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == ' ' || c == '(' || c == ')' || c == '.' || c == '-':
+		case c == '+' && i == 0:
+		default:
+			return &FieldError{"number", "number may contain only digits, spaces, parentheses, dots, hyphens and a leading +"}
+		}
+	}
+	if digits == 0 {
+		return &FieldError{"number", "number must contain at least one digit"}
+	}
+	return nil
+}
+
+// New applies the defaults to a valid draft and returns the phone it describes.
+// It returns the draft's *FieldError when the draft is invalid.
+func New(tenant string, account int64, customer *int64, d Draft) (Phone, error) {
+	if err := d.Validate(); err != nil {
+		return Phone{}, err
+	}
+	p := Phone{
+		Tenant:      tenant,
+		AccountID:   account,
+		CustomerID:  customer,
+		Number:      *d.Number,
+		Type:        Type(*d.Type),
+		Active:      true,
+		CountryCode: DefaultCountryCode,
+		Extension:   d.Extension,
+	}
+	if d.Active != nil {
+		p.Active = *d.Active
+	}
+	if d.AreaCode != nil {
+		a := int32(*d.AreaCode)
+		p.AreaCode = &a
+	}
+	if d.CountryCode != nil {
+		p.CountryCode = int32(*d.CountryCode)
+	}
+	return p, nil
+}
+
+// DuplicateKey is the value two active phones of one account may not share:
+// the country code, the area code ("-" when absent, so it differs from 0), the
+// ASCII digits of the number, and the extension trimmed and lower-cased (empty
+// counts as absent). Type and customer do not count. Every field but the last
+// is free of '|', so the key cannot be read two ways.
+func (p Phone) DuplicateKey() string {
+	var b strings.Builder
+	b.Grow(32)
+	b.WriteString(strconv.FormatInt(int64(p.CountryCode), 10))
+	b.WriteByte('|')
+	if p.AreaCode != nil {
+		b.WriteString(strconv.FormatInt(int64(*p.AreaCode), 10))
+	} else {
+		b.WriteByte('-')
+	}
+	b.WriteByte('|')
+	for i := 0; i < len(p.Number); i++ {
+		if c := p.Number[i]; c >= '0' && c <= '9' {
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('|')
+	if p.Extension != nil {
+		b.WriteString(strings.ToLower(strings.TrimSpace(*p.Extension)))
+	}
+	return b.String()
+}

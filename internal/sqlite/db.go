@@ -1,0 +1,241 @@
+// Package sqlite stores phones and their outbox in one SQLite file.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// DB is phonesd's storage on one SQLite file.
+type DB struct {
+	// writer has a single connection: SQLite admits one writer at a time,
+	// and waiting for Go's pool, unlike waiting on SQLite's busy handler,
+	// respects the caller's ctx.
+	writer *sql.DB
+	// reader is a pool of read-only connections; in WAL mode they never
+	// block the writer nor wait for it.
+	reader *sql.DB
+}
+
+// Open opens or creates the database file at path (its directory must exist),
+// sets WAL mode and synchronous=FULL on every connection, and applies the
+// embedded migrations. It returns an error when the file cannot be opened, is
+// not in WAL mode afterwards, or a migration fails.
+func Open(ctx context.Context, path string) (*DB, error) {
+	writerDSN, err := dsn(path, true)
+	if err != nil {
+		return nil, err
+	}
+	readerDSN, err := dsn(path, false)
+	if err != nil {
+		return nil, err
+	}
+
+	writer, err := sql.Open("sqlite", writerDSN)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	// An idle connection never expires: reopening one costs the pragmas again.
+	writer.SetConnMaxIdleTime(0)
+	writer.SetConnMaxLifetime(0)
+
+	db := &DB{writer: writer}
+	if err := db.prepare(ctx, path); err != nil {
+		writer.Close()
+		return nil, err
+	}
+
+	reader, err := sql.Open("sqlite", readerDSN)
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	reader.SetMaxOpenConns(n)
+	reader.SetMaxIdleConns(n)
+	db.reader = reader
+	if err := reader.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	return db, nil
+}
+
+// dsn returns the driver's name for the file at path. Every connection gets
+// the durability pragmas: a committed write must survive a power cut, which
+// in WAL mode takes synchronous=FULL (NORMAL may lose the last commits).
+// The writer begins transactions IMMEDIATE so that a transaction takes the
+// write lock up front instead of failing with SQLITE_BUSY when it upgrades;
+// readers are query_only, so no write can bypass the single writer.
+func dsn(path string, writer bool) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", path, err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	if writer {
+		q.Set("_txlock", "immediate")
+	} else {
+		q.Set("_query_only", "1")
+	}
+	// A file: URI escapes the path, so a '?' or '%' in a directory name
+	// cannot be read as the start of the parameters.
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	return u.String(), nil
+}
+
+// prepare checks the journal mode and migrates the schema.
+func (db *DB) prepare(ctx context.Context, path string) error {
+	// A file system without shared memory support silently keeps the
+	// rollback journal; refuse to run with durability other than promised.
+	var mode string
+	if err := db.writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("open %s: journal mode is %q, want wal", path, mode)
+	}
+	if err := db.migrate(ctx); err != nil {
+		return fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return nil
+}
+
+// Close closes both connection pools.
+func (db *DB) Close() error {
+	var errs []error
+	if db.reader != nil {
+		errs = append(errs, db.reader.Close())
+	}
+	errs = append(errs, db.writer.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	return nil
+}
+
+// Ping makes a round trip through both pools, so it fails when the file
+// cannot be read.
+func (db *DB) Ping(ctx context.Context) error {
+	for _, pool := range []*sql.DB{db.writer, db.reader} {
+		var one int
+		if err := pool.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+			return fmt.Errorf("ping database: %w", err)
+		}
+	}
+	return nil
+}
+
+const (
+	createMigrationsSQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER PRIMARY KEY,
+  applied_at INTEGER NOT NULL
+)`
+	migrationAppliedSQL = `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`
+	recordMigrationSQL  = `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`
+)
+
+// migration is one embedded schema change.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrate applies, in version order, each embedded migration not yet
+// recorded in schema_migrations, each in its own transaction.
+func (db *DB) migrate(ctx context.Context) error {
+	migrations, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	if _, err := db.writer.ExecContext(ctx, createMigrationsSQL); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, m := range migrations {
+		if err := db.applyMigration(ctx, m); err != nil {
+			return fmt.Errorf("apply %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// applyMigration checks and applies m in one IMMEDIATE transaction, so two
+// processes opening the same new file cannot both apply it.
+func (db *DB) applyMigration(ctx context.Context, m migration) error {
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	var applied bool
+	if err := tx.QueryRowContext(ctx, migrationAppliedSQL, m.version).Scan(&applied); err != nil {
+		return fmt.Errorf("check version: %w", err)
+	}
+	if applied {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, recordMigrationSQL, m.version, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("record version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// loadMigrations returns the embedded migrations sorted by version, the
+// number before the first '_' of their file name.
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var migrations []migration
+	seen := make(map[int]string)
+	for _, e := range entries {
+		name := e.Name()
+		prefix, _, ok := strings.Cut(name, "_")
+		version, err := strconv.Atoi(prefix)
+		if !ok || err != nil || version <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive version and '_'", name)
+		}
+		if other, dup := seen[version]; dup {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", other, name, version)
+		}
+		seen[version] = name
+		body, err := fs.ReadFile(migrationFiles, "migrations/"+name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		migrations = append(migrations, migration{version: version, name: name, sql: string(body)})
+	}
+	sort.Slice(migrations, func(i, j int) bool { return migrations[i].version < migrations[j].version })
+	return migrations, nil
+}
