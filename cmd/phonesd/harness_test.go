@@ -110,6 +110,7 @@ type phonesd struct {
 	token   string // a tenant-wide token of testTenant
 	logs    *syncBuffer
 	stderr  *syncBuffer
+	done    chan error
 	stop    func() error
 }
 
@@ -164,11 +165,19 @@ func start(t *testing.T, env map[string]string) *phonesd {
 // startWith runs phonesd with exactly vars and waits until it is ready.
 func startWith(t *testing.T, vars map[string]string) *phonesd {
 	t.Helper()
+	s := launch(t, vars)
+	s.waitFor("/readyz")
+	return s
+}
+
+// launch runs phonesd with exactly vars and waits until it answers /healthz.
+func launch(t *testing.T, vars map[string]string) *phonesd {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &phonesd{t: t, base: "http://" + vars["PHONES_ADDR"], dataDir: vars["PHONES_DATA_DIR"], logs: &syncBuffer{}, stderr: &syncBuffer{}}
-	done := make(chan error, 1)
+	s.done = make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"phonesd"}, func(k string) string { return vars[k] }, s.logs, s.stderr)
+		s.done <- run(ctx, []string{"phonesd"}, func(k string) string { return vars[k] }, s.logs, s.stderr)
 	}()
 	var once sync.Once
 	var stopErr error
@@ -176,7 +185,7 @@ func startWith(t *testing.T, vars map[string]string) *phonesd {
 		once.Do(func() {
 			cancel()
 			select {
-			case stopErr = <-done:
+			case stopErr = <-s.done:
 			case <-time.After(40 * time.Second):
 				stopErr = fmt.Errorf("phonesd did not stop within 40s")
 			}
@@ -188,22 +197,29 @@ func startWith(t *testing.T, vars map[string]string) *phonesd {
 			t.Errorf("run returned %v; want nil", err)
 		}
 	})
+	s.waitFor("/healthz")
+	return s
+}
+
+// waitFor polls path until it answers 200.
+func (s *phonesd) waitFor(path string) {
+	s.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
-		case err := <-done:
-			t.Fatalf("phonesd exited during start: %v\nlogs:\n%s", err, s.logs.String())
+		case err := <-s.done:
+			s.t.Fatalf("phonesd exited: %v\nlogs:\n%s", err, s.logs.String())
 		default:
 		}
-		resp, err := http.Get(s.base + "/readyz")
+		resp, err := http.Get(s.base + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("phonesd not ready after 15s\nlogs:\n%s", s.logs.String())
+			s.t.Fatalf("%s not 200 after 15s\nlogs:\n%s", path, s.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,4 +177,38 @@ func TestConfigurationErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestNotReadyUntilKeySetLoaded(t *testing.T) {
+	keys := newTestKeys(t)
+	var available atomic.Bool
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !available.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		resp, err := http.Get(keys.url)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(jwks.Close)
+	s := launch(t, map[string]string{
+		"PHONES_ADDR": freeAddr(t), "PHONES_DATA_DIR": t.TempDir(),
+		"PHONES_JWKS_URL": jwks.URL, "PHONES_JWT_ISSUER": testIssuer, "PHONES_JWT_AUDIENCE": testAudience,
+	})
+	s.token = keys.token(t, nil)
+	if r := s.do(http.MethodGet, "/readyz", ""); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "keys") {
+		t.Fatalf("/readyz before the key set: %d %s; want 503 naming the keys", r.status, r.body)
+	}
+	if r := s.create(1, okBody); r.status != http.StatusUnauthorized {
+		t.Errorf("create before the key set: status %d; want 401", r.status)
+	}
+	available.Store(true)
+	s.waitFor("/readyz")
+	createdID(t, s.create(1, okBody))
 }

@@ -109,6 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databasePath, "events", cfg.eventsPath, "development_mode", cfg.dev())
 	if cfg.dev() {
+		log.Warn("DEVELOPMENT MODE: tokens are signed by the key in the data directory; set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE for production")
 		if err := announceDev(stderr, devKey, ln.Addr().String()); err != nil {
 			log.Warn("could not mint the development token", "err", err)
 		}

@@ -1,0 +1,128 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"phonesd/api"
+	"phonesd/internal/auth"
+	"phonesd/internal/phone"
+	"phonesd/internal/sqlite"
+)
+
+// testServer is the real handler over a real SQLite file and a verifier of
+// real signed tokens; only the listener is left out, so fuzzing stays fast.
+type testServer struct {
+	*Server
+	token string
+}
+
+func newTestServer(t testing.TB) testServer {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	key, err := auth.LoadOrCreateDevKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.Config{Keys: key.KeySet(), Issuer: auth.DevIssuer, Audience: auth.DevAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := key.Mint(auth.Claims{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Tenant: "TN-1", Account: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(Config{
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Phones:   phone.NewService(db, nil),
+		Verifier: v,
+		Storage:  db,
+		Spec:     api.Spec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testServer{Server: srv, token: token}
+}
+
+func (s testServer) post(path string, header http.Header, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "http://phonesd.test"+path, bytes.NewReader(body))
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestDrainAnswers503(t *testing.T) {
+	s := newTestServer(t)
+	body := []byte(`{"number": "1", "type": "MOBILE"}`)
+	if rec := s.post("/accounts/v1/accounts/1/phones", nil, body); rec.Code != http.StatusOK {
+		t.Fatalf("before draining: status %d %s; want 200", rec.Code, rec.Body)
+	}
+	s.Drain()
+	rec := s.post("/accounts/v1/accounts/1/phones", nil, []byte(`{"number": "2", "type": "MOBILE"}`))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("draining: status %d Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if got := rec.Body.String(); got != `{"message":"Service is shutting down"}` {
+		t.Errorf("body %s", got)
+	}
+	ready := httptest.NewRecorder()
+	s.ServeHTTP(ready, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if ready.Code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while draining: %d; want 503", ready.Code)
+	}
+}
+
+// documented is every status Create phone's contract lists.
+var documented = map[int]bool{200: true, 400: true, 401: true, 403: true, 404: true, 405: true, 409: true, 413: true, 415: true, 503: true}
+
+// FuzzCreatePhone sends arbitrary paths, headers and bodies through the whole
+// handler: the answer is always a documented status, never a 5xx.
+func FuzzCreatePhone(f *testing.F) {
+	for _, b := range decodeSeeds {
+		f.Add("1", "", "application/json", []byte(b))
+	}
+	f.Add("2", "50624", "application/json; charset=utf-8", []byte(`{"number": "1", "type": "MOBILE"}`))
+	f.Add("1", "1", "application/vnd.x+json", []byte(`{"number": "1", "type": "MOBILE", "active": false}`))
+	f.Add("101%2F..%2F201", "x", "text/plain", []byte(`{}`))
+	f.Add("%31", "", "", []byte(`{"number": "1", "type": "MOBILE"}`))
+	s := newTestServer(f)
+	f.Fuzz(func(t *testing.T, account, customer, contentType string, body []byte) {
+		h := http.Header{}
+		if customer != "" {
+			h.Set("X-Customer-Id", customer)
+		}
+		if contentType != "" {
+			h.Set("Content-Type", contentType)
+		}
+		req, err := http.NewRequest(http.MethodPost, "http://phonesd.test/accounts/v1/accounts/"+account+"/phones", bytes.NewReader(body))
+		if err != nil {
+			return // not a request a client could send
+		}
+		req.Header = h
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if !documented[rec.Code] {
+			t.Fatalf("account %q customer %q type %q body %q: status %d %s", account, customer, contentType, body, rec.Code, rec.Body)
+		}
+		if rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("status %d with Content-Type %q", rec.Code, rec.Header().Get("Content-Type"))
+		}
+	})
+}
