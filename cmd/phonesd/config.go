@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,12 +25,26 @@ type config struct {
 	eventsPath     string // file sink
 	retention      time.Duration
 	storageTimeout time.Duration
+	dbMaxConns     int32
+	dbStmtTimeout  time.Duration
 	logLevel       slog.Level
 }
 
 // dev reports development mode: no key set configured, so phonesd signs and
 // trusts its own tokens.
 func (c config) dev() bool { return c.jwksURL == "" }
+
+// databaseName names the database for the log, without credentials.
+func (c config) databaseName() string {
+	if c.postgresURL == "" {
+		return "sqlite:" + c.databasePath
+	}
+	u, err := url.Parse(c.postgresURL)
+	if err != nil {
+		return "postgres"
+	}
+	return "postgres://" + u.Host + u.Path
+}
 
 // loadConfig reads the environment. Each error is one line naming the variable.
 func loadConfig(getenv func(string) string) (config, error) {
@@ -53,7 +68,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.retention, err = durationEnv(getenv, "PHONES_OUTBOX_RETENTION", 7*24*time.Hour); err != nil {
 		return c, err
 	}
-	if c.storageTimeout, err = durationEnv(getenv, "PHONES_STORAGE_TIMEOUT", 5*time.Second); err != nil {
+	if c.storageTimeout, err = durationEnv(getenv, "PHONES_STORAGE_TIMEOUT", 1500*time.Millisecond); err != nil {
+		return c, err
+	}
+	if c.dbStmtTimeout, err = durationEnv(getenv, "PHONES_DB_STATEMENT_TIMEOUT", 5*time.Second); err != nil {
+		return c, err
+	}
+	if c.dbMaxConns, err = intEnv(getenv, "PHONES_DB_MAX_CONNS", 16, 1, 1000); err != nil {
 		return c, err
 	}
 	if err := c.logLevel.UnmarshalText([]byte(envOr(getenv, "PHONES_LOG_LEVEL", "info"))); err != nil {
@@ -141,6 +162,18 @@ func durationEnv(getenv func(string) string, key string, def time.Duration) (tim
 		return 0, fmt.Errorf("%s: want a duration such as 30s, got %q", key, v)
 	}
 	return d, nil
+}
+
+func intEnv(getenv func(string) string, key string, def, lo, hi int32) (int32, error) {
+	v := getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || int32(n) < lo || int32(n) > hi {
+		return 0, fmt.Errorf("%s: want an integer from %d to %d, got %q", key, lo, hi, v)
+	}
+	return int32(n), nil
 }
 
 // loopback reports whether addr's host is a loopback name or address.

@@ -22,7 +22,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"phonesd/internal/pgtest"
 	"phonesd/internal/phone"
+	"phonesd/internal/postgres"
 	"phonesd/internal/sqlite"
 )
 
@@ -106,12 +108,14 @@ type phonesd struct {
 	t       *testing.T
 	base    string
 	dataDir string
-	keys    *testKeys
-	token   string // a tenant-wide token of testTenant
-	logs    *syncBuffer
-	stderr  *syncBuffer
-	done    chan error
-	stop    func() error
+	// databaseURL is PHONES_DATABASE_URL: empty for the default SQLite file.
+	databaseURL string
+	keys        *testKeys
+	token       string // a tenant-wide token of testTenant
+	logs        *syncBuffer
+	stderr      *syncBuffer
+	done        chan error
+	stop        func() error
 }
 
 type syncBuffer struct {
@@ -162,6 +166,36 @@ func start(t *testing.T, env map[string]string) *phonesd {
 	return s
 }
 
+// backend is a database phonesd runs on in a test.
+type backend struct {
+	name string
+	env  func(t *testing.T) map[string]string
+}
+
+// forBackends runs fn once per storage backend, so that every behaviour is
+// checked on SQLite and on PostgreSQL by the same test. PostgreSQL runs when
+// PHONES_TEST_DATABASE_URL names a server (.ci/run sets it) and skips otherwise.
+func forBackends(t *testing.T, fn func(t *testing.T, b backend)) {
+	for _, b := range []backend{
+		{"sqlite", func(t *testing.T) map[string]string { return map[string]string{} }},
+		{"postgres", func(t *testing.T) map[string]string {
+			return map[string]string{"PHONES_DATABASE_URL": pgtest.Database(t)}
+		}},
+	} {
+		t.Run(b.name, func(t *testing.T) { fn(t, b) })
+	}
+}
+
+// start runs phonesd on b, with env on top of start's defaults.
+func (b backend) start(t *testing.T, env map[string]string) *phonesd {
+	t.Helper()
+	vars := b.env(t)
+	for k, v := range env {
+		vars[k] = v
+	}
+	return start(t, vars)
+}
+
 // startWith runs phonesd with exactly vars and waits until it is ready.
 func startWith(t *testing.T, vars map[string]string) *phonesd {
 	t.Helper()
@@ -174,7 +208,7 @@ func startWith(t *testing.T, vars map[string]string) *phonesd {
 func launch(t *testing.T, vars map[string]string) *phonesd {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &phonesd{t: t, base: "http://" + vars["PHONES_ADDR"], dataDir: vars["PHONES_DATA_DIR"], logs: &syncBuffer{}, stderr: &syncBuffer{}}
+	s := &phonesd{t: t, base: "http://" + vars["PHONES_ADDR"], dataDir: vars["PHONES_DATA_DIR"], databaseURL: vars["PHONES_DATABASE_URL"], logs: &syncBuffer{}, stderr: &syncBuffer{}}
 	s.done = make(chan error, 1)
 	go func() {
 		s.done <- run(ctx, []string{"phonesd"}, func(k string) string { return vars[k] }, s.logs, s.stderr)
@@ -335,10 +369,19 @@ func readEvents(t *testing.T, path string) []map[string]any {
 // stored reads a phone straight from the service's database.
 func (s *phonesd) stored(tenant string, account, id int64) (phone.Phone, error) {
 	s.t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(s.dataDir, "phones.db"))
+	ctx := context.Background()
+	if s.databaseURL != "" {
+		db, err := postgres.Open(ctx, s.databaseURL, postgres.Options{})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		defer db.Close()
+		return db.Phone(ctx, tenant, account, id)
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(s.dataDir, "phones.db"))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer db.Close()
-	return db.Phone(context.Background(), tenant, account, id)
+	return db.Phone(ctx, tenant, account, id)
 }

@@ -11,113 +11,131 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite"
 )
 
-// lockDatabase holds SQLite's write lock from another connection, as a stuck
-// writer would, until the returned function is called.
-func lockDatabase(t *testing.T, dataDir string) (release func()) {
+// lockDatabase blocks every write to phones from another connection, as a
+// stuck writer would, until the returned function is called.
+func lockDatabase(t *testing.T, s *phonesd) (release func()) {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dataDir, "phones.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := db.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release = func() {
-		if released {
-			return
+	ctx := context.Background()
+	var undo func()
+	if s.databaseURL != "" {
+		conn, err := pgx.Connect(ctx, s.databaseURL)
+		if err != nil {
+			t.Fatal(err)
 		}
-		released = true
-		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
-		conn.Close()
-		db.Close()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "LOCK TABLE phones IN EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+		undo = func() { _ = tx.Rollback(ctx); conn.Close(ctx) }
+	} else {
+		db, err := sql.Open("sqlite", filepath.Join(s.dataDir, "phones.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		undo = func() { _, _ = conn.ExecContext(ctx, "ROLLBACK"); conn.Close(); db.Close() }
 	}
+	var once sync.Once
+	release = func() { once.Do(undo) }
 	t.Cleanup(release)
 	return release
 }
 
 func TestCreatePhoneStorageFailureAnswers500AndRecovers(t *testing.T) {
-	s := start(t, map[string]string{"PHONES_STORAGE_TIMEOUT": "1s"})
-	release := lockDatabase(t, s.dataDir)
-	began := time.Now()
-	r := s.create(1, okBody)
-	took := time.Since(began)
-	if r.status != 500 || string(r.body) != `{"message":"Error creating phone number"}` {
-		t.Fatalf("status %d body %s; want 500 with the contract's body", r.status, r.body)
-	}
-	if took > 4*time.Second {
-		t.Errorf("answered after %v; want within a few seconds of the 1s storage timeout", took)
-	}
-	if !strings.Contains(s.logs.String(), "create phone failed") {
-		t.Errorf("the log does not record the failure")
-	}
-	release()
-	createdID(t, s.create(1, okBody))
-	if n := len(s.events(1)); n != 1 {
-		t.Errorf("%d events; want 1: none for the failed create", n)
-	}
+	forBackends(t, func(t *testing.T, b backend) {
+		s := b.start(t, map[string]string{"PHONES_STORAGE_TIMEOUT": "1s"})
+		release := lockDatabase(t, s)
+		began := time.Now()
+		r := s.create(1, okBody)
+		took := time.Since(began)
+		if r.status != 500 || string(r.body) != `{"message":"Error creating phone number"}` {
+			t.Fatalf("status %d body %s; want 500 with the contract's body", r.status, r.body)
+		}
+		if took > 4*time.Second {
+			t.Errorf("answered after %v; want within a few seconds of the 1s storage timeout", took)
+		}
+		if !strings.Contains(s.logs.String(), "create phone failed") {
+			t.Errorf("the log does not record the failure")
+		}
+		release()
+		createdID(t, s.create(1, okBody))
+		if n := len(s.events(1)); n != 1 {
+			t.Errorf("%d events; want 1: none for the failed create", n)
+		}
+	})
 }
 
 func TestShutdownFinishesInFlightRequests(t *testing.T) {
-	s := start(t, nil)
-	release := lockDatabase(t, s.dataDir)
-	answer := make(chan response, 1)
-	go func() { answer <- s.create(1, okBody) }()
-	time.Sleep(300 * time.Millisecond) // the create is now waiting for the lock
-	stopped := make(chan error, 1)
-	go func() { stopped <- s.stop() }()
-	time.Sleep(300 * time.Millisecond)
-	release()
-	r := <-answer
-	createdID(t, r)
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("run returned %v; want nil", err)
+	forBackends(t, func(t *testing.T, b backend) {
+		s := b.start(t, nil)
+		release := lockDatabase(t, s)
+		answer := make(chan response, 1)
+		go func() { answer <- s.create(1, okBody) }()
+		time.Sleep(300 * time.Millisecond) // the create is now waiting for the lock
+		stopped := make(chan error, 1)
+		go func() { stopped <- s.stop() }()
+		time.Sleep(300 * time.Millisecond)
+		release()
+		r := <-answer
+		createdID(t, r)
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatalf("run returned %v; want nil", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("phonesd did not stop")
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("phonesd did not stop")
-	}
-	if evs := readEvents(t, filepath.Join(s.dataDir, "events.jsonl")); len(evs) != 1 {
-		t.Errorf("%d events after shutdown; want the in-flight create's event flushed", len(evs))
-	}
+		if evs := readEvents(t, filepath.Join(s.dataDir, "events.jsonl")); len(evs) != 1 {
+			t.Errorf("%d events after shutdown; want the in-flight create's event flushed", len(evs))
+		}
+	})
 }
 
 func TestRequestLog(t *testing.T) {
-	s := start(t, nil)
-	createdID(t, s.create(3, `{"number": "11987654321", "type": "MOBILE"}`, [2]string{"x-cid", "log-check-1"}))
-	var line map[string]any
-	for _, l := range strings.Split(s.logs.String(), "\n") {
-		if strings.Contains(l, "log-check-1") {
-			if err := json.Unmarshal([]byte(l), &line); err != nil {
-				t.Fatalf("log line %q is not JSON: %v", l, err)
+	forBackends(t, func(t *testing.T, b backend) {
+		s := b.start(t, nil)
+		createdID(t, s.create(3, `{"number": "11987654321", "type": "MOBILE"}`, [2]string{"x-cid", "log-check-1"}))
+		var line map[string]any
+		for _, l := range strings.Split(s.logs.String(), "\n") {
+			if strings.Contains(l, "log-check-1") {
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatalf("log line %q is not JSON: %v", l, err)
+				}
 			}
 		}
-	}
-	want := map[string]any{"method": "POST", "route": "/accounts/v1/accounts/{accountId}/phones", "status": float64(200), "tenant": testTenant}
-	for k, v := range want {
-		if line[k] != v {
-			t.Errorf("log %s = %v; want %v", k, line[k], v)
+		want := map[string]any{"method": "POST", "route": "/accounts/v1/accounts/{accountId}/phones", "status": float64(200), "tenant": testTenant}
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("log %s = %v; want %v", k, line[k], v)
+			}
 		}
-	}
-	if _, ok := line["duration_ms"]; !ok {
-		t.Errorf("log line %v has no duration_ms", line)
-	}
-	logs := s.logs.String()
-	if strings.Contains(logs, "11987654321") || strings.Contains(logs, s.token[:40]) {
-		t.Errorf("the log holds a phone number or a token")
-	}
+		if _, ok := line["duration_ms"]; !ok {
+			t.Errorf("log line %v has no duration_ms", line)
+		}
+		logs := s.logs.String()
+		if strings.Contains(logs, "11987654321") || strings.Contains(logs, s.token[:40]) {
+			t.Errorf("the log holds a phone number or a token")
+		}
+	})
 }
 
 func TestDevelopmentMode(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"phonesd/internal/httpapi"
 	"phonesd/internal/outbox"
 	"phonesd/internal/phone"
+	"phonesd/internal/postgres"
 	"phonesd/internal/sqlite"
 )
 
@@ -50,12 +50,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("PHONES_DATA_DIR: %w", err)
 	}
-	if cfg.postgresURL != "" {
-		return errors.New("PHONES_DATABASE_URL: PostgreSQL is not supported by this build")
-	}
-	db, err := sqlite.Open(ctx, cfg.databasePath)
+	db, lease, err := openStorage(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	defer db.Close()
 
@@ -64,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 	}
 	defer sink.Close()
-	relay := outbox.NewRelay(db, sink, outbox.Options{Retention: cfg.retention, Logger: log})
+	relay := outbox.NewRelay(db, sink, outbox.Options{Retention: cfg.retention, Lease: lease, Logger: log})
 
 	verifier, devKey, err := newVerifier(cfg, log)
 	if err != nil {
@@ -107,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(ln) }()
 
-	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databasePath, "events", cfg.eventsPath, "development_mode", cfg.dev())
+	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databaseName(), "events", cfg.eventsPath, "development_mode", cfg.dev())
 	if cfg.dev() {
 		log.Warn("DEVELOPMENT MODE: tokens are signed by the key in the data directory; set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE for production")
 		if err := announceDev(stderr, devKey, ln.Addr().String()); err != nil {
@@ -138,6 +135,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// storage is what phonesd keeps in its database: phones and their outbox.
+type storage interface {
+	phone.Store
+	outbox.Store
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// openStorage opens the configured database and migrates it. It also
+// returns the lease the relays of replicas sharing the database take turns
+// with; nil for SQLite, which only this process opens.
+func openStorage(ctx context.Context, cfg config) (storage, outbox.Lease, error) {
+	if cfg.postgresURL != "" {
+		db, err := postgres.Open(ctx, cfg.postgresURL, postgres.Options{
+			MaxConns:         cfg.dbMaxConns,
+			StatementTimeout: cfg.dbStmtTimeout,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open PostgreSQL: %w", err)
+		}
+		return db, db.RelayLease(), nil
+	}
+	db, err := sqlite.Open(ctx, cfg.databasePath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open SQLite: %w", err)
+	}
+	return db, nil, nil
 }
 
 // newVerifier returns the token verifier: the configured JWKS, or in

@@ -27,8 +27,18 @@ type Sink interface {
 	Close() error
 }
 
+// Lease is the right to deliver, which one relay among replicas sharing an
+// outbox holds at a time, so that they do not publish the same events
+// concurrently. Hold reports whether this relay holds it, taking it if free.
+type Lease interface {
+	Hold(ctx context.Context) (bool, error)
+}
+
 // Options tunes a Relay; a zero field takes its default.
 type Options struct {
+	// Lease, when set, is held before each delivery round; a relay without
+	// it always delivers, which suits a store only one process opens.
+	Lease         Lease
 	BatchSize     int           // events per delivery round; default 256
 	PollInterval  time.Duration // wait between polls when idle; default 1s
 	Retention     time.Duration // how long sent events are kept; default 7 days
@@ -45,6 +55,9 @@ const (
 	DefaultPruneInterval = time.Hour
 	DefaultMaxBackoff    = 30 * time.Second
 )
+
+// errStandby means another relay holds the lease.
+var errStandby = errors.New("another replica holds the relay lease")
 
 // firstBackoff is the wait after the first failure; it doubles with each
 // further failure up to MaxBackoff.
@@ -130,6 +143,12 @@ func (r *Relay) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errStandby) {
+			// Another replica delivers; check for its lease now and then,
+			// not on every local commit.
+			sleep(ctx, r.opts.PollInterval, nil)
+			continue
+		}
 		if err != nil {
 			failures++
 			if failures == 1 {
@@ -162,6 +181,9 @@ func (r *Relay) Flush(ctx context.Context) error {
 	)
 	for {
 		n, err := r.deliver(ctx)
+		if errors.Is(err, errStandby) {
+			return nil // the replica holding the lease delivers
+		}
 		if err == nil {
 			if n < r.opts.BatchSize {
 				return nil
@@ -188,6 +210,15 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	}
 	defer func() { <-r.round }()
 
+	if r.opts.Lease != nil {
+		held, err := r.opts.Lease.Hold(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if !held {
+			return 0, errStandby
+		}
+	}
 	events, err := r.store.PendingEvents(ctx, r.opts.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("read pending events: %w", err)

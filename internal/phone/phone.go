@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -112,8 +113,15 @@ func (d Draft) Validate() error {
 	if d.CountryCode != nil && (*d.CountryCode < 0 || *d.CountryCode > MaxCountryCode) {
 		return &FieldError{"country_code", "country_code must be an integer from 0 to 99999"}
 	}
-	if d.Extension != nil && utf8.RuneCountInString(*d.Extension) > MaxExtensionLen {
-		return &FieldError{"extension", "extension must be at most 10 characters"}
+	if d.Extension != nil {
+		if utf8.RuneCountInString(*d.Extension) > MaxExtensionLen {
+			return &FieldError{"extension", "extension must be at most 10 characters"}
+		}
+		// PostgreSQL text cannot hold NUL, and no extension needs a control
+		// character: refusing them keeps both backends alike.
+		if strings.ContainsFunc(*d.Extension, unicode.IsControl) {
+			return &FieldError{"extension", "extension must not contain control characters"}
+		}
 	}
 	return nil
 }

@@ -57,6 +57,8 @@ func TestDraftValidate(t *testing.T) {
 		{"area beyond int32", func(d *Draft) { d.AreaCode = ptr(int64(1) << 31) }, "area_code"},
 		{"country beyond 99999", func(d *Draft) { d.CountryCode = ptr(int64(100000)) }, "country_code"},
 		{"extension 11 code points", func(d *Draft) { d.Extension = ptr(strings.Repeat("é", 11)) }, "extension"},
+		{"extension NUL", func(d *Draft) { d.Extension = ptr("ext\x001") }, "extension"},
+		{"extension tab", func(d *Draft) { d.Extension = ptr("ext\t1") }, "extension"},
 		{"first field in schema order wins", func(d *Draft) { d.Extension = ptr(strings.Repeat("x", 11)); d.Type = ptr("X") }, "type"},
 	}
 	for _, c := range cases {

@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"phonesd/internal/phone"
+)
+
+const (
+	pendingEventsSQL = `SELECT seq, event_id, domain, event_type, payload, created_at
+FROM outbox
+WHERE sent_at IS NULL
+ORDER BY seq
+LIMIT $1`
+
+	// markSentSQL takes the seqs as one array, so that a batch of any size
+	// is one statement with two parameters. A row already sent keeps its
+	// first sent_at.
+	markSentSQL = `UPDATE outbox SET sent_at = $1
+WHERE seq = ANY($2) AND sent_at IS NULL`
+
+	// pruneSentSQL deletes at most one batch, so that no DELETE runs into
+	// statement_timeout however much is due. SKIP LOCKED lets replicas
+	// pruning at once share the rows instead of waiting for each other.
+	pruneSentSQL = `DELETE FROM outbox
+WHERE seq IN (
+  SELECT seq FROM outbox
+  WHERE sent_at IS NOT NULL AND sent_at < $1
+  ORDER BY seq
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+)`
+
+	outboxStatsSQL = `SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL`
+)
+
+// pruneBatch is how many rows one pruning statement deletes.
+const pruneBatch = 1000
+
+// PendingEvents returns up to limit unsent events in outbox order. It
+// returns an error when limit is not positive.
+func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("select pending events: limit %d is not positive", limit)
+	}
+	rows, err := db.pool.Query(ctx, pendingEventsSQL, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select pending events: %w", err)
+	}
+	defer rows.Close()
+
+	var events []phone.Event
+	for rows.Next() {
+		var ev phone.Event
+		if err := rows.Scan(&ev.Seq, &ev.ID, &ev.Domain, &ev.Type, &ev.Payload, &ev.CreatedAt); err != nil {
+			return nil, fmt.Errorf("select pending events: %w", err)
+		}
+		ev.CreatedAt = ev.CreatedAt.UTC()
+		events = append(events, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select pending events: %w", err)
+	}
+	return events, nil
+}
+
+// MarkSent records the events with the given seqs as sent now; seqs already
+// sent or unknown are ignored.
+func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return ctx.Err()
+	}
+	if _, err := db.pool.Exec(ctx, markSentSQL, time.Now().UTC(), seqs); err != nil {
+		return fmt.Errorf("mark events sent: %w", err)
+	}
+	return nil
+}
+
+// PruneSent deletes the events sent before sentBefore and returns how many
+// it deleted; unsent events are never deleted. When ctx ends midway, the
+// batches already deleted stay deleted and their count is returned with the
+// error.
+func (db *DB) PruneSent(ctx context.Context, sentBefore time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := db.pool.Exec(ctx, pruneSentSQL, sentBefore, pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune sent events: %w", err)
+		}
+		n := tag.RowsAffected()
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// OutboxStats returns how many events are unsent and when the oldest of them
+// was created; oldest is the zero time when none is pending.
+func (db *DB) OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error) {
+	var first *time.Time
+	if err := db.pool.QueryRow(ctx, outboxStatsSQL).Scan(&pending, &first); err != nil {
+		return 0, time.Time{}, fmt.Errorf("select outbox stats: %w", err)
+	}
+	if first != nil {
+		oldest = first.UTC()
+	}
+	return pending, oldest, nil
+}
