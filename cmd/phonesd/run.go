@@ -142,6 +142,7 @@ type storage interface {
 	phone.Store
 	outbox.Store
 	Ping(ctx context.Context) error
+	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
 	Close() error
 }
 

@@ -15,32 +15,49 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz says whether this replica should get traffic: storage answers, the
-// key set is loaded, and it is not draining.
+// key set is loaded, and it is not draining. The outbox backlog is reported
+// but never makes a replica not ready: a broker outage must not take the API
+// down, since creates keep their events in the outbox meanwhile.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	checks := map[string]string{"storage": "ok", "keys": "ok", "lifecycle": "serving"}
+	type outboxDetail struct {
+		Pending          int64   `json:"pending"`
+		OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	}
+	var body struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+		Outbox *outboxDetail     `json:"outbox,omitempty"`
+	}
+	body.Checks = map[string]string{"storage": "ok", "keys": "ok", "lifecycle": "serving"}
 	ready := true
 	if err := s.storage.Ping(ctx); err != nil {
-		checks["storage"] = "unreachable"
+		body.Checks["storage"] = "unreachable"
 		ready = false
+	} else if pending, oldest, err := s.storage.OutboxStats(ctx); err == nil {
+		body.Outbox = &outboxDetail{Pending: pending}
+		if !oldest.IsZero() {
+			body.Outbox.OldestAgeSeconds = time.Since(oldest).Seconds()
+		}
 	}
 	if !s.verifier.Ready() {
-		checks["keys"] = "not loaded"
+		body.Checks["keys"] = "not loaded"
 		ready = false
 	}
 	if s.draining.Load() {
-		checks["lifecycle"] = "draining"
+		body.Checks["lifecycle"] = "draining"
 		ready = false
 	}
-	status, word := http.StatusOK, "ready"
+	status := http.StatusOK
+	body.Status = "ready"
 	if !ready {
-		status, word = http.StatusServiceUnavailable, "not ready"
+		status, body.Status = http.StatusServiceUnavailable, "not ready"
 	}
-	body, _ := json.Marshal(map[string]any{"status": word, "checks": checks})
+	out, _ := json.Marshal(body)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(out)
 }
 
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {

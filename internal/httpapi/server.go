@@ -26,9 +26,11 @@ type Phones interface {
 	Create(ctx context.Context, r phone.CreateRequest) (phone.Phone, error)
 }
 
-// Pinger reports whether storage answers.
-type Pinger interface {
+// Storage is what readiness asks of the database: that it answers, and how
+// far the outbox's delivery lags.
+type Storage interface {
 	Ping(ctx context.Context) error
+	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
 }
 
 // Config holds what NewServer needs.
@@ -36,7 +38,7 @@ type Config struct {
 	Logger   *slog.Logger
 	Phones   Phones
 	Verifier Verifier
-	Storage  Pinger
+	Storage  Storage
 	Spec     []byte // served at /openapi.json
 	// StorageTimeout bounds the storage work of one request, so that a stuck
 	// database answers 500 instead of holding the client. 0 means 5s.
@@ -48,7 +50,7 @@ type Server struct {
 	log            *slog.Logger
 	phones         Phones
 	verifier       Verifier
-	storage        Pinger
+	storage        Storage
 	spec           []byte
 	storageTimeout time.Duration
 	oas            *oas.Server
