@@ -39,7 +39,7 @@ func TestCreatePhoneTokens(t *testing.T) {
 			{name: "path before account rule", path: "/accounts/v1/accounts/0/phones", headers: tok(claims{"account_id": 1}), body: okBody, status: 400, field: "accountId"},
 			{name: "account rule before media type", path: "/accounts/v1/accounts/2/phones", headers: [][2]string{bearer(k.token(t, claims{"account_id": 1})), {"Content-Type", "text/plain"}}, body: okBody, status: 403},
 		}
-		checkRejected(t, s, cases)
+		checkRejected(t, s, cases, 0)
 		r := s.do(http.MethodPost, "/accounts/v1/accounts/1/phones", okBody, jsonCT)
 		if got := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
 			t.Errorf("WWW-Authenticate %q; want Bearer", got)

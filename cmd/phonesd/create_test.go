@@ -31,7 +31,7 @@ func TestCreatePhoneStoresPhoneAndEvent(t *testing.T) {
 		}
 		area, cust, ext := int32(11), int64(50624), "ext 123"
 		want := phone.Phone{ID: id, Tenant: testTenant, AccountID: 42, CustomerID: &cust, Number: "91234-5678", Type: phone.Mobile,
-			Active: true, AreaCode: &area, CountryCode: 1, Extension: &ext, CreatedAt: p.CreatedAt, UpdatedAt: p.CreatedAt}
+			Active: true, AreaCode: &area, CountryCode: 1, Extension: &ext, CreatedAt: p.CreatedAt, UpdatedAt: p.CreatedAt, Version: 1}
 		if !reflect.DeepEqual(p, want) {
 			t.Errorf("stored %+v; want %+v", p, want)
 		}

@@ -11,40 +11,86 @@ import (
 	"phonesd/internal/phone"
 )
 
-// decodePhoneRequest reads a PhoneRequest body strictly and returns the draft
-// it holds, or the *phone.FieldError to answer with. ogen's decoder reports
-// fields in the order they appear in the document and accepts duplicate keys;
-// the contract wants the first broken field in schema order, so the body is
-// checked here before ogen decodes it.
+// The bodies of Create phone and Update phone are checked here, strictly,
+// before ogen decodes them. ogen's decoder reports fields in the order they
+// appear in the document and accepts duplicate keys; the contract wants the
+// first broken field in schema order.
 //
 // Whole-body faults (empty, invalid UTF-8, not JSON, not an object, trailing
 // data) win over field faults, since no field can be trusted then. Among
 // fields, a wrong JSON type and a broken rule compete by schema order.
+
+// decodePhoneRequest reads a Create phone body and returns its draft, or the
+// *phone.FieldError to answer with.
 func decodePhoneRequest(body []byte) (phone.Draft, error) {
-	var d phone.Draft
+	b, err := decodeBody(body, false)
+	if err != nil {
+		return phone.Draft{}, err
+	}
+	return b.draft, b.first(b.draft.Validate())
+}
+
+// decodePhoneUpdate reads an Update phone body, where null clears area_code
+// and extension, and returns its patch, or the *phone.FieldError to answer with.
+func decodePhoneUpdate(body []byte) (phone.Patch, error) {
+	b, err := decodeBody(body, true)
+	if err != nil {
+		return phone.Patch{}, err
+	}
+	p := phone.Patch{Draft: b.draft, ClearAreaCode: b.nullAreaCode, ClearExtension: b.nullExtension}
+	if p.Empty() && b.typeErr == nil {
+		return p, bodyError("request body must set at least one of number, type, active, area_code, country_code, extension")
+	}
+	return p, b.first(p.Validate())
+}
+
+// decodedBody is a body whose JSON is sound: the values of well-typed fields,
+// the fields sent as an accepted null, and the first type fault.
+type decodedBody struct {
+	draft         phone.Draft
+	nullAreaCode  bool
+	nullExtension bool
+	typeErr       *phone.FieldError
+}
+
+// first returns whichever of the type fault and ruleErr comes first in
+// schema order (the type fault on a tie).
+func (b decodedBody) first(ruleErr error) error {
+	if b.typeErr == nil {
+		return ruleErr
+	}
+	var fe *phone.FieldError
+	if errors.As(ruleErr, &fe) && phone.FieldRank(fe.Field) < phone.FieldRank(b.typeErr.Field) {
+		return ruleErr
+	}
+	return b.typeErr
+}
+
+// decodeBody parses the object; clearable says whether area_code and
+// extension may be null.
+func decodeBody(body []byte, clearable bool) (decodedBody, error) {
+	var b decodedBody
 	if len(body) == 0 {
-		return d, bodyError("request body is required")
+		return b, bodyError("request body is required")
 	}
 	if !utf8.Valid(body) {
-		return d, bodyError("request body is not valid UTF-8")
+		return b, bodyError("request body is not valid UTF-8")
 	}
 	dec := jx.DecodeBytes(body)
 	switch dec.Next() {
 	case jx.Object:
 	case jx.Invalid:
-		return d, bodyError("request body is not valid JSON")
+		return b, bodyError("request body is not valid JSON")
 	default:
-		return d, bodyError("request body must be a JSON object")
+		return b, bodyError("request body must be a JSON object")
 	}
-	var (
-		typeErr *phone.FieldError // the first type fault in schema order
-		seen    [len(phone.Fields)]bool
-	)
+	var seen [len(phone.Fields)]bool
 	fault := func(field, msg string) {
-		if typeErr == nil || phone.FieldRank(field) < phone.FieldRank(typeErr.Field) {
-			typeErr = &phone.FieldError{Field: field, Message: msg}
+		if b.typeErr == nil || phone.FieldRank(field) < phone.FieldRank(b.typeErr.Field) {
+			b.typeErr = &phone.FieldError{Field: field, Message: msg}
 		}
 	}
+	d := &b.draft
 	err := dec.ObjBytes(func(dec *jx.Decoder, key []byte) error {
 		field := string(key)
 		rank := phone.FieldRank(field)
@@ -56,6 +102,16 @@ func decodePhoneRequest(body []byte) (phone.Draft, error) {
 			return dec.Skip()
 		}
 		seen[rank] = true
+		if clearable && dec.Next() == jx.Null {
+			switch field {
+			case "area_code":
+				b.nullAreaCode = true
+				return dec.Null()
+			case "extension":
+				b.nullExtension = true
+				return dec.Null()
+			}
+		}
 		switch field {
 		case "number":
 			return decodeString(dec, field, &d.Number, fault)
@@ -79,19 +135,12 @@ func decodePhoneRequest(body []byte) (phone.Draft, error) {
 		return dec.Skip()
 	})
 	if err != nil {
-		return d, bodyError("request body is not valid JSON")
+		return b, bodyError("request body is not valid JSON")
 	}
 	if err := dec.Skip(); !errors.Is(err, io.EOF) {
-		return d, bodyError("request body has data after the JSON object")
+		return b, bodyError("request body has data after the JSON object")
 	}
-	ruleErr := d.Validate()
-	if typeErr != nil {
-		var fe *phone.FieldError
-		if !errors.As(ruleErr, &fe) || phone.FieldRank(typeErr.Field) <= phone.FieldRank(fe.Field) {
-			return d, typeErr
-		}
-	}
-	return d, ruleErr
+	return b, nil
 }
 
 func bodyError(msg string) error {

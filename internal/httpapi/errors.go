@@ -18,7 +18,13 @@ import (
 // Client-facing messages. A 500 never carries anything but its operation's message.
 const (
 	msgCreateFailed     = "Error creating phone number"
+	msgListFailed       = "Error listing phones"
+	msgReadFailed       = "Error reading phone"
+	msgUpdateFailed     = "Error updating phone"
+	msgInternal         = "Internal server error"
 	msgDuplicate        = "Phone number already exists"
+	msgPhoneNotFound    = "Phone not found"
+	msgPrecondition     = "Phone was changed since it was read: If-Match does not match its ETag"
 	msgNotFound         = "Not found"
 	msgMethodNotAllowed = "Method not allowed"
 	msgTooLarge         = "Request body too large: the limit is 65536 bytes"
@@ -94,7 +100,7 @@ func ogenErrorHandler(log *slog.Logger) oas.ErrorHandler {
 			writeFieldError(w, &phone.FieldError{Field: "body", Message: "request body does not match the schema"})
 		default:
 			log.ErrorContext(ctx, "unhandled api error", "err", err)
-			writeMessage(w, http.StatusInternalServerError, msgCreateFailed)
+			writeMessage(w, http.StatusInternalServerError, routeOf(ctx).failMsg)
 		}
 	}
 }

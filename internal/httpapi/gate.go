@@ -21,6 +21,8 @@ type operation struct {
 	params func(r *http.Request, args []string) (account int64, err error)
 	// body checks a JSON body; nil for operations without one.
 	body func([]byte) error
+	// failMsg is the body of the operation's 500.
+	failMsg string
 }
 
 // gate runs the checks of the contract in its order: route (404/405, left to
@@ -34,7 +36,14 @@ func (s *Server) gate(ops map[string]operation, next http.Handler) http.Handler 
 		// Route on the path as sent, so that parameters reach their checks
 		// still encoded: an id spelled %31 or 1%2F..%2F2 is refused, not
 		// decoded into another id.
-		route, ok := s.oas.FindRoute(r.Method, r.URL.EscapedPath())
+		path := r.URL.EscapedPath()
+		if strings.HasSuffix(path, "/") || strings.Contains(path, "//") {
+			// The generated router would read an empty segment as an
+			// empty parameter; no path of the contract has one.
+			writeMessage(w, http.StatusNotFound, msgNotFound)
+			return
+		}
+		route, ok := s.oas.FindRoute(r.Method, path)
 		if !ok {
 			if r.URL.RawPath != "" {
 				// Escapes outside a parameter: no route of the contract has them.
@@ -49,9 +58,10 @@ func (s *Server) gate(ops map[string]operation, next http.Handler) http.Handler 
 		op, ok := ops[route.Name()]
 		if !ok {
 			s.log.ErrorContext(r.Context(), "operation without gate checks", "operation", route.Name())
-			writeMessage(w, http.StatusInternalServerError, msgCreateFailed)
+			writeMessage(w, http.StatusInternalServerError, msgInternal)
 			return
 		}
+		info.failMsg = op.failMsg
 		if s.draining.Load() {
 			writeDraining(w)
 			return
@@ -176,16 +186,122 @@ func isJSON(contentType string) bool {
 	return true
 }
 
-// createParams checks Create phone's path and headers.
-func createParams(r *http.Request, args []string) (int64, error) {
-	account, ok := parseID(args[0])
+// accountArg checks the accountId path argument.
+func accountArg(arg string) (int64, error) {
+	account, ok := parseID(arg)
 	if !ok {
 		return 0, &phone.FieldError{Field: "accountId", Message: "accountId must be an integer from 1 to 9223372036854775807"}
+	}
+	return account, nil
+}
+
+// createParams checks Create phone's path and headers.
+func createParams(r *http.Request, args []string) (int64, error) {
+	account, err := accountArg(args[0])
+	if err != nil {
+		return 0, err
 	}
 	if _, err := customerID(r.Header); err != nil {
 		return 0, err
 	}
 	return account, nil
+}
+
+// phoneParams checks the path of Get phone information.
+func phoneParams(r *http.Request, args []string) (int64, error) {
+	account, err := accountArg(args[0])
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := parseID(args[1]); !ok {
+		return 0, &phone.FieldError{Field: "phoneId", Message: "phoneId must be an integer from 1 to 9223372036854775807"}
+	}
+	return account, nil
+}
+
+// updateParams checks Update phone's path and its If-Match header.
+func updateParams(r *http.Request, args []string) (int64, error) {
+	account, err := phoneParams(r, args)
+	if err != nil {
+		return 0, err
+	}
+	if vals := r.Header.Values("If-Match"); len(vals) > 0 {
+		if _, err := parseIfMatch(vals); err != nil {
+			return 0, &phone.FieldError{Field: "If-Match", Message: err.Error()}
+		}
+		// ogen reads one header value; the gate has checked them all.
+		r.Header.Set("If-Match", strings.Join(vals, ", "))
+	}
+	return account, nil
+}
+
+// listParams checks List phones' path and query: active, type, limit and
+// cursor, each at most once and exactly as the contract spells them.
+func listParams(r *http.Request, args []string) (int64, error) {
+	account, err := accountArg(args[0])
+	if err != nil {
+		return 0, err
+	}
+	query := r.URL.Query()
+	one := func(name string) (string, bool, error) {
+		switch vals := query[name]; len(vals) {
+		case 0:
+			return "", false, nil
+		case 1:
+			return vals[0], true, nil
+		default:
+			return "", false, &phone.FieldError{Field: name, Message: name + " must be given at most once"}
+		}
+	}
+	if v, ok, err := one("active"); err != nil {
+		return 0, err
+	} else if ok && v != "true" && v != "false" {
+		return 0, &phone.FieldError{Field: "active", Message: "active must be true or false"}
+	}
+	if v, ok, err := one("type"); err != nil {
+		return 0, err
+	} else if ok && v != string(phone.Residential) && v != string(phone.Commercial) && v != string(phone.Mobile) {
+		return 0, &phone.FieldError{Field: "type", Message: "type must be one of RESIDENTIAL, COMMERCIAL, MOBILE"}
+	}
+	if v, ok, err := one("limit"); err != nil {
+		return 0, err
+	} else if n, valid := parseID(v); ok && (!valid || n > maxLimit) {
+		return 0, &phone.FieldError{Field: "limit", Message: "limit must be an integer from 1 to 500"}
+	}
+	if v, ok, err := one("cursor"); err != nil {
+		return 0, err
+	} else if ok && (v == "" || len(v) > 64) {
+		return 0, &phone.FieldError{Field: "cursor", Message: "cursor is not a cursor of this list: start again without it"}
+	}
+	return account, nil
+}
+
+// maxLimit is the largest page a list returns.
+const maxLimit = 500
+
+// parseIfMatch reads If-Match values: "*" accepts any version (nil), else
+// the versions named by strong entity tags. Weak tags never match, as RFC
+// 9110 requires strong comparison for If-Match; so do tags that name no
+// version of ours, which leaves an empty list and a 412.
+func parseIfMatch(vals []string) ([]int64, error) {
+	versions := []int64{}
+	for _, v := range vals {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.TrimSpace(tag)
+			switch {
+			case tag == "*":
+				return nil, nil
+			case strings.HasPrefix(tag, `W/"`) && strings.HasSuffix(tag, `"`) && len(tag) >= 4:
+			case strings.HasPrefix(tag, `"`) && strings.HasSuffix(tag, `"`) && len(tag) >= 2:
+				if n, ok := parseID(tag[1 : len(tag)-1]); ok {
+					versions = append(versions, n)
+				}
+			default:
+				return nil, errors.New(`If-Match must be "*" or a list of entity tags such as "3"`)
+			}
+		}
+	}
+	return versions, nil
 }
 
 // customerID reads the optional x-customer-id header: nil when absent.

@@ -16,6 +16,8 @@ type requestInfo struct {
 	cid    string
 	route  string
 	tenant string
+	// failMsg is the body of a 500 for the request's operation.
+	failMsg string
 }
 
 type requestInfoKey struct{}
@@ -34,7 +36,7 @@ func routeOf(ctx context.Context) *requestInfo {
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := &requestInfo{cid: correlationID(r.Header), route: "unmatched"}
+		info := &requestInfo{cid: correlationID(r.Header), route: "unmatched", failMsg: msgInternal}
 		w.Header().Set("x-cid", info.cid)
 		rw := &statusWriter{ResponseWriter: w}
 		defer func() {
@@ -44,7 +46,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				}
 				s.log.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(v), "cid", info.cid)
 				if rw.status == 0 {
-					writeMessage(rw, http.StatusInternalServerError, msgCreateFailed)
+					writeMessage(rw, http.StatusInternalServerError, info.failMsg)
 				}
 			}
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",

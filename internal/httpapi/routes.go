@@ -17,8 +17,22 @@ func (s *Server) routes() http.Handler {
 	}
 	api := s.gate(map[string]operation{
 		oas.PostAccountsV1AccountsAccountIdPhonesOperation: {
-			params: createParams,
-			body:   func(b []byte) error { _, err := decodePhoneRequest(b); return err },
+			params:  createParams,
+			body:    func(b []byte) error { _, err := decodePhoneRequest(b); return err },
+			failMsg: msgCreateFailed,
+		},
+		oas.GetAccountsV1AccountsAccountIdPhonesOperation: {
+			params:  listParams,
+			failMsg: msgListFailed,
+		},
+		oas.GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation: {
+			params:  phoneParams,
+			failMsg: msgReadFailed,
+		},
+		oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation: {
+			params:  updateParams,
+			body:    func(b []byte) error { _, err := decodePhoneUpdate(b); return err },
+			failMsg: msgUpdateFailed,
 		},
 	}, s.oas)
 	return s.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,9 @@ type Verifier interface {
 // Phones is the domain service the handlers call.
 type Phones interface {
 	Create(ctx context.Context, r phone.CreateRequest) (phone.Phone, error)
+	Get(ctx context.Context, tenant string, account, id int64) (phone.Phone, error)
+	List(ctx context.Context, q phone.ListQuery) (phone.Page, error)
+	Update(ctx context.Context, r phone.UpdateRequest) (phone.Phone, error)
 }
 
 // Storage is what readiness asks of the database: that it answers, and how

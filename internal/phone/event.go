@@ -11,6 +11,7 @@ import (
 const (
 	EventDomain  = "audit"
 	EventCreated = "phone_creation-1"
+	EventChanged = "phone_change-1"
 )
 
 // TimestampLayout is the envelope's timestamp format: UTC with milliseconds.
@@ -73,6 +74,12 @@ type auditObject struct {
 // timestamp is the phone's creation time, the time of its transaction.
 func CreatedEvent(eventID string, p Phone, a Audit) (Event, error) {
 	return newEvent(eventID, EventCreated, "POST", "/v1/accounts/:accountId/phones", p, a, p.CreatedAt)
+}
+
+// ChangedEvent returns the Phone updated event for a stored change: the full
+// state after it, stamped with the phone's update time.
+func ChangedEvent(eventID string, p Phone, a Audit) (Event, error) {
+	return newEvent(eventID, EventChanged, "PATCH", "/v1/accounts/:accountId/phones/:phoneId", p, a, p.UpdatedAt)
 }
 
 func newEvent(eventID, typ, method, uri string, p Phone, a Audit, at time.Time) (Event, error) {

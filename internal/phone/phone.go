@@ -47,6 +47,8 @@ type Phone struct {
 	Extension   *string // exactly as sent
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// Version counts the phone's changes from 1; it is the phone's ETag.
+	Version int64
 }
 
 // Errors a Store returns for the cases the API answers with their own status.
@@ -55,6 +57,9 @@ var (
 	ErrDuplicate = errors.New("phone number already exists")
 	// ErrNotFound means no phone has that id in that account of that tenant.
 	ErrNotFound = errors.New("phone not found")
+	// ErrPrecondition means the phone changed since the version the client
+	// named in If-Match.
+	ErrPrecondition = errors.New("phone version does not match")
 )
 
 // FieldError is a request that breaks the contract, naming the offending field
@@ -104,7 +109,13 @@ func (d Draft) Validate() error {
 	if d.Type == nil {
 		return &FieldError{"type", "type is required"}
 	}
-	if !validType(*d.Type) {
+	return d.checkOptional()
+}
+
+// checkOptional checks, in schema order, the fields that a create may omit
+// and an update may send alone; number is checked by the caller.
+func (d Draft) checkOptional() error {
+	if d.Type != nil && !validType(*d.Type) {
 		return &FieldError{"type", "type must be one of RESIDENTIAL, COMMERCIAL, MOBILE"}
 	}
 	if d.AreaCode != nil && (*d.AreaCode < 0 || *d.AreaCode > math.MaxInt32) {

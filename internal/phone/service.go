@@ -3,18 +3,30 @@ package phone
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 )
 
 // Store keeps phones and their outbox. Each method is one transaction.
 type Store interface {
-	// CreatePhone stores the phone of c with a new id and creation time (the
-	// transaction's, UTC, in milliseconds) and, in the same transaction, the
-	// Phone created event. It returns the stored phone, or ErrDuplicate when
-	// the phone is active and its account already has an active phone with
-	// the same duplicate key.
+	// CreatePhone stores the phone of c with a new id, version 1 and
+	// creation time (the transaction's, UTC, in milliseconds) and, in the
+	// same transaction, the Phone created event. It returns the stored
+	// phone, or ErrDuplicate when the phone is active and its account
+	// already has an active phone with the same duplicate key.
 	CreatePhone(ctx context.Context, c Creation) (Phone, error)
+	// Phone returns one phone of an account of a tenant, or ErrNotFound.
+	Phone(ctx context.Context, tenant string, account, id int64) (Phone, error)
+	// ListPhones returns up to q.Limit phones of q's account with ids above
+	// q.AfterID that pass q's filters, in id order.
+	ListPhones(ctx context.Context, q ListQuery) ([]Phone, error)
+	// UpdatePhone locks the phone of c, calls c.Apply with it, and when
+	// Apply reports a change stores the new state with the next version, the
+	// transaction's time as update time and its Phone updated event, all in
+	// one transaction. It returns the phone as stored afterwards, ErrNotFound,
+	// ErrDuplicate, or Apply's error (and then stores nothing).
+	UpdatePhone(ctx context.Context, c Change) (Phone, error)
 }
 
 // Creation is what a store needs to create a phone: the phone, its duplicate
@@ -24,6 +36,28 @@ type Creation struct {
 	Key     string
 	EventID string
 	Audit   Audit
+}
+
+// Change is what a store needs to update a phone.
+type Change struct {
+	Tenant    string
+	AccountID int64
+	ID        int64
+	EventID   string
+	Audit     Audit
+	// Apply returns the phone as it should become and whether it differs
+	// from current; the store computes the new duplicate key from it.
+	Apply func(current Phone) (next Phone, changed bool, err error)
+}
+
+// ListQuery selects a page of an account's phones.
+type ListQuery struct {
+	Tenant    string
+	AccountID int64
+	Active    *bool // nil: any
+	Type      *Type // nil: any
+	AfterID   int64
+	Limit     int
 }
 
 // Service applies the rules of phones on top of a Store.
@@ -70,4 +104,82 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Phone, error) {
 	}
 	s.written()
 	return created, nil
+}
+
+// Get returns one phone, or ErrNotFound when it does not exist in that
+// account of that tenant.
+func (s *Service) Get(ctx context.Context, tenant string, account, id int64) (Phone, error) {
+	p, err := s.store.Phone(ctx, tenant, account, id)
+	if err != nil {
+		return Phone{}, fmt.Errorf("get phone: %w", err)
+	}
+	return p, nil
+}
+
+// Page is one page of a list: NextAfterID is 0 on the last page.
+type Page struct {
+	Phones      []Phone
+	NextAfterID int64
+}
+
+// List returns the page of q. It reads one phone more than q.Limit to learn
+// whether another page follows.
+func (s *Service) List(ctx context.Context, q ListQuery) (Page, error) {
+	limit := q.Limit
+	q.Limit++
+	phones, err := s.store.ListPhones(ctx, q)
+	if err != nil {
+		return Page{}, fmt.Errorf("list phones: %w", err)
+	}
+	if len(phones) <= limit {
+		return Page{Phones: phones}, nil
+	}
+	phones = phones[:limit]
+	return Page{Phones: phones, NextAfterID: phones[limit-1].ID}, nil
+}
+
+// UpdateRequest is an update as the transport hands it over.
+type UpdateRequest struct {
+	Tenant    string
+	AccountID int64
+	ID        int64
+	Patch     Patch
+	// IfMatch lists the versions the client accepts; nil accepts any.
+	IfMatch []int64
+	Audit   Audit
+}
+
+// Update applies a patch to a phone and stores it with its Phone updated
+// event; a patch that changes nothing stores nothing and returns the phone as
+// it is. It returns a *FieldError, ErrNotFound, ErrPrecondition when the
+// phone's version is not in IfMatch, ErrDuplicate when the result would be
+// active and equal by duplicate key to another active phone of the account,
+// or a storage error.
+func (s *Service) Update(ctx context.Context, r UpdateRequest) (Phone, error) {
+	if err := r.Patch.Validate(); err != nil {
+		return Phone{}, err
+	}
+	changed := false
+	p, err := s.store.UpdatePhone(ctx, Change{
+		Tenant:    r.Tenant,
+		AccountID: r.AccountID,
+		ID:        r.ID,
+		EventID:   uuid.NewString(),
+		Audit:     r.Audit,
+		Apply: func(cur Phone) (Phone, bool, error) {
+			if r.IfMatch != nil && !slices.Contains(r.IfMatch, cur.Version) {
+				return cur, false, ErrPrecondition
+			}
+			next, ok := r.Patch.Apply(cur)
+			changed = ok
+			return next, ok, nil
+		},
+	})
+	if err != nil {
+		return Phone{}, fmt.Errorf("update phone: %w", err)
+	}
+	if changed {
+		s.written()
+	}
+	return p, nil
 }

@@ -31,7 +31,8 @@ const (
 	// so that replicas starting at once apply each migration exactly once.
 	migrationLockKey int64 = 0x70686f6e65736401
 	// outboxOrderLockKey is held, at transaction level, by every
-	// transaction that appends to the outbox; see CreatePhone.
+	// transaction that may append to the outbox, before any row lock; see
+	// CreatePhone and UpdatePhone.
 	outboxOrderLockKey int64 = 0x70686f6e65736402
 )
 

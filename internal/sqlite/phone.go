@@ -13,6 +13,10 @@ import (
 	"phonesd/internal/phone"
 )
 
+// phoneColumns are the columns scanPhone reads, in its order.
+const phoneColumns = `id, tenant, account_id, customer_id, number, type, active,
+  area_code, country_code, extension, created_at, updated_at, version`
+
 const (
 	insertPhoneSQL = `INSERT INTO phones (
   tenant, account_id, customer_id, number, type, active,
@@ -23,16 +27,32 @@ const (
 	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
 VALUES (?, ?, ?, ?, ?)`
 
-	selectPhoneSQL = `SELECT id, tenant, account_id, customer_id, number, type, active,
-  area_code, country_code, extension, created_at, updated_at
+	selectPhoneSQL = `SELECT ` + phoneColumns + `
 FROM phones
 WHERE id = ? AND tenant = ? AND account_id = ?`
+
+	// listPhonesSQL walks the phones_account index from ?3 on; a NULL
+	// filter (?4 active, ?5 type) lets every phone through.
+	listPhonesSQL = `SELECT ` + phoneColumns + `
+FROM phones
+WHERE tenant = ?1 AND account_id = ?2 AND id > ?3
+  AND (?4 IS NULL OR active = ?4)
+  AND (?5 IS NULL OR type = ?5)
+ORDER BY id
+LIMIT ?6`
+
+	// updatePhoneSQL names the version it read, so that it can never
+	// overwrite a change it did not see.
+	updatePhoneSQL = `UPDATE phones SET
+  number = ?, type = ?, active = ?, area_code = ?, country_code = ?,
+  extension = ?, dup_key = ?, updated_at = ?, version = ?
+WHERE id = ? AND version = ?`
 )
 
-// CreatePhone stores the phone of c and its Phone created event in one
-// transaction. It returns phone.ErrDuplicate when c's phone is active and its
-// account already has an active phone with key c.Key, or the context's error
-// when ctx ends first.
+// CreatePhone stores the phone of c, with version 1, and its Phone created
+// event in one transaction. It returns phone.ErrDuplicate when c's phone is
+// active and its account already has an active phone with key c.Key, or the
+// context's error when ctx ends first.
 func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, error) {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -62,6 +82,7 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 	p.ID = id
 	p.CreatedAt = now
 	p.UpdatedAt = now
+	p.Version = 1
 
 	ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
 	if err != nil {
@@ -97,6 +118,142 @@ func isUniqueViolation(err error) bool {
 // phone.ErrNotFound when there is none, so another tenant's or account's
 // phone is as absent as a missing one.
 func (db *DB) Phone(ctx context.Context, tenant string, account, id int64) (phone.Phone, error) {
+	p, err := scanPhone(db.reader.QueryRowContext(ctx, selectPhoneSQL, id, tenant, account))
+	if errors.Is(err, sql.ErrNoRows) {
+		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, phone.ErrNotFound)
+	}
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// ListPhones returns up to q.Limit phones of q's account with ids above
+// q.AfterID that pass q's filters, in id order; none is an empty slice. It
+// returns an error when q.Limit is not positive.
+func (db *DB) ListPhones(ctx context.Context, q phone.ListQuery) ([]phone.Phone, error) {
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("list phones: limit %d is not positive", q.Limit)
+	}
+	var typ *string
+	if q.Type != nil {
+		typ = new(string(*q.Type))
+	}
+	rows, err := db.reader.QueryContext(ctx, listPhonesSQL,
+		q.Tenant, q.AccountID, q.AfterID, q.Active, typ, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list phones: %w", err)
+	}
+	defer rows.Close()
+
+	phones := []phone.Phone{}
+	for rows.Next() {
+		p, err := scanPhone(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list phones: %w", err)
+		}
+		phones = append(phones, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list phones: %w", err)
+	}
+	return phones, nil
+}
+
+// UpdatePhone reads the phone of c and calls c.Apply with it; when Apply
+// reports a change, it stores Apply's phone with the next version and the
+// transaction's time as update time, and its Phone updated event, all in one
+// transaction. The id, tenant, account, customer and creation time stay as
+// stored whatever Apply returns. It returns the phone as stored afterwards,
+// phone.ErrNotFound, phone.ErrDuplicate when the new state is active and its
+// account already has another active phone with its duplicate key, Apply's
+// error, or the context's error; on error it stores nothing. c.Apply runs
+// while the single writer is held, so it must be quick and must not write
+// through the store.
+func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, error) {
+	// The writer's IMMEDIATE transaction holds the database's write lock
+	// from BEGIN on: no other writer can change the phone between the read
+	// and the update.
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("begin update phone: %w", err)
+	}
+	defer tx.Rollback()
+
+	cur, err := scanPhone(tx.QueryRowContext(ctx, selectPhoneSQL, c.ID, c.Tenant, c.AccountID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return phone.Phone{}, fmt.Errorf("select phone %d: %w", c.ID, phone.ErrNotFound)
+	}
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("select phone %d: %w", c.ID, err)
+	}
+	next, changed, err := c.Apply(cur)
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("change phone %d: %w", c.ID, err)
+	}
+	if !changed {
+		return cur, nil
+	}
+
+	// The transaction's time, taken once the write lock is held, so that
+	// update times follow commit order.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	next = successor(cur, next, now)
+	res, err := tx.ExecContext(ctx, updatePhoneSQL,
+		next.Number, string(next.Type), next.Active, next.AreaCode, next.CountryCode,
+		next.Extension, next.DuplicateKey(), now.UnixMilli(), next.Version,
+		cur.ID, cur.Version,
+	)
+	if err != nil {
+		// The update leaves id alone, so the duplicate rule's index is
+		// the only unique one it can violate.
+		if isUniqueViolation(err) {
+			return phone.Phone{}, fmt.Errorf("update phone %d: %w", c.ID, phone.ErrDuplicate)
+		}
+		return phone.Phone{}, fmt.Errorf("update phone %d: %w", c.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("update phone %d: %w", c.ID, err)
+	}
+	if n != 1 {
+		return phone.Phone{}, fmt.Errorf("update phone %d: version %d is no longer stored", c.ID, cur.Version)
+	}
+
+	ev, err := phone.ChangedEvent(c.EventID, next, c.Audit)
+	if err != nil {
+		return phone.Phone{}, err
+	}
+	if err := insertEvent(ctx, tx, ev); err != nil {
+		return phone.Phone{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return phone.Phone{}, fmt.Errorf("commit update phone %d: %w", c.ID, err)
+	}
+	return next, nil
+}
+
+// successor returns next as the version after cur, updated at now. What
+// Apply may not change (id, tenant, account, customer, creation time) is
+// taken from cur, so a change can never move a phone.
+func successor(cur, next phone.Phone, now time.Time) phone.Phone {
+	next.ID = cur.ID
+	next.Tenant = cur.Tenant
+	next.AccountID = cur.AccountID
+	next.CustomerID = cur.CustomerID
+	next.CreatedAt = cur.CreatedAt
+	next.UpdatedAt = now
+	next.Version = cur.Version + 1
+	return next
+}
+
+// scanner is a row of phoneColumns: *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// scanPhone reads one row of phoneColumns.
+func scanPhone(row scanner) (phone.Phone, error) {
 	var (
 		p                    phone.Phone
 		typ                  string
@@ -105,15 +262,12 @@ func (db *DB) Phone(ctx context.Context, tenant string, account, id int64) (phon
 		extension            sql.NullString
 		createdAt, updatedAt int64
 	)
-	err := db.reader.QueryRowContext(ctx, selectPhoneSQL, id, tenant, account).Scan(
+	err := row.Scan(
 		&p.ID, &p.Tenant, &p.AccountID, &customer, &p.Number, &typ, &p.Active,
-		&area, &p.CountryCode, &extension, &createdAt, &updatedAt,
+		&area, &p.CountryCode, &extension, &createdAt, &updatedAt, &p.Version,
 	)
-	if errors.Is(err, sql.ErrNoRows) {
-		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, phone.ErrNotFound)
-	}
 	if err != nil {
-		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, err)
+		return phone.Phone{}, err
 	}
 	p.Type = phone.Type(typ)
 	if customer.Valid {

@@ -22,7 +22,6 @@ import (
 type Store interface {
 	phone.Store
 	outbox.Store
-	Phone(ctx context.Context, tenant string, account, id int64) (phone.Phone, error)
 	OutboxStats(ctx context.Context) (int64, time.Time, error)
 }
 
@@ -43,7 +42,19 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"MarkSent", testMarkSent},
 		{"PruneSent", testPruneSent},
 		{"OutboxStats", testOutboxStats},
+		{"ListPhones", testListPhones},
+		{"ListPhonesPaging", testListPhonesPaging},
+		{"UpdatePhone", testUpdatePhone},
+		{"SuccessiveUpdates", testSuccessiveUpdates},
+		{"UpdateUnchanged", testUpdateUnchanged},
+		{"UpdateApplyError", testUpdateApplyError},
+		{"UpdateNotFound", testUpdateNotFound},
+		{"UpdateDuplicate", testUpdateDuplicate},
+		{"DeactivateFreesKey", testDeactivateFreesKey},
+		{"UpdateCannotMovePhone", testUpdateCannotMovePhone},
+		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"EndedContextStoresNothing", testEndedContextStoresNothing},
+		{"EndedContextUpdatesNothing", testEndedContextUpdatesNothing},
 		{"EndedContextFailsEveryMethod", testEndedContextFailsEveryMethod},
 	}
 	for _, tt := range tests {
@@ -80,12 +91,17 @@ func creation(t *testing.T, tenant string, account int64, customer *int64, d pho
 		Phone:   p,
 		Key:     p.DuplicateKey(),
 		EventID: uuid.NewString(),
-		Audit: phone.Audit{
-			CID:    "cid-" + uuid.NewString(),
-			Email:  "ops@example.com",
-			Roles:  []string{"admin"},
-			Origin: "10.0.0.1",
-		},
+		Audit:   audit(),
+	}
+}
+
+// audit returns the audit fields of a request, with a new correlation ID.
+func audit() phone.Audit {
+	return phone.Audit{
+		CID:    "cid-" + uuid.NewString(),
+		Email:  "ops@example.com",
+		Roles:  []string{"admin"},
+		Origin: "10.0.0.1",
 	}
 }
 
@@ -169,6 +185,9 @@ func checkPhone(t *testing.T, what string, got, want phone.Phone) {
 	if !got.UpdatedAt.Equal(want.UpdatedAt) {
 		t.Errorf("%s: UpdatedAt: got %v; want %v", what, got.UpdatedAt, want.UpdatedAt)
 	}
+	if got.Version != want.Version {
+		t.Errorf("%s: Version: got %d; want %d", what, got.Version, want.Version)
+	}
 }
 
 func testCreateReadBack(t *testing.T, s Store) {
@@ -224,8 +243,11 @@ func testCreateReadBack(t *testing.T, s Store) {
 			if !got.UpdatedAt.Equal(got.CreatedAt) {
 				t.Errorf("UpdatedAt: got %v; want CreatedAt %v", got.UpdatedAt, got.CreatedAt)
 			}
+			if got.Version != 1 {
+				t.Errorf("Version: got %d; want 1", got.Version)
+			}
 			want := c.Phone
-			want.ID, want.CreatedAt, want.UpdatedAt = got.ID, got.CreatedAt, got.CreatedAt
+			want.ID, want.CreatedAt, want.UpdatedAt, want.Version = got.ID, got.CreatedAt, got.CreatedAt, 1
 			checkPhone(t, "CreatePhone", got, want)
 
 			read, err := s.Phone(context.Background(), tenant, account, got.ID)
@@ -702,6 +724,14 @@ func testEndedContextFailsEveryMethod(t *testing.T, s Store) {
 					return err
 				}},
 				{"Phone", func() error { _, err := s.Phone(ctx, tenant, account, 1); return err }},
+				{"ListPhones", func() error {
+					_, err := s.ListPhones(ctx, phone.ListQuery{Tenant: tenant, AccountID: account, Limit: 10})
+					return err
+				}},
+				{"UpdatePhone", func() error {
+					_, err := s.UpdatePhone(ctx, change(tenant, account, 1, func(p *phone.Phone) { p.Active = false }))
+					return err
+				}},
 				{"PendingEvents", func() error { _, err := s.PendingEvents(ctx, 10); return err }},
 				{"MarkSent", func() error { return s.MarkSent(ctx, []int64{1}) }},
 				{"PruneSent", func() error { _, err := s.PruneSent(ctx, time.Now()); return err }},

@@ -22,6 +22,36 @@ func trimTrailingSlashes(u *url.URL) {
 
 // Invoker invokes operations described by OpenAPI v3 specification.
 type Invoker interface {
+	// GetAccountsV1AccountsAccountIdPhones invokes get-accounts-v1-accounts-accountId-phones operation.
+	//
+	// List an account's phones, oldest first, optionally filtered by type and status. phonesd: paginated
+	// by `limit` and `cursor`; an account with no phones answers 200 with no items (phonesd does not own
+	// accounts). Checks run in this order: route, token, path, query parameters (`active`, `type`,
+	// `limit`, `cursor`), account-specific token.
+	//
+	// GET /accounts/v1/accounts/{accountId}/phones
+	GetAccountsV1AccountsAccountIdPhones(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesParams) (GetAccountsV1AccountsAccountIdPhonesRes, error)
+	// GetAccountsV1AccountsAccountIdPhonesPhoneId invokes get-accounts-v1-accounts-accountId-phones-phoneId operation.
+	//
+	// Get one phone of an account by its ID.
+	//
+	// GET /accounts/v1/accounts/{accountId}/phones/{phoneId}
+	GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesPhoneIdParams) (GetAccountsV1AccountsAccountIdPhonesPhoneIdRes, error)
+	// PatchAccountsV1AccountsAccountIdPhonesPhoneId invokes patch-accounts-v1-accounts-accountId-phones-phoneId operation.
+	//
+	// Update phone number. To delete a phone, set `active` to `false`: phones are never removed.
+	//
+	// This event generates a [Phone updated] event, unless nothing changes.
+	//
+	// phonesd: only the fields present change, with the rules of Create phone; an update that changes
+	// nothing answers 200 and writes no event. An update that leaves the phone active and equal by
+	// duplicate key to another active phone of the account answers 409. Checks run in the order of Create
+	// phone, with `If-Match` among the headers (412 after the body).
+	//
+	// [Phone updated]: https://developers.pismo.io/events/docs/audit-phone-change-1
+	//
+	// PATCH /accounts/v1/accounts/{accountId}/phones/{phoneId}
+	PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, request *PhoneUpdateRequest, params PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams) (PatchAccountsV1AccountsAccountIdPhonesPhoneIdRes, error)
 	// PostAccountsV1AccountsAccountIdPhones invokes post-accounts-v1-accounts-accountId-phones operation.
 	//
 	// Create a new phone number for the specified account.
@@ -80,6 +110,429 @@ func (c *Client) requestURL(ctx context.Context) *url.URL {
 		return c.serverURL
 	}
 	return u
+}
+
+// GetAccountsV1AccountsAccountIdPhones invokes get-accounts-v1-accounts-accountId-phones operation.
+//
+// List an account's phones, oldest first, optionally filtered by type and status. phonesd: paginated
+// by `limit` and `cursor`; an account with no phones answers 200 with no items (phonesd does not own
+// accounts). Checks run in this order: route, token, path, query parameters (`active`, `type`,
+// `limit`, `cursor`), account-specific token.
+//
+// GET /accounts/v1/accounts/{accountId}/phones
+func (c *Client) GetAccountsV1AccountsAccountIdPhones(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesParams) (GetAccountsV1AccountsAccountIdPhonesRes, error) {
+	res, err := c.sendGetAccountsV1AccountsAccountIdPhones(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetAccountsV1AccountsAccountIdPhones(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesParams) (res GetAccountsV1AccountsAccountIdPhonesRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [3]string
+	pathParts[0] = "/accounts/v1/accounts/"
+	{
+		// Encode "accountId" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "accountId",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.Int64ToString(params.AccountId))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	pathParts[2] = "/phones"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "active" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "active",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Active.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(bool(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "type" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "type",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Type.Get(); ok {
+				return e.EncodeValue(conv.StringToString(string(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "limit" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "limit",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Limit.Get(); ok {
+				return e.EncodeValue(conv.IntToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "cursor" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "cursor",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Cursor.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetAccountsV1AccountsAccountIdPhonesOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetAccountsV1AccountsAccountIdPhonesResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// GetAccountsV1AccountsAccountIdPhonesPhoneId invokes get-accounts-v1-accounts-accountId-phones-phoneId operation.
+//
+// Get one phone of an account by its ID.
+//
+// GET /accounts/v1/accounts/{accountId}/phones/{phoneId}
+func (c *Client) GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesPhoneIdParams) (GetAccountsV1AccountsAccountIdPhonesPhoneIdRes, error) {
+	res, err := c.sendGetAccountsV1AccountsAccountIdPhonesPhoneId(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesPhoneIdParams) (res GetAccountsV1AccountsAccountIdPhonesPhoneIdRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [4]string
+	pathParts[0] = "/accounts/v1/accounts/"
+	{
+		// Encode "accountId" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "accountId",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.Int64ToString(params.AccountId))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	pathParts[2] = "/phones/"
+	{
+		// Encode "phoneId" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "phoneId",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.Int64ToString(params.PhoneId))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[3] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetAccountsV1AccountsAccountIdPhonesPhoneIdResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// PatchAccountsV1AccountsAccountIdPhonesPhoneId invokes patch-accounts-v1-accounts-accountId-phones-phoneId operation.
+//
+// Update phone number. To delete a phone, set `active` to `false`: phones are never removed.
+//
+// This event generates a [Phone updated] event, unless nothing changes.
+//
+// phonesd: only the fields present change, with the rules of Create phone; an update that changes
+// nothing answers 200 and writes no event. An update that leaves the phone active and equal by
+// duplicate key to another active phone of the account answers 409. Checks run in the order of Create
+// phone, with `If-Match` among the headers (412 after the body).
+//
+// PATCH /accounts/v1/accounts/{accountId}/phones/{phoneId}
+//
+// [Phone updated]: https://developers.pismo.io/events/docs/audit-phone-change-1
+func (c *Client) PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, request *PhoneUpdateRequest, params PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams) (PatchAccountsV1AccountsAccountIdPhonesPhoneIdRes, error) {
+	res, err := c.sendPatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, request, params)
+	return res, err
+}
+
+func (c *Client) sendPatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, request *PhoneUpdateRequest, params PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams) (res PatchAccountsV1AccountsAccountIdPhonesPhoneIdRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [4]string
+	pathParts[0] = "/accounts/v1/accounts/"
+	{
+		// Encode "accountId" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "accountId",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.Int64ToString(params.AccountId))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	pathParts[2] = "/phones/"
+	{
+		// Encode "phoneId" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "phoneId",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.Int64ToString(params.PhoneId))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[3] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "PATCH", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+	if err := encodePatchAccountsV1AccountsAccountIdPhonesPhoneIdRequest(request, r); err != nil {
+		return res, errors.Wrap(err, "encode request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodePatchAccountsV1AccountsAccountIdPhonesPhoneIdResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
 }
 
 // PostAccountsV1AccountsAccountIdPhones invokes post-accounts-v1-accounts-accountId-phones operation.

@@ -28,6 +28,445 @@ func (c *codeRecorder) Unwrap() http.ResponseWriter {
 
 func recordError(string, error) {}
 
+// handleGetAccountsV1AccountsAccountIdPhonesRequest handles get-accounts-v1-accounts-accountId-phones operation.
+//
+// List an account's phones, oldest first, optionally filtered by type and status. phonesd: paginated
+// by `limit` and `cursor`; an account with no phones answers 200 with no items (phonesd does not own
+// accounts). Checks run in this order: route, token, path, query parameters (`active`, `type`,
+// `limit`, `cursor`), account-specific token.
+//
+// GET /accounts/v1/accounts/{accountId}/phones
+func (s *Server) handleGetAccountsV1AccountsAccountIdPhonesRequest(args [1]string, argsEscaped bool, w http.ResponseWriter, r *http.Request) {
+	statusWriter := &codeRecorder{ResponseWriter: w}
+	w = statusWriter
+	ctx := r.Context()
+
+	var (
+		err          error
+		opErrContext = ogenerrors.OperationContext{
+			Name: GetAccountsV1AccountsAccountIdPhonesOperation,
+			ID:   "get-accounts-v1-accounts-accountId-phones",
+		}
+	)
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+			sctx, ok, err := s.securityBearerAuth(ctx, GetAccountsV1AccountsAccountIdPhonesOperation, r)
+			if err != nil {
+				err = &ogenerrors.SecurityError{
+					OperationContext: opErrContext,
+					Security:         "BearerAuth",
+					Err:              err,
+				}
+				defer recordError("Security:BearerAuth", err)
+				s.cfg.ErrorHandler(ctx, w, r, err)
+				return
+			}
+			if ok {
+				satisfied[0] |= 1 << 0
+				ctx = sctx
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			err = &ogenerrors.SecurityError{
+				OperationContext: opErrContext,
+				Err:              ogenerrors.ErrSecurityRequirementIsNotSatisfied,
+			}
+			defer recordError("Security", err)
+			s.cfg.ErrorHandler(ctx, w, r, err)
+			return
+		}
+	}
+	params, err := decodeGetAccountsV1AccountsAccountIdPhonesParams(args, argsEscaped, r)
+	if err != nil {
+		err = &ogenerrors.DecodeParamsError{
+			OperationContext: opErrContext,
+			Err:              err,
+		}
+		defer recordError("DecodeParams", err)
+		s.cfg.ErrorHandler(ctx, w, r, err)
+		return
+	}
+
+	var rawBody []byte
+
+	var response GetAccountsV1AccountsAccountIdPhonesRes
+	if m := s.cfg.Middleware; m != nil {
+		mreq := middleware.Request{
+			Context:          ctx,
+			OperationName:    GetAccountsV1AccountsAccountIdPhonesOperation,
+			OperationSummary: "List phones",
+			OperationID:      "get-accounts-v1-accounts-accountId-phones",
+			Body:             nil,
+			RawBody:          rawBody,
+			Params: middleware.Parameters{
+				{
+					Name: "accountId",
+					In:   "path",
+				}: params.AccountId,
+				{
+					Name: "active",
+					In:   "query",
+				}: params.Active,
+				{
+					Name: "type",
+					In:   "query",
+				}: params.Type,
+				{
+					Name: "limit",
+					In:   "query",
+				}: params.Limit,
+				{
+					Name: "cursor",
+					In:   "query",
+				}: params.Cursor,
+			},
+			Raw: r,
+		}
+
+		type (
+			Request  = struct{}
+			Params   = GetAccountsV1AccountsAccountIdPhonesParams
+			Response = GetAccountsV1AccountsAccountIdPhonesRes
+		)
+		response, err = middleware.HookMiddleware[
+			Request,
+			Params,
+			Response,
+		](
+			m,
+			mreq,
+			unpackGetAccountsV1AccountsAccountIdPhonesParams,
+			func(ctx context.Context, request Request, params Params) (response Response, err error) {
+				response, err = s.h.GetAccountsV1AccountsAccountIdPhones(ctx, params)
+				return response, err
+			},
+		)
+	} else {
+		response, err = s.h.GetAccountsV1AccountsAccountIdPhones(ctx, params)
+	}
+	if err != nil {
+		defer recordError("Internal", err)
+		s.cfg.ErrorHandler(ctx, w, r, err)
+		return
+	}
+
+	if err := encodeGetAccountsV1AccountsAccountIdPhonesResponse(response, w); err != nil {
+		defer recordError("EncodeResponse", err)
+		if !errors.Is(err, ht.ErrInternalServerErrorResponse) {
+			s.cfg.ErrorHandler(ctx, w, r, err)
+		}
+		return
+	}
+}
+
+// handleGetAccountsV1AccountsAccountIdPhonesPhoneIdRequest handles get-accounts-v1-accounts-accountId-phones-phoneId operation.
+//
+// Get one phone of an account by its ID.
+//
+// GET /accounts/v1/accounts/{accountId}/phones/{phoneId}
+func (s *Server) handleGetAccountsV1AccountsAccountIdPhonesPhoneIdRequest(args [2]string, argsEscaped bool, w http.ResponseWriter, r *http.Request) {
+	statusWriter := &codeRecorder{ResponseWriter: w}
+	w = statusWriter
+	ctx := r.Context()
+
+	var (
+		err          error
+		opErrContext = ogenerrors.OperationContext{
+			Name: GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation,
+			ID:   "get-accounts-v1-accounts-accountId-phones-phoneId",
+		}
+	)
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+			sctx, ok, err := s.securityBearerAuth(ctx, GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation, r)
+			if err != nil {
+				err = &ogenerrors.SecurityError{
+					OperationContext: opErrContext,
+					Security:         "BearerAuth",
+					Err:              err,
+				}
+				defer recordError("Security:BearerAuth", err)
+				s.cfg.ErrorHandler(ctx, w, r, err)
+				return
+			}
+			if ok {
+				satisfied[0] |= 1 << 0
+				ctx = sctx
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			err = &ogenerrors.SecurityError{
+				OperationContext: opErrContext,
+				Err:              ogenerrors.ErrSecurityRequirementIsNotSatisfied,
+			}
+			defer recordError("Security", err)
+			s.cfg.ErrorHandler(ctx, w, r, err)
+			return
+		}
+	}
+	params, err := decodeGetAccountsV1AccountsAccountIdPhonesPhoneIdParams(args, argsEscaped, r)
+	if err != nil {
+		err = &ogenerrors.DecodeParamsError{
+			OperationContext: opErrContext,
+			Err:              err,
+		}
+		defer recordError("DecodeParams", err)
+		s.cfg.ErrorHandler(ctx, w, r, err)
+		return
+	}
+
+	var rawBody []byte
+
+	var response GetAccountsV1AccountsAccountIdPhonesPhoneIdRes
+	if m := s.cfg.Middleware; m != nil {
+		mreq := middleware.Request{
+			Context:          ctx,
+			OperationName:    GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation,
+			OperationSummary: "Get phone information",
+			OperationID:      "get-accounts-v1-accounts-accountId-phones-phoneId",
+			Body:             nil,
+			RawBody:          rawBody,
+			Params: middleware.Parameters{
+				{
+					Name: "accountId",
+					In:   "path",
+				}: params.AccountId,
+				{
+					Name: "phoneId",
+					In:   "path",
+				}: params.PhoneId,
+			},
+			Raw: r,
+		}
+
+		type (
+			Request  = struct{}
+			Params   = GetAccountsV1AccountsAccountIdPhonesPhoneIdParams
+			Response = GetAccountsV1AccountsAccountIdPhonesPhoneIdRes
+		)
+		response, err = middleware.HookMiddleware[
+			Request,
+			Params,
+			Response,
+		](
+			m,
+			mreq,
+			unpackGetAccountsV1AccountsAccountIdPhonesPhoneIdParams,
+			func(ctx context.Context, request Request, params Params) (response Response, err error) {
+				response, err = s.h.GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx, params)
+				return response, err
+			},
+		)
+	} else {
+		response, err = s.h.GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx, params)
+	}
+	if err != nil {
+		defer recordError("Internal", err)
+		s.cfg.ErrorHandler(ctx, w, r, err)
+		return
+	}
+
+	if err := encodeGetAccountsV1AccountsAccountIdPhonesPhoneIdResponse(response, w); err != nil {
+		defer recordError("EncodeResponse", err)
+		if !errors.Is(err, ht.ErrInternalServerErrorResponse) {
+			s.cfg.ErrorHandler(ctx, w, r, err)
+		}
+		return
+	}
+}
+
+// handlePatchAccountsV1AccountsAccountIdPhonesPhoneIdRequest handles patch-accounts-v1-accounts-accountId-phones-phoneId operation.
+//
+// Update phone number. To delete a phone, set `active` to `false`: phones are never removed.
+//
+// This event generates a [Phone updated] event, unless nothing changes.
+//
+// phonesd: only the fields present change, with the rules of Create phone; an update that changes
+// nothing answers 200 and writes no event. An update that leaves the phone active and equal by
+// duplicate key to another active phone of the account answers 409. Checks run in the order of Create
+// phone, with `If-Match` among the headers (412 after the body).
+//
+// PATCH /accounts/v1/accounts/{accountId}/phones/{phoneId}
+//
+// [Phone updated]: https://developers.pismo.io/events/docs/audit-phone-change-1
+func (s *Server) handlePatchAccountsV1AccountsAccountIdPhonesPhoneIdRequest(args [2]string, argsEscaped bool, w http.ResponseWriter, r *http.Request) {
+	statusWriter := &codeRecorder{ResponseWriter: w}
+	w = statusWriter
+	ctx := r.Context()
+
+	var (
+		err          error
+		opErrContext = ogenerrors.OperationContext{
+			Name: PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation,
+			ID:   "patch-accounts-v1-accounts-accountId-phones-phoneId",
+		}
+	)
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+			sctx, ok, err := s.securityBearerAuth(ctx, PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation, r)
+			if err != nil {
+				err = &ogenerrors.SecurityError{
+					OperationContext: opErrContext,
+					Security:         "BearerAuth",
+					Err:              err,
+				}
+				defer recordError("Security:BearerAuth", err)
+				s.cfg.ErrorHandler(ctx, w, r, err)
+				return
+			}
+			if ok {
+				satisfied[0] |= 1 << 0
+				ctx = sctx
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			err = &ogenerrors.SecurityError{
+				OperationContext: opErrContext,
+				Err:              ogenerrors.ErrSecurityRequirementIsNotSatisfied,
+			}
+			defer recordError("Security", err)
+			s.cfg.ErrorHandler(ctx, w, r, err)
+			return
+		}
+	}
+	params, err := decodePatchAccountsV1AccountsAccountIdPhonesPhoneIdParams(args, argsEscaped, r)
+	if err != nil {
+		err = &ogenerrors.DecodeParamsError{
+			OperationContext: opErrContext,
+			Err:              err,
+		}
+		defer recordError("DecodeParams", err)
+		s.cfg.ErrorHandler(ctx, w, r, err)
+		return
+	}
+
+	var rawBody []byte
+	request, rawBody, close, err := s.decodePatchAccountsV1AccountsAccountIdPhonesPhoneIdRequest(r)
+	if err != nil {
+		err = &ogenerrors.DecodeRequestError{
+			OperationContext: opErrContext,
+			Err:              err,
+		}
+		defer recordError("DecodeRequest", err)
+		s.cfg.ErrorHandler(ctx, w, r, err)
+		return
+	}
+	defer func() {
+		if err := close(); err != nil {
+			recordError("CloseRequest", err)
+		}
+	}()
+
+	var response PatchAccountsV1AccountsAccountIdPhonesPhoneIdRes
+	if m := s.cfg.Middleware; m != nil {
+		mreq := middleware.Request{
+			Context:          ctx,
+			OperationName:    PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation,
+			OperationSummary: "Update phone",
+			OperationID:      "patch-accounts-v1-accounts-accountId-phones-phoneId",
+			Body:             request,
+			RawBody:          rawBody,
+			Params: middleware.Parameters{
+				{
+					Name: "accountId",
+					In:   "path",
+				}: params.AccountId,
+				{
+					Name: "phoneId",
+					In:   "path",
+				}: params.PhoneId,
+				{
+					Name: "If-Match",
+					In:   "header",
+				}: params.IfMatch,
+			},
+			Raw: r,
+		}
+
+		type (
+			Request  = *PhoneUpdateRequest
+			Params   = PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams
+			Response = PatchAccountsV1AccountsAccountIdPhonesPhoneIdRes
+		)
+		response, err = middleware.HookMiddleware[
+			Request,
+			Params,
+			Response,
+		](
+			m,
+			mreq,
+			unpackPatchAccountsV1AccountsAccountIdPhonesPhoneIdParams,
+			func(ctx context.Context, request Request, params Params) (response Response, err error) {
+				response, err = s.h.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, request, params)
+				return response, err
+			},
+		)
+	} else {
+		response, err = s.h.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, request, params)
+	}
+	if err != nil {
+		defer recordError("Internal", err)
+		s.cfg.ErrorHandler(ctx, w, r, err)
+		return
+	}
+
+	if err := encodePatchAccountsV1AccountsAccountIdPhonesPhoneIdResponse(response, w); err != nil {
+		defer recordError("EncodeResponse", err)
+		if !errors.Is(err, ht.ErrInternalServerErrorResponse) {
+			s.cfg.ErrorHandler(ctx, w, r, err)
+		}
+		return
+	}
+}
+
 // handlePostAccountsV1AccountsAccountIdPhonesRequest handles post-accounts-v1-accounts-accountId-phones operation.
 //
 // Create a new phone number for the specified account.

@@ -6,5 +6,8 @@ package oas
 type OperationName = string
 
 const (
-	PostAccountsV1AccountsAccountIdPhonesOperation OperationName = "PostAccountsV1AccountsAccountIdPhones"
+	GetAccountsV1AccountsAccountIdPhonesOperation          OperationName = "GetAccountsV1AccountsAccountIdPhones"
+	GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation   OperationName = "GetAccountsV1AccountsAccountIdPhonesPhoneId"
+	PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation OperationName = "PatchAccountsV1AccountsAccountIdPhonesPhoneId"
+	PostAccountsV1AccountsAccountIdPhonesOperation         OperationName = "PostAccountsV1AccountsAccountIdPhones"
 )

@@ -10,6 +10,20 @@ import (
 	ht "github.com/ogen-go/ogen/http"
 )
 
+func encodePatchAccountsV1AccountsAccountIdPhonesPhoneIdRequest(
+	req *PhoneUpdateRequest,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
 func encodePostAccountsV1AccountsAccountIdPhonesRequest(
 	req *PhoneRequest,
 	r *http.Request,

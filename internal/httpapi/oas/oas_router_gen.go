@@ -12,7 +12,12 @@ import (
 
 var (
 	rn3AllowedHeaders = map[string]string{
+		"GET":  "Authorization",
 		"POST": "Authorization,Content-Type,X-Customer-Id",
+	}
+	rn5AllowedHeaders = map[string]string{
+		"GET":   "Authorization",
+		"PATCH": "Authorization,Content-Type,If-Match",
 	}
 )
 
@@ -46,7 +51,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r)
 		return
 	}
-	args := [1]string{}
+	args := [2]string{}
 
 	// Static code generated router with unwrapped path search.
 	switch {
@@ -85,15 +90,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 
 				if len(elem) == 0 {
-					// Leaf node.
 					switch r.Method {
+					case "GET":
+						s.handleGetAccountsV1AccountsAccountIdPhonesRequest([1]string{
+							args[0],
+						}, elemIsEscaped, w, r)
 					case "POST":
 						s.handlePostAccountsV1AccountsAccountIdPhonesRequest([1]string{
 							args[0],
 						}, elemIsEscaped, w, r)
 					default:
 						s.notAllowed(w, r, notAllowedParams{
-							allowedMethods: "POST",
+							allowedMethods: "GET,POST",
 							allowedHeaders: rn3AllowedHeaders,
 							acceptPost:     "application/json",
 							acceptPatch:    "",
@@ -101,6 +109,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					}
 
 					return
+				}
+				switch elem[0] {
+				case '/': // Prefix: "/"
+
+					if l := len("/"); len(elem) >= l && elem[0:l] == "/" {
+						elem = elem[l:]
+					} else {
+						break
+					}
+
+					// Param: "phoneId"
+					// Leaf parameter, slashes are prohibited
+					idx := strings.IndexByte(elem, '/')
+					if idx >= 0 {
+						break
+					}
+					args[1] = elem
+					elem = ""
+
+					if len(elem) == 0 {
+						// Leaf node.
+						switch r.Method {
+						case "GET":
+							s.handleGetAccountsV1AccountsAccountIdPhonesPhoneIdRequest([2]string{
+								args[0],
+								args[1],
+							}, elemIsEscaped, w, r)
+						case "PATCH":
+							s.handlePatchAccountsV1AccountsAccountIdPhonesPhoneIdRequest([2]string{
+								args[0],
+								args[1],
+							}, elemIsEscaped, w, r)
+						default:
+							s.notAllowed(w, r, notAllowedParams{
+								allowedMethods: "GET,PATCH",
+								allowedHeaders: rn5AllowedHeaders,
+								acceptPost:     "",
+								acceptPatch:    "application/json",
+							})
+						}
+
+						return
+					}
+
 				}
 
 			}
@@ -118,7 +170,7 @@ type Route struct {
 	operationGroup string
 	pathPattern    string
 	count          int
-	args           [1]string
+	args           [2]string
 }
 
 // Name returns ogen operation name.
@@ -221,8 +273,16 @@ func (s *Server) FindPath(method string, u *url.URL) (r Route, _ bool) {
 				}
 
 				if len(elem) == 0 {
-					// Leaf node.
 					switch method {
+					case "GET":
+						r.name = GetAccountsV1AccountsAccountIdPhonesOperation
+						r.summary = "List phones"
+						r.operationID = "get-accounts-v1-accounts-accountId-phones"
+						r.operationGroup = ""
+						r.pathPattern = "/accounts/v1/accounts/{accountId}/phones"
+						r.args = args
+						r.count = 1
+						return r, true
 					case "POST":
 						r.name = PostAccountsV1AccountsAccountIdPhonesOperation
 						r.summary = "Create phone"
@@ -235,6 +295,51 @@ func (s *Server) FindPath(method string, u *url.URL) (r Route, _ bool) {
 					default:
 						return
 					}
+				}
+				switch elem[0] {
+				case '/': // Prefix: "/"
+
+					if l := len("/"); len(elem) >= l && elem[0:l] == "/" {
+						elem = elem[l:]
+					} else {
+						break
+					}
+
+					// Param: "phoneId"
+					// Leaf parameter, slashes are prohibited
+					idx := strings.IndexByte(elem, '/')
+					if idx >= 0 {
+						break
+					}
+					args[1] = elem
+					elem = ""
+
+					if len(elem) == 0 {
+						// Leaf node.
+						switch method {
+						case "GET":
+							r.name = GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation
+							r.summary = "Get phone information"
+							r.operationID = "get-accounts-v1-accounts-accountId-phones-phoneId"
+							r.operationGroup = ""
+							r.pathPattern = "/accounts/v1/accounts/{accountId}/phones/{phoneId}"
+							r.args = args
+							r.count = 2
+							return r, true
+						case "PATCH":
+							r.name = PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation
+							r.summary = "Update phone"
+							r.operationID = "patch-accounts-v1-accounts-accountId-phones-phoneId"
+							r.operationGroup = ""
+							r.pathPattern = "/accounts/v1/accounts/{accountId}/phones/{phoneId}"
+							r.args = args
+							r.count = 2
+							return r, true
+						default:
+							return
+						}
+					}
+
 				}
 
 			}

@@ -6,6 +6,69 @@ import (
 	"github.com/go-faster/errors"
 )
 
+type AccountPhoneActiveQuery bool
+
+const (
+	AccountPhoneActiveQueryFalse AccountPhoneActiveQuery = false
+	AccountPhoneActiveQueryTrue  AccountPhoneActiveQuery = true
+)
+
+// AllValues returns all AccountPhoneActiveQuery values.
+func (AccountPhoneActiveQuery) AllValues() []AccountPhoneActiveQuery {
+	return []AccountPhoneActiveQuery{
+		AccountPhoneActiveQueryFalse,
+		AccountPhoneActiveQueryTrue,
+	}
+}
+
+type AccountPhoneTypeQuery string
+
+const (
+	AccountPhoneTypeQueryRESIDENTIAL AccountPhoneTypeQuery = "RESIDENTIAL"
+	AccountPhoneTypeQueryMOBILE      AccountPhoneTypeQuery = "MOBILE"
+	AccountPhoneTypeQueryCOMMERCIAL  AccountPhoneTypeQuery = "COMMERCIAL"
+)
+
+// AllValues returns all AccountPhoneTypeQuery values.
+func (AccountPhoneTypeQuery) AllValues() []AccountPhoneTypeQuery {
+	return []AccountPhoneTypeQuery{
+		AccountPhoneTypeQueryRESIDENTIAL,
+		AccountPhoneTypeQueryMOBILE,
+		AccountPhoneTypeQueryCOMMERCIAL,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s AccountPhoneTypeQuery) MarshalText() ([]byte, error) {
+	switch s {
+	case AccountPhoneTypeQueryRESIDENTIAL:
+		return []byte(s), nil
+	case AccountPhoneTypeQueryMOBILE:
+		return []byte(s), nil
+	case AccountPhoneTypeQueryCOMMERCIAL:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *AccountPhoneTypeQuery) UnmarshalText(data []byte) error {
+	switch AccountPhoneTypeQuery(data) {
+	case AccountPhoneTypeQueryRESIDENTIAL:
+		*s = AccountPhoneTypeQueryRESIDENTIAL
+		return nil
+	case AccountPhoneTypeQueryMOBILE:
+		*s = AccountPhoneTypeQueryMOBILE
+		return nil
+	case AccountPhoneTypeQueryCOMMERCIAL:
+		*s = AccountPhoneTypeQueryCOMMERCIAL
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
 type AreaCode2 int32
 
 // Bad request error.
@@ -37,7 +100,10 @@ func (s *BadRequestError) SetField(val string) {
 	s.Field = val
 }
 
-func (*BadRequestError) postAccountsV1AccountsAccountIdPhonesRes() {}
+func (*BadRequestError) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*BadRequestError) getAccountsV1AccountsAccountIdPhonesRes()          {}
+func (*BadRequestError) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*BadRequestError) postAccountsV1AccountsAccountIdPhonesRes()         {}
 
 type BearerAuth struct {
 	Token string
@@ -62,6 +128,34 @@ func (s *BearerAuth) SetToken(val string) {
 // SetRoles sets the value of Roles.
 func (s *BearerAuth) SetRoles(val []string) {
 	s.Roles = val
+}
+
+type GetAccountsV1AccountsAccountIdPhonesForbidden SimpleError
+
+func (*GetAccountsV1AccountsAccountIdPhonesForbidden) getAccountsV1AccountsAccountIdPhonesRes() {}
+
+type GetAccountsV1AccountsAccountIdPhonesInternalServerError SimpleError
+
+func (*GetAccountsV1AccountsAccountIdPhonesInternalServerError) getAccountsV1AccountsAccountIdPhonesRes() {
+}
+
+type GetAccountsV1AccountsAccountIdPhonesNotFound SimpleError
+
+func (*GetAccountsV1AccountsAccountIdPhonesNotFound) getAccountsV1AccountsAccountIdPhonesRes() {}
+
+type GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden SimpleError
+
+func (*GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) getAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError SimpleError
+
+func (*GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) getAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound SimpleError
+
+func (*GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) getAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
 }
 
 // MethodNotAllowedHeaders wraps SimpleError with response headers.
@@ -90,7 +184,192 @@ func (s *MethodNotAllowedHeaders) SetResponse(val SimpleError) {
 	s.Response = val
 }
 
-func (*MethodNotAllowedHeaders) postAccountsV1AccountsAccountIdPhonesRes() {}
+func (*MethodNotAllowedHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*MethodNotAllowedHeaders) getAccountsV1AccountsAccountIdPhonesRes()          {}
+func (*MethodNotAllowedHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*MethodNotAllowedHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
+
+// NewNilInt64 returns new NilInt64 with value set to v.
+func NewNilInt64(v int64) NilInt64 {
+	return NilInt64{
+		Value: v,
+	}
+}
+
+// NilInt64 is nullable int64.
+type NilInt64 struct {
+	Value int64
+	Null  bool
+}
+
+// SetTo sets value to v.
+func (o *NilInt64) SetTo(v int64) {
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o NilInt64) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *NilInt64) SetToNull() {
+	o.Null = true
+	var v int64
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o NilInt64) Get() (v int64, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o NilInt64) Or(d int64) int64 {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewNilString returns new NilString with value set to v.
+func NewNilString(v string) NilString {
+	return NilString{
+		Value: v,
+	}
+}
+
+// NilString is nullable string.
+type NilString struct {
+	Value string
+	Null  bool
+}
+
+// SetTo sets value to v.
+func (o *NilString) SetTo(v string) {
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o NilString) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *NilString) SetToNull() {
+	o.Null = true
+	var v string
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o NilString) Get() (v string, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o NilString) Or(d string) string {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptAccountPhoneActiveQuery returns new OptAccountPhoneActiveQuery with value set to v.
+func NewOptAccountPhoneActiveQuery(v AccountPhoneActiveQuery) OptAccountPhoneActiveQuery {
+	return OptAccountPhoneActiveQuery{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptAccountPhoneActiveQuery is optional AccountPhoneActiveQuery.
+type OptAccountPhoneActiveQuery struct {
+	Value AccountPhoneActiveQuery
+	Set   bool
+}
+
+// IsSet returns true if OptAccountPhoneActiveQuery was set.
+func (o OptAccountPhoneActiveQuery) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptAccountPhoneActiveQuery) Reset() {
+	var v AccountPhoneActiveQuery
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptAccountPhoneActiveQuery) SetTo(v AccountPhoneActiveQuery) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptAccountPhoneActiveQuery) Get() (v AccountPhoneActiveQuery, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptAccountPhoneActiveQuery) Or(d AccountPhoneActiveQuery) AccountPhoneActiveQuery {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptAccountPhoneTypeQuery returns new OptAccountPhoneTypeQuery with value set to v.
+func NewOptAccountPhoneTypeQuery(v AccountPhoneTypeQuery) OptAccountPhoneTypeQuery {
+	return OptAccountPhoneTypeQuery{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptAccountPhoneTypeQuery is optional AccountPhoneTypeQuery.
+type OptAccountPhoneTypeQuery struct {
+	Value AccountPhoneTypeQuery
+	Set   bool
+}
+
+// IsSet returns true if OptAccountPhoneTypeQuery was set.
+func (o OptAccountPhoneTypeQuery) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptAccountPhoneTypeQuery) Reset() {
+	var v AccountPhoneTypeQuery
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptAccountPhoneTypeQuery) SetTo(v AccountPhoneTypeQuery) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptAccountPhoneTypeQuery) Get() (v AccountPhoneTypeQuery, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptAccountPhoneTypeQuery) Or(d AccountPhoneTypeQuery) AccountPhoneTypeQuery {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
 
 // NewOptAreaCode2 returns new OptAreaCode2 with value set to v.
 func NewOptAreaCode2(v AreaCode2) OptAreaCode2 {
@@ -224,6 +503,142 @@ func (o OptInt64) Get() (v int64, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptInt64) Or(d int64) int64 {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptNilInt32 returns new OptNilInt32 with value set to v.
+func NewOptNilInt32(v int32) OptNilInt32 {
+	return OptNilInt32{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptNilInt32 is optional nullable int32.
+type OptNilInt32 struct {
+	Value int32
+	Set   bool
+	Null  bool
+}
+
+// IsSet returns true if OptNilInt32 was set.
+func (o OptNilInt32) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptNilInt32) Reset() {
+	var v int32
+	o.Value = v
+	o.Set = false
+	o.Null = false
+}
+
+// SetTo sets value to v.
+func (o *OptNilInt32) SetTo(v int32) {
+	o.Set = true
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o OptNilInt32) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *OptNilInt32) SetToNull() {
+	o.Set = true
+	o.Null = true
+	var v int32
+	o.Value = v
+}
+
+// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
+func (o OptNilInt32) IsEmpty() bool {
+	return !o.Set && !o.Null
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptNilInt32) Get() (v int32, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptNilInt32) Or(d int32) int32 {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptNilString returns new OptNilString with value set to v.
+func NewOptNilString(v string) OptNilString {
+	return OptNilString{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptNilString is optional nullable string.
+type OptNilString struct {
+	Value string
+	Set   bool
+	Null  bool
+}
+
+// IsSet returns true if OptNilString was set.
+func (o OptNilString) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptNilString) Reset() {
+	var v string
+	o.Value = v
+	o.Set = false
+	o.Null = false
+}
+
+// SetTo sets value to v.
+func (o *OptNilString) SetTo(v string) {
+	o.Set = true
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o OptNilString) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *OptNilString) SetToNull() {
+	o.Set = true
+	o.Null = true
+	var v string
+	o.Value = v
+}
+
+// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
+func (o OptNilString) IsEmpty() bool {
+	return !o.Set && !o.Null
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptNilString) Get() (v string, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptNilString) Or(d string) string {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -368,6 +783,98 @@ func (o OptPhoneExtension) Or(d PhoneExtension) PhoneExtension {
 	return d
 }
 
+// NewOptPhoneNumber returns new OptPhoneNumber with value set to v.
+func NewOptPhoneNumber(v PhoneNumber) OptPhoneNumber {
+	return OptPhoneNumber{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPhoneNumber is optional PhoneNumber.
+type OptPhoneNumber struct {
+	Value PhoneNumber
+	Set   bool
+}
+
+// IsSet returns true if OptPhoneNumber was set.
+func (o OptPhoneNumber) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPhoneNumber) Reset() {
+	var v PhoneNumber
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPhoneNumber) SetTo(v PhoneNumber) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPhoneNumber) Get() (v PhoneNumber, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPhoneNumber) Or(d PhoneNumber) PhoneNumber {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptPhoneType returns new OptPhoneType with value set to v.
+func NewOptPhoneType(v PhoneType) OptPhoneType {
+	return OptPhoneType{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPhoneType is optional PhoneType.
+type OptPhoneType struct {
+	Value PhoneType
+	Set   bool
+}
+
+// IsSet returns true if OptPhoneType was set.
+func (o OptPhoneType) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPhoneType) Reset() {
+	var v PhoneType
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPhoneType) SetTo(v PhoneType) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPhoneType) Get() (v PhoneType, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPhoneType) Or(d PhoneType) PhoneType {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
 // NewOptString returns new OptString with value set to v.
 func NewOptString(v string) OptString {
 	return OptString{
@@ -414,13 +921,257 @@ func (o OptString) Or(d string) string {
 	return d
 }
 
+type PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict SimpleError
+
+func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden SimpleError
+
+func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError SimpleError
+
+func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound SimpleError
+
+func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed SimpleError
+
+func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge SimpleError
+
+func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+type PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType SimpleError
+
+func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+}
+
+// A phone of an account, as stored. phonesd: `area_code` and `country_code` are strings, as in Pismo's
+// list schema and events; `area_code` may exceed Pismo's 2 characters because the request allows any
+// non-negative int32.
+// Ref: #/components/schemas/Phone
+type Phone struct {
+	ID PhoneID `json:"id"`
+	// Account ID.
+	AccountID int64 `json:"account_id"`
+	// Customer ID given by `x-customer-id` at creation, or null.
+	CustomerID NilInt64 `json:"customer_id"`
+	// Organization (tenant) ID.
+	OrgID string `json:"org_id"`
+	// Phone number, exactly as sent.
+	Number string `json:"number"`
+	// Extension, exactly as sent, or null.
+	Extension NilString `json:"extension"`
+	Type      PhoneType `json:"type"`
+	// Area code as a decimal string, or null.
+	AreaCode NilString `json:"area_code"`
+	// Country code as a decimal string.
+	CountryCode NilString `json:"country_code"`
+	// Is phone active?.
+	Active bool `json:"active"`
+	// Creation time, RFC 3339 in UTC with milliseconds.
+	CreatedAt string `json:"created_at"`
+	// Time of the last change, RFC 3339 in UTC with milliseconds; equal to created_at until the first
+	// change.
+	UpdatedAt string `json:"updated_at"`
+}
+
+// GetID returns the value of ID.
+func (s *Phone) GetID() PhoneID {
+	return s.ID
+}
+
+// GetAccountID returns the value of AccountID.
+func (s *Phone) GetAccountID() int64 {
+	return s.AccountID
+}
+
+// GetCustomerID returns the value of CustomerID.
+func (s *Phone) GetCustomerID() NilInt64 {
+	return s.CustomerID
+}
+
+// GetOrgID returns the value of OrgID.
+func (s *Phone) GetOrgID() string {
+	return s.OrgID
+}
+
+// GetNumber returns the value of Number.
+func (s *Phone) GetNumber() string {
+	return s.Number
+}
+
+// GetExtension returns the value of Extension.
+func (s *Phone) GetExtension() NilString {
+	return s.Extension
+}
+
+// GetType returns the value of Type.
+func (s *Phone) GetType() PhoneType {
+	return s.Type
+}
+
+// GetAreaCode returns the value of AreaCode.
+func (s *Phone) GetAreaCode() NilString {
+	return s.AreaCode
+}
+
+// GetCountryCode returns the value of CountryCode.
+func (s *Phone) GetCountryCode() NilString {
+	return s.CountryCode
+}
+
+// GetActive returns the value of Active.
+func (s *Phone) GetActive() bool {
+	return s.Active
+}
+
+// GetCreatedAt returns the value of CreatedAt.
+func (s *Phone) GetCreatedAt() string {
+	return s.CreatedAt
+}
+
+// GetUpdatedAt returns the value of UpdatedAt.
+func (s *Phone) GetUpdatedAt() string {
+	return s.UpdatedAt
+}
+
+// SetID sets the value of ID.
+func (s *Phone) SetID(val PhoneID) {
+	s.ID = val
+}
+
+// SetAccountID sets the value of AccountID.
+func (s *Phone) SetAccountID(val int64) {
+	s.AccountID = val
+}
+
+// SetCustomerID sets the value of CustomerID.
+func (s *Phone) SetCustomerID(val NilInt64) {
+	s.CustomerID = val
+}
+
+// SetOrgID sets the value of OrgID.
+func (s *Phone) SetOrgID(val string) {
+	s.OrgID = val
+}
+
+// SetNumber sets the value of Number.
+func (s *Phone) SetNumber(val string) {
+	s.Number = val
+}
+
+// SetExtension sets the value of Extension.
+func (s *Phone) SetExtension(val NilString) {
+	s.Extension = val
+}
+
+// SetType sets the value of Type.
+func (s *Phone) SetType(val PhoneType) {
+	s.Type = val
+}
+
+// SetAreaCode sets the value of AreaCode.
+func (s *Phone) SetAreaCode(val NilString) {
+	s.AreaCode = val
+}
+
+// SetCountryCode sets the value of CountryCode.
+func (s *Phone) SetCountryCode(val NilString) {
+	s.CountryCode = val
+}
+
+// SetActive sets the value of Active.
+func (s *Phone) SetActive(val bool) {
+	s.Active = val
+}
+
+// SetCreatedAt sets the value of CreatedAt.
+func (s *Phone) SetCreatedAt(val string) {
+	s.CreatedAt = val
+}
+
+// SetUpdatedAt sets the value of UpdatedAt.
+func (s *Phone) SetUpdatedAt(val string) {
+	s.UpdatedAt = val
+}
+
 type PhoneActive bool
 
 type PhoneCountryCode2 int
 
 type PhoneExtension string
 
+// PhoneHeaders wraps Phone with response headers.
+type PhoneHeaders struct {
+	ETag     string
+	Response Phone
+}
+
+// GetETag returns the value of ETag.
+func (s *PhoneHeaders) GetETag() string {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *PhoneHeaders) GetResponse() Phone {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *PhoneHeaders) SetETag(val string) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PhoneHeaders) SetResponse(val Phone) {
+	s.Response = val
+}
+
+func (*PhoneHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*PhoneHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+
 type PhoneID int64
+
+// One page of an account's phones, oldest first.
+// Ref: #/components/schemas/PhoneList
+type PhoneList struct {
+	Items []Phone `json:"items"`
+	// Present when another page follows: pass it as `cursor`.
+	NextCursor OptString `json:"next_cursor"`
+}
+
+// GetItems returns the value of Items.
+func (s *PhoneList) GetItems() []Phone {
+	return s.Items
+}
+
+// GetNextCursor returns the value of NextCursor.
+func (s *PhoneList) GetNextCursor() OptString {
+	return s.NextCursor
+}
+
+// SetItems sets the value of Items.
+func (s *PhoneList) SetItems(val []Phone) {
+	s.Items = val
+}
+
+// SetNextCursor sets the value of NextCursor.
+func (s *PhoneList) SetNextCursor(val OptString) {
+	s.NextCursor = val
+}
+
+func (*PhoneList) getAccountsV1AccountsAccountIdPhonesRes() {}
 
 type PhoneNumber string
 
@@ -545,6 +1296,81 @@ func (s *PhoneType) UnmarshalText(data []byte) error {
 	}
 }
 
+// The fields to change; absent fields stay as they are. At least one field is required. `null` clears
+// `area_code` or `extension`; it is refused for the other fields.
+// Ref: #/components/schemas/PhoneUpdateRequest
+type PhoneUpdateRequest struct {
+	Number OptPhoneNumber `json:"number"`
+	Type   OptPhoneType   `json:"type"`
+	Active OptPhoneActive `json:"active"`
+	// Phone number area code; null clears it.
+	AreaCode OptNilInt32 `json:"area_code"`
+	// Phone number country code.
+	CountryCode OptInt `json:"country_code"`
+	// Extension; null clears it.
+	Extension OptNilString `json:"extension"`
+}
+
+// GetNumber returns the value of Number.
+func (s *PhoneUpdateRequest) GetNumber() OptPhoneNumber {
+	return s.Number
+}
+
+// GetType returns the value of Type.
+func (s *PhoneUpdateRequest) GetType() OptPhoneType {
+	return s.Type
+}
+
+// GetActive returns the value of Active.
+func (s *PhoneUpdateRequest) GetActive() OptPhoneActive {
+	return s.Active
+}
+
+// GetAreaCode returns the value of AreaCode.
+func (s *PhoneUpdateRequest) GetAreaCode() OptNilInt32 {
+	return s.AreaCode
+}
+
+// GetCountryCode returns the value of CountryCode.
+func (s *PhoneUpdateRequest) GetCountryCode() OptInt {
+	return s.CountryCode
+}
+
+// GetExtension returns the value of Extension.
+func (s *PhoneUpdateRequest) GetExtension() OptNilString {
+	return s.Extension
+}
+
+// SetNumber sets the value of Number.
+func (s *PhoneUpdateRequest) SetNumber(val OptPhoneNumber) {
+	s.Number = val
+}
+
+// SetType sets the value of Type.
+func (s *PhoneUpdateRequest) SetType(val OptPhoneType) {
+	s.Type = val
+}
+
+// SetActive sets the value of Active.
+func (s *PhoneUpdateRequest) SetActive(val OptPhoneActive) {
+	s.Active = val
+}
+
+// SetAreaCode sets the value of AreaCode.
+func (s *PhoneUpdateRequest) SetAreaCode(val OptNilInt32) {
+	s.AreaCode = val
+}
+
+// SetCountryCode sets the value of CountryCode.
+func (s *PhoneUpdateRequest) SetCountryCode(val OptInt) {
+	s.CountryCode = val
+}
+
+// SetExtension sets the value of Extension.
+func (s *PhoneUpdateRequest) SetExtension(val OptNilString) {
+	s.Extension = val
+}
+
 type PostAccountsV1AccountsAccountIdPhonesConflict SimpleError
 
 func (*PostAccountsV1AccountsAccountIdPhonesConflict) postAccountsV1AccountsAccountIdPhonesRes() {}
@@ -614,7 +1440,10 @@ func (s *ServiceUnavailableHeaders) SetResponse(val SimpleError) {
 	s.Response = val
 }
 
-func (*ServiceUnavailableHeaders) postAccountsV1AccountsAccountIdPhonesRes() {}
+func (*ServiceUnavailableHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*ServiceUnavailableHeaders) getAccountsV1AccountsAccountIdPhonesRes()          {}
+func (*ServiceUnavailableHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*ServiceUnavailableHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
 
 // Ref: #/components/schemas/SimpleError
 type SimpleError struct {
@@ -658,4 +1487,7 @@ func (s *UnauthorizedHeaders) SetResponse(val SimpleError) {
 	s.Response = val
 }
 
-func (*UnauthorizedHeaders) postAccountsV1AccountsAccountIdPhonesRes() {}
+func (*UnauthorizedHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*UnauthorizedHeaders) getAccountsV1AccountsAccountIdPhonesRes()          {}
+func (*UnauthorizedHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*UnauthorizedHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}

@@ -34,7 +34,10 @@ func findAuthorization(h http.Header, prefix string) (string, bool) {
 
 // operationRolesBearerAuth is a private map storing roles per operation.
 var operationRolesBearerAuth = map[string][]string{
-	PostAccountsV1AccountsAccountIdPhonesOperation: []string{},
+	GetAccountsV1AccountsAccountIdPhonesOperation:          []string{},
+	GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation:   []string{},
+	PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation: []string{},
+	PostAccountsV1AccountsAccountIdPhonesOperation:         []string{},
 }
 
 // GetRolesForBearerAuth returns the required roles for the given operation.

@@ -8,6 +8,36 @@ import (
 
 // Handler handles operations described by OpenAPI v3 specification.
 type Handler interface {
+	// GetAccountsV1AccountsAccountIdPhones implements get-accounts-v1-accounts-accountId-phones operation.
+	//
+	// List an account's phones, oldest first, optionally filtered by type and status. phonesd: paginated
+	// by `limit` and `cursor`; an account with no phones answers 200 with no items (phonesd does not own
+	// accounts). Checks run in this order: route, token, path, query parameters (`active`, `type`,
+	// `limit`, `cursor`), account-specific token.
+	//
+	// GET /accounts/v1/accounts/{accountId}/phones
+	GetAccountsV1AccountsAccountIdPhones(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesParams) (GetAccountsV1AccountsAccountIdPhonesRes, error)
+	// GetAccountsV1AccountsAccountIdPhonesPhoneId implements get-accounts-v1-accounts-accountId-phones-phoneId operation.
+	//
+	// Get one phone of an account by its ID.
+	//
+	// GET /accounts/v1/accounts/{accountId}/phones/{phoneId}
+	GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesPhoneIdParams) (GetAccountsV1AccountsAccountIdPhonesPhoneIdRes, error)
+	// PatchAccountsV1AccountsAccountIdPhonesPhoneId implements patch-accounts-v1-accounts-accountId-phones-phoneId operation.
+	//
+	// Update phone number. To delete a phone, set `active` to `false`: phones are never removed.
+	//
+	// This event generates a [Phone updated] event, unless nothing changes.
+	//
+	// phonesd: only the fields present change, with the rules of Create phone; an update that changes
+	// nothing answers 200 and writes no event. An update that leaves the phone active and equal by
+	// duplicate key to another active phone of the account answers 409. Checks run in the order of Create
+	// phone, with `If-Match` among the headers (412 after the body).
+	//
+	// [Phone updated]: https://developers.pismo.io/events/docs/audit-phone-change-1
+	//
+	// PATCH /accounts/v1/accounts/{accountId}/phones/{phoneId}
+	PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, req *PhoneUpdateRequest, params PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams) (PatchAccountsV1AccountsAccountIdPhonesPhoneIdRes, error)
 	// PostAccountsV1AccountsAccountIdPhones implements post-accounts-v1-accounts-accountId-phones operation.
 	//
 	// Create a new phone number for the specified account.
