@@ -66,3 +66,37 @@ func FuzzDecodePhoneRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodePhoneUpdate is FuzzDecodePhoneRequest for Update phone's body,
+// where null clears area_code and extension.
+func FuzzDecodePhoneUpdate(f *testing.F) {
+	for _, s := range decodeSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{`{}`, `{"x": 1}`, `{"area_code": null}`, `{"extension": null, "active": false}`, `{"number": null}`, `{"country_code": null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := decodePhoneUpdate(body)
+		if err != nil {
+			var fe *phone.FieldError
+			if !errors.As(err, &fe) || fe.Message == "" {
+				t.Fatalf("error %v is not a *phone.FieldError with a message", err)
+			}
+			if fe.Field != "body" && phone.FieldRank(fe.Field) == len(phone.Fields) {
+				t.Fatalf("field %q is not a body field", fe.Field)
+			}
+			return
+		}
+		var req oas.PhoneUpdateRequest
+		if err := req.Decode(jx.DecodeBytes(body)); err != nil {
+			t.Fatalf("accepted %q but ogen refuses it: %v", body, err)
+		}
+		if err := req.Validate(); err != nil {
+			t.Fatalf("accepted %q but ogen's validation refuses it: %v", body, err)
+		}
+		if got := patchOf(&req); !reflect.DeepEqual(got, p) {
+			t.Fatalf("%q: ogen reads %+v, the gate %+v", body, got, p)
+		}
+	})
+}
