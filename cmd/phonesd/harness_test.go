@@ -116,6 +116,11 @@ type phonesd struct {
 	stderr      *syncBuffer
 	done        chan error
 	stop        func() error
+	// db reads what the service stored; opened on first use.
+	db interface {
+		Phone(ctx context.Context, tenant string, account, id int64) (phone.Phone, error)
+		Close() error
+	}
 }
 
 type syncBuffer struct {
@@ -369,19 +374,18 @@ func readEvents(t *testing.T, path string) []map[string]any {
 // stored reads a phone straight from the service's database.
 func (s *phonesd) stored(tenant string, account, id int64) (phone.Phone, error) {
 	s.t.Helper()
-	ctx := context.Background()
-	if s.databaseURL != "" {
-		db, err := postgres.Open(ctx, s.databaseURL, postgres.Options{})
+	if s.db == nil {
+		ctx := context.Background()
+		var err error
+		if s.databaseURL != "" {
+			s.db, err = postgres.Open(ctx, s.databaseURL, postgres.Options{})
+		} else {
+			s.db, err = sqlite.Open(ctx, filepath.Join(s.dataDir, "phones.db"))
+		}
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		defer db.Close()
-		return db.Phone(ctx, tenant, account, id)
+		s.t.Cleanup(func() { s.db.Close() })
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(s.dataDir, "phones.db"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer db.Close()
-	return db.Phone(ctx, tenant, account, id)
+	return s.db.Phone(context.Background(), tenant, account, id)
 }

@@ -38,6 +38,13 @@ type Creation struct {
 	Audit   Audit
 }
 
+// Outcome is what became of one Creation of a batch: the stored phone, or
+// its own failure (ErrDuplicate).
+type Outcome struct {
+	Phone Phone
+	Err   error
+}
+
 // Change is what a store needs to update a phone.
 type Change struct {
 	Tenant    string

@@ -19,12 +19,37 @@ const phoneColumns = `id, tenant, account_id, customer_id, number, type, active,
 const (
 	lockOutboxOrderSQL = `SELECT pg_advisory_xact_lock($1)`
 
-	insertPhoneSQL = `INSERT INTO phones (
-  tenant, account_id, customer_id, number, type, active,
-  area_code, country_code, extension, dup_key,
-  created_at, updated_at, version
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)
-RETURNING id`
+	// allocPhoneIDsSQL draws $1 ids from the phones' identity sequence.
+	allocPhoneIDsSQL = `SELECT nextval(pg_get_serial_sequence('phones', 'id')) FROM generate_series(1, $1)`
+
+	// insertPhonesSQL writes a batch of phones and the events of those that
+	// were inserted, in one statement. ON CONFLICT names the partial unique
+	// index, so a duplicate, also of an earlier phone of the same batch, is
+	// skipped rather than failing the batch; the phones it returns are the
+	// ones stored. The ids come from allocPhoneIDsSQL, in batch order, and
+	// the events are inserted in that order, so their seqs follow it.
+	insertPhonesSQL = `WITH input AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+    $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::text[])
+    AS t(id, tenant, account_id, customer_id, number, type, active, area_code, country_code, extension, dup_key)
+), inserted AS (
+  INSERT INTO phones (
+    id, tenant, account_id, customer_id, number, type, active,
+    area_code, country_code, extension, dup_key, created_at, updated_at, version)
+  OVERRIDING SYSTEM VALUE
+  SELECT id, tenant, account_id, customer_id, number, type, active,
+    area_code, country_code, extension, dup_key, $12, $12, 1
+  FROM input ORDER BY id
+  ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
+  RETURNING id
+), events AS (
+  INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
+  SELECT e.event_id, $14, e.event_type, e.payload, $12
+  FROM unnest($1::bigint[], $13::uuid[], $15::text[], $16::bytea[]) AS e(id, event_id, event_type, payload)
+  JOIN inserted USING (id)
+  ORDER BY e.id
+)
+SELECT id FROM inserted`
 
 	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
 VALUES ($1, $2, $3, $4, $5)`
@@ -60,58 +85,134 @@ WHERE id = $10 AND version = $11`
 const uniqueViolation = "23505"
 
 // CreatePhone stores the phone of c, with version 1, and its Phone created
-// event in one transaction. It returns phone.ErrDuplicate when c's phone is
-// active and its account already has an active phone with key c.Key, or the
-// context's error when ctx ends first. c.EventID must be a UUID.
+// event. Calls arriving together share one transaction and its commit (see
+// CreatePhones). It returns phone.ErrDuplicate when c's phone is active and
+// its account already has an active phone with key c.Key, or the context's
+// error when ctx ends first. c.EventID must be a UUID.
 func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, error) {
-	tx, err := db.pool.Begin(ctx)
+	o, err := db.creates.Do(ctx, c)
 	if err != nil {
-		return phone.Phone{}, fmt.Errorf("begin create phone: %w", err)
+		return phone.Phone{}, fmt.Errorf("create phone: %w", err)
 	}
-	defer tx.Rollback(ctx)
+	return o.Phone, o.Err
+}
 
-	// The relay publishes unsent events in seq order, but seqs are handed
-	// out at insert time, not at commit: were a transaction holding seq 10
-	// still open while one holding seq 11 committed, the relay could publish
-	// 11 and then, once 10 commits, publish it out of order. Transactions
-	// that append to the outbox therefore take this lock first, in every
-	// replica, so that seq order is commit order. The price: creates and
-	// updates run one at a time across all replicas, each holding the lock
-	// for a few round trips and the commit. The lock ends with the
-	// transaction.
-	if _, err := tx.Exec(ctx, lockOutboxOrderSQL, outboxOrderLockKey); err != nil {
-		return phone.Phone{}, fmt.Errorf("lock outbox order: %w", err)
-	}
-	// The transaction's time, taken once the lock is held, so that creation
-	// times follow commit order.
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	p := c.Phone
-	err = tx.QueryRow(ctx, insertPhoneSQL,
-		p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
-		p.AreaCode, p.CountryCode, p.Extension, c.Key,
-		now, now,
-	).Scan(&p.ID)
+// CreatePhones stores each creation of cs, with its Phone created event, in
+// one transaction, in order: a later creation that duplicates an earlier one
+// of the batch is refused like any duplicate. It returns each creation's
+// outcome, or an error when the transaction failed and stored nothing.
+//
+// It costs two round trips: one that begins, takes the outbox order lock and
+// allocates the ids, and one that writes every phone and event and commits.
+// The events are built here, in Go, and carry their phone's id, so the ids
+// must be known before the write; allocating them under the lock keeps ids,
+// outbox order and creation times in commit order across replicas.
+func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
+	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
-		if isDuplicate(err) {
-			return phone.Phone{}, fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
+		return nil, fmt.Errorf("create phones: %w", err)
+	}
+	// A connection released inside a failed transaction is closed by the
+	// pool, which rolls the transaction back.
+	defer conn.Release()
+
+	begin := &pgx.Batch{}
+	begin.Queue("BEGIN")
+	begin.Queue(lockOutboxOrderSQL, outboxOrderLockKey)
+	begin.Queue(allocPhoneIDsSQL, len(cs))
+	ids := make([]int64, 0, len(cs))
+	if err := sendBatch(ctx, conn.Conn(), begin, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("begin: %w", err)
 		}
-		return phone.Phone{}, fmt.Errorf("insert phone: %w", err)
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("lock outbox order: %w", err)
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("allocate ids: %w", err)
+		}
+		ids, err = pgx.AppendRows(ids, rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("allocate ids: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("create phones: %w", err)
 	}
-	p.CreatedAt = now
-	p.UpdatedAt = now
-	p.Version = 1
 
-	ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
-	if err != nil {
-		return phone.Phone{}, err
+	// The transaction's time, taken once the lock is held.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	n := len(cs)
+	var (
+		tenants, numbers, types, keys = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		accounts                      = make([]int64, n)
+		customers                     = make([]*int64, n)
+		actives                       = make([]bool, n)
+		areas                         = make([]*int32, n)
+		countries                     = make([]int32, n)
+		extensions                    = make([]*string, n)
+		eventIDs, eventTypes          = make([]string, n), make([]string, n)
+		payloads                      = make([][]byte, n)
+		phones                        = make([]phone.Phone, n)
+	)
+	for i, c := range cs {
+		p := c.Phone
+		p.ID, p.CreatedAt, p.UpdatedAt, p.Version = ids[i], now, now, 1
+		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
+		if err != nil {
+			return nil, err
+		}
+		phones[i] = p
+		tenants[i], accounts[i], customers[i], numbers[i] = p.Tenant, p.AccountID, p.CustomerID, p.Number
+		types[i], actives[i], areas[i], countries[i] = string(p.Type), p.Active, p.AreaCode, p.CountryCode
+		extensions[i], keys[i] = p.Extension, c.Key
+		eventIDs[i], eventTypes[i], payloads[i] = ev.ID, ev.Type, ev.Payload
 	}
-	if err := insertEvent(ctx, tx, ev); err != nil {
-		return phone.Phone{}, err
+	write := &pgx.Batch{}
+	write.Queue(insertPhonesSQL, ids, tenants, accounts, customers, numbers, types, actives,
+		areas, countries, extensions, keys, now, eventIDs, phone.EventDomain, eventTypes, payloads)
+	write.Queue("COMMIT")
+	inserted := make(map[int64]bool, n)
+	if err := sendBatch(ctx, conn.Conn(), write, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("insert phones: %w", err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("insert phones: %w", err)
+		}
+		for _, id := range got {
+			inserted[id] = true
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("create phones: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return phone.Phone{}, fmt.Errorf("commit create phone: %w", err)
+
+	outs := make([]phone.Outcome, n)
+	for i, p := range phones {
+		if inserted[p.ID] {
+			outs[i].Phone = p
+		} else {
+			outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
+		}
 	}
-	return p, nil
+	return outs, nil
+}
+
+// sendBatch sends b in one round trip and reads its results with read.
+func sendBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	br := conn.SendBatch(ctx, b)
+	err := read(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // insertEvent appends ev to the outbox inside tx, which holds

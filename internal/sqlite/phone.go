@@ -50,51 +50,76 @@ WHERE id = ? AND version = ?`
 )
 
 // CreatePhone stores the phone of c, with version 1, and its Phone created
-// event in one transaction. It returns phone.ErrDuplicate when c's phone is
-// active and its account already has an active phone with key c.Key, or the
-// context's error when ctx ends first.
+// event. Calls arriving together share one transaction and its fsync (see
+// CreatePhones). It returns phone.ErrDuplicate when c's phone is active and
+// its account already has an active phone with key c.Key, or the context's
+// error when ctx ends first.
 func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, error) {
+	o, err := db.creates.Do(ctx, c)
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("create phone: %w", err)
+	}
+	return o.Phone, o.Err
+}
+
+// CreatePhones stores each creation of cs, with its Phone created event, in
+// one transaction, in order: a later creation that duplicates an earlier one
+// of the batch is refused like any duplicate. It returns each creation's
+// outcome, or an error when the transaction failed and stored nothing.
+func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return phone.Phone{}, fmt.Errorf("begin create phone: %w", err)
+		return nil, fmt.Errorf("begin create phones: %w", err)
 	}
 	defer tx.Rollback()
+	insertPhone, err := tx.PrepareContext(ctx, insertPhoneSQL)
+	if err != nil {
+		return nil, fmt.Errorf("prepare insert phone: %w", err)
+	}
+	defer insertPhone.Close()
+	insertEvent, err := tx.PrepareContext(ctx, insertEventSQL)
+	if err != nil {
+		return nil, fmt.Errorf("prepare insert event: %w", err)
+	}
+	defer insertEvent.Close()
 
 	// The transaction's time, taken once the write lock is held, so that
 	// creation times follow commit order.
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	p := c.Phone
-	res, err := tx.ExecContext(ctx, insertPhoneSQL,
-		p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
-		p.AreaCode, p.CountryCode, p.Extension, c.Key,
-		now.UnixMilli(), now.UnixMilli(),
-	)
-	if err != nil {
-		if isUniqueViolation(err) {
-			return phone.Phone{}, fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
+	outs := make([]phone.Outcome, len(cs))
+	for i, c := range cs {
+		p := c.Phone
+		// A unique violation fails only its statement: SQLite keeps the
+		// transaction, and the batch's other creations, going.
+		res, err := insertPhone.ExecContext(ctx,
+			p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
+			p.AreaCode, p.CountryCode, p.Extension, c.Key,
+			now.UnixMilli(), now.UnixMilli(),
+		)
+		if err != nil {
+			if isUniqueViolation(err) {
+				outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
+				continue
+			}
+			return nil, fmt.Errorf("insert phone: %w", err)
 		}
-		return phone.Phone{}, fmt.Errorf("insert phone: %w", err)
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return phone.Phone{}, fmt.Errorf("insert phone: read id: %w", err)
-	}
-	p.ID = id
-	p.CreatedAt = now
-	p.UpdatedAt = now
-	p.Version = 1
-
-	ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
-	if err != nil {
-		return phone.Phone{}, err
-	}
-	if err := insertEvent(ctx, tx, ev); err != nil {
-		return phone.Phone{}, err
+		if p.ID, err = res.LastInsertId(); err != nil {
+			return nil, fmt.Errorf("insert phone: read id: %w", err)
+		}
+		p.CreatedAt, p.UpdatedAt, p.Version = now, now, 1
+		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := insertEvent.ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli()); err != nil {
+			return nil, fmt.Errorf("insert %s event: %w", ev.Type, err)
+		}
+		outs[i].Phone = p
 	}
 	if err := tx.Commit(); err != nil {
-		return phone.Phone{}, fmt.Errorf("commit create phone: %w", err)
+		return nil, fmt.Errorf("commit create phones: %w", err)
 	}
-	return p, nil
+	return outs, nil
 }
 
 // insertEvent appends ev to the outbox inside tx.

@@ -1,0 +1,153 @@
+package groupcommit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// recorder commits by recording batch sizes; an input of -1 fails its batch.
+type recorder struct {
+	mu      sync.Mutex
+	batches [][]int
+	delay   time.Duration
+}
+
+func (r *recorder) commit(ctx context.Context, batch []int) ([]int, error) {
+	time.Sleep(r.delay) // a commit takes time, as an fsync does
+	r.mu.Lock()
+	r.batches = append(r.batches, append([]int(nil), batch...))
+	r.mu.Unlock()
+	out := make([]int, len(batch))
+	for i, v := range batch {
+		if v == -1 {
+			return nil, errors.New("bad input")
+		}
+		out[i] = v * 10
+	}
+	return out, nil
+}
+
+func (r *recorder) snapshot() [][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]int(nil), r.batches...)
+}
+
+func TestConcurrentCallsShareCommits(t *testing.T) {
+	r := &recorder{delay: 5 * time.Millisecond}
+	b := New(r.commit, Options{})
+	defer b.Close()
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := b.Do(context.Background(), i)
+			if err != nil || got != i*10 {
+				t.Errorf("Do(%d) = %d, %v; want %d", i, got, err, i*10)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := len(r.snapshot()); got >= n/2 {
+		t.Errorf("%d commits for %d concurrent calls; want them batched", got, n)
+	}
+}
+
+func TestLoneCallIsCommittedAtOnce(t *testing.T) {
+	r := &recorder{}
+	b := New(r.commit, Options{})
+	defer b.Close()
+	for i := range 5 {
+		if got, err := b.Do(context.Background(), i); err != nil || got != i*10 {
+			t.Fatalf("Do(%d) = %d, %v", i, got, err)
+		}
+	}
+	if got := len(r.snapshot()); got != 5 {
+		t.Errorf("%d commits for 5 sequential calls; want 5", got)
+	}
+}
+
+func TestFailedBatchFailsOnlyTheBadInput(t *testing.T) {
+	r := &recorder{delay: 20 * time.Millisecond}
+	b := New(r.commit, Options{})
+	defer b.Close()
+	// Occupy the writer so that the next calls queue into one batch.
+	go b.Do(context.Background(), 100)
+	time.Sleep(5 * time.Millisecond)
+	var wg sync.WaitGroup
+	var failed, ok atomic.Int32
+	for _, v := range []int{1, 2, -1, 3} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := b.Do(context.Background(), v)
+			switch {
+			case v == -1 && err != nil:
+				failed.Add(1)
+			case v != -1 && err == nil && got == v*10:
+				ok.Add(1)
+			default:
+				t.Errorf("Do(%d) = %d, %v", v, got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 1 || ok.Load() != 3 {
+		t.Errorf("%d failed, %d ok; want 1 and 3", failed.Load(), ok.Load())
+	}
+}
+
+func TestCallerGoneBeforeCommitIsLeftOut(t *testing.T) {
+	r := &recorder{delay: 30 * time.Millisecond}
+	b := New(r.commit, Options{})
+	defer b.Close()
+	go b.Do(context.Background(), 1)
+	time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Do(ctx, 2); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do with a cancelled ctx: %v; want context.Canceled", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, batch := range r.snapshot() {
+		for _, v := range batch {
+			if v == 2 {
+				t.Errorf("the cancelled call was committed")
+			}
+		}
+	}
+}
+
+func TestClose(t *testing.T) {
+	b := New((&recorder{}).commit, Options{})
+	b.Close()
+	if _, err := b.Do(context.Background(), 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Do after Close: %v; want ErrClosed", err)
+	}
+}
+
+func TestBatchEndsAtTheEarliestDeadline(t *testing.T) {
+	var sawDeadline atomic.Bool
+	b := New(func(ctx context.Context, batch []int) ([]int, error) {
+		d, ok := ctx.Deadline()
+		sawDeadline.Store(ok && time.Until(d) < time.Second)
+		<-ctx.Done() // a stuck disk
+		return nil, ctx.Err()
+	}, Options{Timeout: time.Minute})
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if _, err := b.Do(ctx, 1); err == nil {
+		t.Fatal("Do succeeded on a stuck commit")
+	}
+	if took := time.Since(began); took > time.Second || !sawDeadline.Load() {
+		t.Errorf("Do returned after %v, commit saw the caller's deadline: %v; want the commit bound by the caller's deadline", took, sawDeadline.Load())
+	}
+}
