@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 )
 
 // TestConcurrentCreatesWithDuplicates drives 1,000 creates at once, a third
