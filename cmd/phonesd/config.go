@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"phonesd/internal/jetstream"
 )
 
 // config is the service's configuration, read from PHONES_* variables.
@@ -22,12 +24,23 @@ type config struct {
 	issuer         string
 	audience       string
 	leeway         time.Duration
-	eventsPath     string // file sink
+	eventsPath     string // file sink; empty when events go to NATS
+	nats           natsConfig
 	retention      time.Duration
 	storageTimeout time.Duration
 	dbMaxConns     int32
 	dbStmtTimeout  time.Duration
 	logLevel       slog.Level
+}
+
+// natsConfig is the NATS JetStream sink's part of the configuration; url is
+// empty when events go to a file.
+type natsConfig struct {
+	url             string
+	credsFile       string
+	subjectPrefix   string
+	stream          string
+	duplicateWindow time.Duration
 }
 
 // dev reports development mode: no key set configured, so phonesd signs and
@@ -44,6 +57,14 @@ func (c config) databaseName() string {
 		return "postgres"
 	}
 	return "postgres://" + u.Host + u.Path
+}
+
+// eventsName names where events go, for the log, without credentials.
+func (c config) eventsName() string {
+	if c.nats.url == "" {
+		return "file://" + c.eventsPath
+	}
+	return jetstream.Redact(c.nats.url) + " stream " + c.nats.stream + " subjects " + c.nats.subjectPrefix + ".>"
 }
 
 // loadConfig reads the environment. Each error is one line naming the variable.
@@ -83,7 +104,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := c.parseDatabase(getenv("PHONES_DATABASE_URL")); err != nil {
 		return c, err
 	}
-	if err := c.parseEvents(getenv("PHONES_EVENTS_URL")); err != nil {
+	if err := c.parseEvents(getenv); err != nil {
 		return c, err
 	}
 	if c.jwksURL != "" && (c.issuer == "" || c.audience == "") {
@@ -132,16 +153,71 @@ func (c *config) parseDatabase(v string) error {
 	return nil
 }
 
-func (c *config) parseEvents(v string) error {
+// parseEvents reads PHONES_EVENTS_URL, a file:// or nats:// URL, and the
+// settings of the NATS sink.
+func (c *config) parseEvents(getenv func(string) string) error {
+	v := getenv("PHONES_EVENTS_URL")
+	if scheme, _, _ := strings.Cut(v, "://"); scheme == "nats" || scheme == "tls" {
+		return c.parseNATS(v, getenv)
+	}
+	// Set without a NATS URL they would be ignored, and a deployment that
+	// lost PHONES_EVENTS_URL would write its events to a file no one reads.
+	for _, k := range []string{"PHONES_NATS_CREDS", "PHONES_NATS_SUBJECT_PREFIX", "PHONES_NATS_STREAM", "PHONES_NATS_DUPLICATE_WINDOW"} {
+		if getenv(k) != "" {
+			return fmt.Errorf("%s is set, but PHONES_EVENTS_URL is not a nats:// URL: events would go to a file", k)
+		}
+	}
 	if v == "" {
 		c.eventsPath = filepath.Join(c.dataDir, "events.jsonl")
 		return nil
 	}
 	u, err := url.Parse(v)
-	if err != nil || u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path) {
+	if err != nil || u.Scheme != "file" {
+		// The value is not quoted: a mistyped broker URL may hold a password.
+		return errors.New("PHONES_EVENTS_URL: want file:///absolute/path.jsonl or nats://host:port, got a value of another scheme")
+	}
+	if (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path) {
 		return fmt.Errorf("PHONES_EVENTS_URL: want file:///absolute/path.jsonl, got %q", v)
 	}
 	c.eventsPath = u.Path
+	return nil
+}
+
+// parseNATS reads a NATS URL, or several separated by commas, and the
+// PHONES_NATS_* settings.
+func (c *config) parseNATS(v string, getenv func(string) string) error {
+	for part := range strings.SplitSeq(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			// The value is not quoted: it may hold a password.
+			return errors.New("PHONES_EVENTS_URL: want nats://host:port or tls://host:port (user:password@ allowed), or several separated by commas")
+		}
+	}
+	n := natsConfig{
+		url:           v,
+		credsFile:     getenv("PHONES_NATS_CREDS"),
+		subjectPrefix: envOr(getenv, "PHONES_NATS_SUBJECT_PREFIX", "accounts"),
+		stream:        envOr(getenv, "PHONES_NATS_STREAM", "ACCOUNTS_EVENTS"),
+	}
+	if n.credsFile != "" {
+		if err := jetstream.CheckCreds(n.credsFile); err != nil {
+			return fmt.Errorf("PHONES_NATS_CREDS: %w", err)
+		}
+	}
+	if err := jetstream.CheckSubjectPrefix(n.subjectPrefix); err != nil {
+		return fmt.Errorf("PHONES_NATS_SUBJECT_PREFIX: %w", err)
+	}
+	if err := jetstream.CheckStreamName(n.stream); err != nil {
+		return fmt.Errorf("PHONES_NATS_STREAM: %w", err)
+	}
+	var err error
+	if n.duplicateWindow, err = durationEnv(getenv, "PHONES_NATS_DUPLICATE_WINDOW", jetstream.DefaultDuplicateWindow); err != nil {
+		return err
+	}
+	if n.duplicateWindow == 0 {
+		return errors.New("PHONES_NATS_DUPLICATE_WINDOW: want a positive duration such as 10m")
+	}
+	c.nats = n
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"phonesd/api"
 	"phonesd/internal/auth"
 	"phonesd/internal/httpapi"
+	"phonesd/internal/jetstream"
 	"phonesd/internal/outbox"
 	"phonesd/internal/phone"
 	"phonesd/internal/postgres"
@@ -56,9 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer db.Close()
 
-	sink, err := outbox.NewFileSink(cfg.eventsPath)
+	sink, err := openSink(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("PHONES_EVENTS_URL: %w", err)
+		return err
 	}
 	defer sink.Close()
 	relay := outbox.NewRelay(db, sink, outbox.Options{Retention: cfg.retention, Lease: lease, Logger: log})
@@ -101,16 +103,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(relayDone)
 		relay.Run(bg)
 	}()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpServer.Serve(ln) }()
 
-	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databaseName(), "events", cfg.eventsPath, "development_mode", cfg.dev())
+	// Announced before serving, so that whoever sees the service answer has
+	// the announcement too; connections wait in the listener's backlog.
+	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databaseName(), "events", cfg.eventsName(), "development_mode", cfg.dev())
 	if cfg.dev() {
 		log.Warn("DEVELOPMENT MODE: tokens are signed by the key in the data directory; set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE for production")
 		if err := announceDev(stderr, devKey, ln.Addr().String()); err != nil {
 			log.Warn("could not mint the development token", "err", err)
 		}
 	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(ln) }()
 
 	select {
 	case err := <-serveErr:
@@ -142,7 +146,6 @@ type storage interface {
 	phone.Store
 	outbox.Store
 	Ping(ctx context.Context) error
-	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
 	Close() error
 }
 
@@ -165,6 +168,34 @@ func openStorage(ctx context.Context, cfg config) (storage, outbox.Lease, error)
 		return nil, nil, fmt.Errorf("open SQLite: %w", err)
 	}
 	return db, nil, nil
+}
+
+// openSink returns where the relay delivers events: the JSON Lines file, or
+// NATS JetStream. A broker that cannot be reached does not stop the start;
+// one that answers with an unusable stream does.
+func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, error) {
+	if cfg.nats.url == "" {
+		sink, err := outbox.NewFileSink(cfg.eventsPath)
+		if err != nil {
+			return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
+		}
+		return sink, nil
+	}
+	sink, err := jetstream.NewSink(ctx, jetstream.Config{
+		URL:             cfg.nats.url,
+		CredsFile:       cfg.nats.credsFile,
+		SubjectPrefix:   cfg.nats.subjectPrefix,
+		Stream:          cfg.nats.stream,
+		DuplicateWindow: cfg.nats.duplicateWindow,
+		Logger:          log,
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrStream):
+		return nil, fmt.Errorf("PHONES_NATS_STREAM: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
+	}
+	return sink, nil
 }
 
 // newVerifier returns the token verifier: the configured JWKS, or in

@@ -426,3 +426,67 @@ func TestRelayPrunes(t *testing.T) {
 	startRelay(t, relay)
 	waitFor(t, "sent events to be pruned", func() bool { return store.total() == 5 })
 }
+
+// heldElsewhere is a lease another replica holds: the standby's view,
+// without a PostgreSQL server to share one.
+type heldElsewhere struct{}
+
+func (heldElsewhere) Hold(context.Context) (bool, error) { return false, nil }
+
+func TestRelayLogsBacklog(t *testing.T) {
+	t.Run("delivering relay", func(t *testing.T) {
+		db := openStore(t)
+		createPhones(t, db, 0, 3)
+		var logs lockedBuffer
+		// The sink keeps failing, so the backlog stays and its age grows.
+		relay := outbox.NewRelay(db, &flakySink{failFirst: 1 << 30}, outbox.Options{
+			PollInterval:  5 * time.Millisecond,
+			MaxBackoff:    10 * time.Millisecond,
+			StatsInterval: 20 * time.Millisecond,
+			Logger:        slog.New(slog.NewJSONHandler(&logs, nil)),
+		})
+		stop := startRelay(t, relay)
+		waitFor(t, "two backlog lines", func() bool { return strings.Count(logs.String(), `"msg":"outbox backlog"`) >= 2 })
+		stop()
+
+		var line struct {
+			Pending          int64   `json:"pending"`
+			OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+		}
+		for l := range strings.Lines(logs.String()) {
+			if strings.Contains(l, `"msg":"outbox backlog"`) {
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatalf("log line %q: %v", l, err)
+				}
+			}
+		}
+		if line.Pending != 3 {
+			t.Errorf("pending in the last backlog line: got %d; want 3", line.Pending)
+		}
+		if line.OldestAgeSeconds <= 0 {
+			t.Errorf("oldest_age_seconds in the last backlog line: got %v; want > 0", line.OldestAgeSeconds)
+		}
+	})
+
+	t.Run("standby", func(t *testing.T) {
+		db := openStore(t)
+		createPhones(t, db, 0, 1)
+		var logs lockedBuffer
+		sink := &flakySink{}
+		relay := outbox.NewRelay(db, sink, outbox.Options{
+			Lease:         heldElsewhere{},
+			PollInterval:  5 * time.Millisecond,
+			StatsInterval: time.Millisecond,
+			Logger:        slog.New(slog.NewJSONHandler(&logs, nil)),
+		})
+		stop := startRelay(t, relay)
+		time.Sleep(100 * time.Millisecond) // many polls, each past StatsInterval
+		stop()
+		if strings.Contains(logs.String(), "outbox backlog") {
+			t.Errorf("a standby logged the backlog:\n%s", logs.String())
+		}
+		if calls, _ := sink.snapshot(); len(calls) != 0 {
+			t.Errorf("a standby published %d times; want 0", len(calls))
+		}
+	})
+}

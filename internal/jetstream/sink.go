@@ -1,0 +1,420 @@
+// Package jetstream publishes outbox events to a NATS JetStream stream.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"phonesd/internal/phone"
+)
+
+// Defaults of Config.
+const (
+	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultPublishTimeout  = 10 * time.Second
+	DefaultReconnectWait   = time.Second
+)
+
+// Connection health: a link that died without a reset (a partition, a
+// blackholed route) is noticed after about pingInterval*(maxPingsOut+1), not
+// after the operating system's TCP timeouts.
+const (
+	pingInterval = 10 * time.Second
+	maxPingsOut  = 2
+)
+
+// ErrStream means the stream cannot take our events as configured: it exists
+// and its subjects do not cover ours, or the server refused to create it.
+// Only an operator can fix it, since an existing stream is never changed.
+var ErrStream = errors.New("unusable stream")
+
+// errNotConnected means the connection is down and being re-established.
+var errNotConnected = errors.New("not connected")
+
+// Config is what NewSink needs; a zero duration takes its default.
+type Config struct {
+	// URL names the server: nats://host:port or tls://host:port, with
+	// user:password@ allowed, or several such URLs separated by commas.
+	URL string
+	// CredsFile is a NATS credentials file (user JWT and seed); optional.
+	CredsFile string
+	// SubjectPrefix starts every subject: <prefix>.<domain>.<event type>.
+	SubjectPrefix string
+	// Stream is the stream that must hold the events, created when missing.
+	Stream string
+	// DuplicateWindow is the duplicate window of a stream created here.
+	DuplicateWindow time.Duration
+	// PublishTimeout bounds the wait for one batch's acknowledgements, and
+	// each check of the stream.
+	PublishTimeout time.Duration
+	// ReconnectWait is the pause between attempts to reach the server.
+	ReconnectWait time.Duration
+	Logger        *slog.Logger // default discards
+}
+
+// Sink publishes events to JetStream, one message per event on
+// <prefix>.<domain>.<event type>, with the event's payload as the body and
+// its event_id as Nats-Msg-Id. It is safe for sequential use by one relay.
+type Sink struct {
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	cfg    Config
+	log    *slog.Logger
+	server string // the URL without credentials, for logs and errors
+	// streamOK records that the stream was found or created and covers our
+	// subjects; it is checked again after JetStream stops answering for it,
+	// since the stream may have been deleted meanwhile.
+	streamOK bool
+}
+
+// NewSink connects to the server and makes sure the stream exists. A server
+// that cannot be reached does not stop it: the connection keeps retrying,
+// Publish fails until it succeeds, and the stream is checked before the
+// first publish. It returns an error for an invalid Config, an unreadable
+// credentials file, credentials the server rejects, and, when the server
+// answers, a stream wrapping ErrStream.
+func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
+	if err := CheckSubjectPrefix(cfg.SubjectPrefix); err != nil {
+		return nil, err
+	}
+	if err := CheckStreamName(cfg.Stream); err != nil {
+		return nil, err
+	}
+	if cfg.DuplicateWindow <= 0 {
+		cfg.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = DefaultPublishTimeout
+	}
+	if cfg.ReconnectWait <= 0 {
+		cfg.ReconnectWait = DefaultReconnectWait
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	server := Redact(cfg.URL)
+	log = log.With("nats", server)
+
+	opts := []nats.Option{
+		nats.Name("phonesd"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(cfg.ReconnectWait),
+		// Without a reconnect buffer, a publish while the connection is down
+		// fails at once instead of queueing behind the outage: the relay
+		// backs off and the events wait in the outbox, their only queue.
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
+		// Credentials rotated on the server must not end the retries.
+		nats.IgnoreAuthErrorAbort(),
+		// Called only when a start without the server connects later.
+		nats.ConnectHandler(func(*nats.Conn) { log.Info("NATS connected") }),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("NATS reconnected") }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS connection lost; events wait in the outbox until it is back", "err", err)
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS error", "err", err)
+		}),
+	}
+	if cfg.CredsFile != "" {
+		if err := CheckCreds(cfg.CredsFile); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		if authError(err) {
+			return nil, fmt.Errorf("connect to %s: %w", server, err)
+		}
+		// Anything else may be an outage, which must not stop creates:
+		// connect again, this time leaving the client to retry forever.
+		log.Warn("NATS unreachable at start; events wait in the outbox until it answers", "err", err)
+		nc, err = nats.Connect(cfg.URL, append(opts, nats.RetryOnFailedConnect(true))...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", server, err)
+		}
+	}
+	if nc.IsConnected() {
+		log.Info("NATS connected")
+	}
+	js, err := natsjs.New(nc, natsjs.WithPublishAsyncTimeout(cfg.PublishTimeout))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("JetStream on %s: %w", server, err)
+	}
+	s := &Sink{nc: nc, js: js, cfg: cfg, log: log, server: server}
+	if nc.IsConnected() {
+		if err := s.ensureStream(ctx); err != nil {
+			if errors.Is(err, ErrStream) {
+				nc.Close()
+				return nil, err
+			}
+			log.Warn("JetStream stream not checked yet; checked again before the first publish", "stream", cfg.Stream, "err", err)
+		}
+	}
+	return s, nil
+}
+
+// Publish publishes the events in order and returns once JetStream has
+// acknowledged every one of them. It returns an error when the connection
+// is down, the stream is unusable, an event's subject would be invalid, any
+// event is refused or unacknowledged within PublishTimeout, or ctx ends; the
+// relay then publishes the whole batch again.
+func (s *Sink) Publish(ctx context.Context, events []phone.Event) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("publish to NATS: %w", err)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if !s.nc.IsConnected() {
+		return fmt.Errorf("publish to NATS %s: %w", s.server, errNotConnected)
+	}
+	if !s.streamOK {
+		if err := s.ensureStream(ctx); err != nil {
+			if errors.Is(err, ErrStream) {
+				// The relay logs only the first failure of a streak; this
+				// one needs an operator, so it is logged at every attempt.
+				s.log.Error("events cannot be published; they wait in the outbox", "err", err)
+			}
+			return err
+		}
+	}
+	// Every subject is checked before anything is sent, so that a bad event
+	// stops its batch before the events ahead of it are published.
+	subjects := make([]string, len(events))
+	for i, ev := range events {
+		subj, err := s.subject(ev)
+		if err != nil {
+			return err
+		}
+		subjects[i] = subj
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	// The whole batch is sent before any acknowledgement is awaited, and
+	// this keeps outbox order. The messages leave in order on one
+	// connection, a single TCP stream, and the server stores the messages
+	// of one connection in the order they arrive; a connection that breaks
+	// loses a suffix of the batch, never a message in the middle. Nothing
+	// counts as sent until every message is acknowledged, and the retry
+	// sends the whole batch again from its first event: the prefix the
+	// stream already holds is dropped as duplicates by Nats-Msg-Id, and the
+	// rest is stored after it. The client's own resend on "no responders"
+	// is turned off, since it would send one message again behind those
+	// that followed it. What remains: a message the server refuses on its
+	// own (one over the stream's size limit, or caught by a cluster's leader
+	// election) while it stores those behind it. That event stays unsent,
+	// the relay retries it, and the stream may then hold it after later
+	// ones; it is never skipped.
+	acks := make([]natsjs.PubAckFuture, len(events))
+	for i, ev := range events {
+		msg := &nats.Msg{Subject: subjects[i], Data: ev.Payload}
+		ack, err := s.js.PublishMsgAsync(msg,
+			natsjs.WithMsgID(ev.ID),
+			natsjs.WithExpectStream(s.cfg.Stream),
+			natsjs.WithRetryAttempts(0),
+		)
+		if err != nil {
+			return fmt.Errorf("publish event seq %d to %s: %w", ev.Seq, subjects[i], err)
+		}
+		acks[i] = ack
+	}
+	duplicates := 0
+	for i, ack := range acks {
+		select {
+		case pa := <-ack.Ok():
+			if pa.Duplicate {
+				duplicates++
+			}
+		case err := <-ack.Err():
+			if errors.Is(err, natsjs.ErrNoStreamResponse) {
+				s.streamOK = false
+			}
+			return fmt.Errorf("publish event seq %d to %s: %w", events[i].Seq, subjects[i], err)
+		case <-ctx.Done():
+			return fmt.Errorf("publish event seq %d to %s: no acknowledgement: %w", events[i].Seq, subjects[i], ctx.Err())
+		}
+	}
+	if duplicates > 0 {
+		// A retry after a lost acknowledgement or a crash: JetStream had
+		// these already and stored them once.
+		s.log.Info("JetStream dropped events it already held", "duplicates", duplicates, "batch", len(events), "stream", s.cfg.Stream)
+	}
+	return nil
+}
+
+// Close closes the connection.
+func (s *Sink) Close() error {
+	s.nc.Close()
+	return nil
+}
+
+// subject returns <prefix>.<domain>.<event type> for ev, or an error when
+// its domain or type is not a single subject token.
+func (s *Sink) subject(ev phone.Event) (string, error) {
+	for _, tok := range []string{ev.Domain, ev.Type} {
+		if !validToken(tok) {
+			return "", fmt.Errorf("event seq %d: %q is not a subject token", ev.Seq, tok)
+		}
+	}
+	return s.cfg.SubjectPrefix + "." + ev.Domain + "." + ev.Type, nil
+}
+
+// ensureStream finds the stream or creates it, and checks that it covers
+// our subjects. An existing stream is never updated: it may be shared, and
+// its limits are its owner's choice.
+func (s *Sink) ensureStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	want := s.cfg.SubjectPrefix + ".>"
+	st, err := s.js.Stream(ctx, s.cfg.Stream)
+	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		st, err = s.js.CreateStream(ctx, natsjs.StreamConfig{
+			Name:        s.cfg.Stream,
+			Description: "Accounts API events",
+			Subjects:    []string{want},
+			Storage:     natsjs.FileStorage,
+			Duplicates:  s.cfg.DuplicateWindow,
+		})
+		var apiErr *natsjs.APIError
+		switch {
+		case err == nil:
+			s.log.Info("JetStream stream created", "stream", s.cfg.Stream, "subjects", want, "duplicate_window", s.cfg.DuplicateWindow.String())
+		case errors.Is(err, natsjs.ErrStreamNameAlreadyInUse):
+			// Another replica created it first: check it as found.
+			st, err = s.js.Stream(ctx, s.cfg.Stream)
+		case errors.As(err, &apiErr) && apiErr.Code == 400:
+			// Refused as asked, as when another stream already holds
+			// these subjects: no retry will change that.
+			return fmt.Errorf("%w: create stream %s with subjects %s: %w", ErrStream, s.cfg.Stream, want, err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", s.cfg.Stream, err)
+	}
+	info := st.CachedInfo()
+	if !covers(info.Config.Subjects, s.cfg.SubjectPrefix) {
+		return fmt.Errorf("%w: stream %s has subjects %v, which do not cover %s; an existing stream is never changed: add %s to it, or choose another stream or subject prefix",
+			ErrStream, s.cfg.Stream, info.Config.Subjects, want, want)
+	}
+	if info.Config.Duplicates < s.cfg.DuplicateWindow {
+		s.log.Warn("the stream's duplicate window is shorter than configured: a retry later than that is stored twice",
+			"stream", s.cfg.Stream, "stream_window", info.Config.Duplicates.String(), "configured", s.cfg.DuplicateWindow.String())
+	}
+	s.streamOK = true
+	return nil
+}
+
+// covers reports whether one of subjects matches every subject that starts
+// with prefix and one or more tokens after it, that is prefix + ".>".
+func covers(subjects []string, prefix string) bool {
+	want := strings.Split(prefix, ".")
+	for _, subj := range subjects {
+		toks := strings.Split(subj, ".")
+		for i, tok := range toks {
+			if tok == ">" {
+				return true
+			}
+			// Past the prefix the subject has one or more arbitrary
+			// tokens: only ">" matches them all.
+			if i >= len(want) || (tok != "*" && tok != want[i]) {
+				break
+			}
+		}
+	}
+	return false
+}
+
+// CheckSubjectPrefix returns an error unless p is one or more subject
+// tokens separated by dots, without wildcards.
+func CheckSubjectPrefix(p string) error {
+	for tok := range strings.SplitSeq(p, ".") {
+		if !validToken(tok) {
+			return fmt.Errorf("subject prefix %q: want tokens of letters, digits, '-' or '_' separated by dots, such as accounts", p)
+		}
+	}
+	return nil
+}
+
+// CheckStreamName returns an error unless n is a valid JetStream stream name.
+func CheckStreamName(n string) error {
+	if n == "" || len(n) > 255 || strings.ContainsAny(n, ".*>/\\ \t\r\n") {
+		return fmt.Errorf("stream name %q: want a non-empty name without '.', '*', '>', slashes or spaces, such as ACCOUNTS_EVENTS", n)
+	}
+	return nil
+}
+
+// validToken reports whether tok is one subject token that is safe to
+// build from: not empty, no wildcard, no separator, no space.
+func validToken(tok string) bool {
+	if tok == "" {
+		return false
+	}
+	for _, r := range tok {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Redact returns url, a comma-separated list of server URLs, without the
+// user information of any of them, for logs and errors.
+func Redact(url string) string {
+	parts := strings.Split(url, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			scheme, rest = "", p
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			rest = rest[at+1:]
+		}
+		if scheme != "" {
+			rest = scheme + "://" + rest
+		}
+		parts[i] = rest
+	}
+	return strings.Join(parts, ",")
+}
+
+// CheckCreds returns an error unless path is a readable credentials file
+// with a user JWT and a user seed; the error never holds the file's content.
+func CheckCreds(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("credentials file: %w", err)
+	}
+	if jwt, _ := nkeys.ParseDecoratedJWT(b); strings.Count(jwt, ".") != 2 || strings.ContainsAny(jwt, " \n") {
+		return fmt.Errorf("credentials file %s: no user JWT found", path)
+	}
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return fmt.Errorf("credentials file %s: no user seed found: %w", path, err)
+	}
+	kp.Wipe()
+	return nil
+}
+
+// authError reports whether err is the server refusing our credentials.
+func authError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
+}

@@ -1,0 +1,215 @@
+// Package natstest gives each test a JetStream stream and subject prefix of
+// its own on the NATS server named by PHONES_TEST_NATS_URL.
+package natstest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// envVar names the variable holding the URL of a NATS server with
+	// JetStream enabled.
+	envVar = "PHONES_TEST_NATS_URL"
+	// streamPrefix and subjectPrefix start the names New makes; a random
+	// part follows, so that runs at the same time never share a stream.
+	streamPrefix  = "PHONESD_TEST_"
+	subjectPrefix = "phonesdtest"
+	// staleAfter is the age past which a stream named with streamPrefix is
+	// taken for the leftover of a killed run and deleted.
+	staleAfter = time.Hour
+	skipReason = "NATS tests skipped: set " + envVar + ", e.g. nats://127.0.0.1:4222, to a server with JetStream (.ci/run sets it)"
+	// timeout bounds each exchange with the server, and each wait.
+	timeout = 10 * time.Second
+)
+
+// Stream is a test's own stream name and subject prefix on the test server.
+// New creates nothing: the code under test creates the stream, or the test
+// does with Create.
+type Stream struct {
+	URL    string // the server, PHONES_TEST_NATS_URL
+	Name   string // PHONESD_TEST_<random>
+	Prefix string // phonesdtest<random>: the stream's subjects are Prefix + ".>"
+
+	js jetstream.JetStream
+}
+
+// Message is one message of a stream, as a test checks it.
+type Message struct {
+	Seq     uint64
+	Subject string
+	MsgID   string // the Nats-Msg-Id header
+	Data    []byte
+}
+
+// serverURL returns the server named by PHONES_TEST_NATS_URL; it skips t
+// when the variable is unset.
+func serverURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(envVar)
+	if u == "" {
+		t.Skip(skipReason)
+	}
+	return u
+}
+
+// New returns fresh names for t on the server named by PHONES_TEST_NATS_URL,
+// and deletes the stream of that name, if one was created, when t ends. It
+// skips t when the variable is unset.
+func New(t testing.TB) *Stream {
+	t.Helper()
+	url := serverURL(t)
+	nc, err := nats.Connect(url, nats.Name("phonesd-test"), nats.Timeout(timeout))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", envVar, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("%s: %v", envVar, err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	suffix := hex.EncodeToString(b[:])
+	s := &Stream{URL: url, Name: streamPrefix + strings.ToUpper(suffix), Prefix: subjectPrefix + suffix, js: js}
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	deleteStale(ctx, t, js, time.Now())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := js.DeleteStream(ctx, s.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Errorf("delete stream %s: %v", s.Name, err)
+		}
+	})
+	return s
+}
+
+// deleteStale deletes the streams named with streamPrefix that are older
+// than staleAfter. Failures are only logged: another run may be deleting the
+// same stream, and none of them concerns t.
+func deleteStale(ctx context.Context, t testing.TB, js jetstream.JetStream, now time.Time) {
+	t.Helper()
+	list := js.ListStreams(ctx)
+	var stale []string
+	for info := range list.Info() {
+		if strings.HasPrefix(info.Config.Name, streamPrefix) && now.Sub(info.Created) > staleAfter {
+			stale = append(stale, info.Config.Name)
+		}
+	}
+	if err := list.Err(); err != nil {
+		t.Logf("list test streams: %v", err)
+	}
+	for _, name := range stale {
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Logf("delete stale stream %s: %v", name, err)
+		}
+	}
+}
+
+// Create creates the stream with cfg, its name set to s.Name: for tests of
+// what the code under test does with a stream that already exists.
+func (s *Stream) Create(t testing.TB, cfg jetstream.StreamConfig) {
+	t.Helper()
+	cfg.Name = s.Name
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if _, err := s.js.CreateStream(ctx, cfg); err != nil {
+		t.Fatalf("create stream %s: %v", s.Name, err)
+	}
+}
+
+// Info returns the stream's configuration and state, or nil when it does
+// not exist.
+func (s *Stream) Info(t testing.TB) *jetstream.StreamInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, s.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("stream %s: %v", s.Name, err)
+	}
+	return st.CachedInfo()
+}
+
+// Messages returns every message of the stream in stream order; none when
+// the stream does not exist.
+func (s *Stream) Messages(t testing.TB) []Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, s.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("stream %s: %v", s.Name, err)
+	}
+	state := st.CachedInfo().State
+	if state.Msgs == 0 {
+		return nil
+	}
+	var out []Message
+	for seq := state.FirstSeq; seq <= state.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("stream %s: message %d: %v", s.Name, seq, err)
+		}
+		out = append(out, Message{Seq: m.Sequence, Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), Data: m.Data})
+	}
+	return out
+}
+
+// WaitMessages polls until the stream holds at least n messages and returns
+// them all; it fails t when they do not arrive in time.
+func (s *Stream) WaitMessages(t testing.TB, n int) []Message {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := s.Count(t)
+		if got >= uint64(n) {
+			return s.Messages(t)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s: %d messages after %v; want %d", s.Name, got, timeout, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Delete deletes the stream, as an operator might while a test runs.
+func (s *Stream) Delete(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.js.DeleteStream(ctx, s.Name); err != nil {
+		t.Fatalf("delete stream %s: %v", s.Name, err)
+	}
+}
+
+// Count returns how many messages the stream holds; 0 when it does not
+// exist.
+func (s *Stream) Count(t testing.TB) uint64 {
+	t.Helper()
+	info := s.Info(t)
+	if info == nil {
+		return 0
+	}
+	return info.State.Msgs
+}
