@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"testing"
+	"time"
 
 	"phonesd/internal/pgtest"
 )
@@ -23,6 +24,20 @@ func TestRelayLeaseOneHolderAtATime(t *testing.T) {
 	hold("a again", a, true)
 	hold("b again", b, false)
 	a.RelayLease().Close() // as when a replica dies: its session ends
-	hold("b after a released", b, true)
+	// The server frees the lock once it has noticed the session ended.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := b.RelayLease().Hold(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b did not take the lease within 5s of a releasing it")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	hold("a after b took it", a, false)
 }
