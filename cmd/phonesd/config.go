@@ -31,6 +31,7 @@ type config struct {
 	dbMaxConns     int32
 	dbStmtTimeout  time.Duration
 	logLevel       slog.Level
+	debugAddr      string // profiles; empty: off
 }
 
 // natsConfig is the NATS JetStream sink's part of the configuration; url is
@@ -97,6 +98,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.dbMaxConns, err = intEnv(getenv, "PHONES_DB_MAX_CONNS", 16, 1, 1000); err != nil {
 		return c, err
+	}
+	if c.debugAddr = getenv("PHONES_DEBUG_ADDR"); c.debugAddr != "" && !loopback(c.debugAddr) {
+		return c, fmt.Errorf("PHONES_DEBUG_ADDR: profiles are served only on a loopback address, not %q", c.debugAddr)
 	}
 	if err := c.logLevel.UnmarshalText([]byte(envOr(getenv, "PHONES_LOG_LEVEL", "info"))); err != nil {
 		return c, fmt.Errorf("PHONES_LOG_LEVEL: want debug, info, warn or error")

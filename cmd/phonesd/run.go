@@ -97,6 +97,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
+	if cfg.debugAddr != "" {
+		if err := serveDebug(bg, cfg.debugAddr, log); err != nil {
+			return err
+		}
+	}
 	go verifier.Run(bg)
 	relayDone := make(chan struct{})
 	go func() {

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// requestTimeout bounds one request, so that a stuck server ends a
+// measurement with errors instead of hanging it.
+const requestTimeout = 30 * time.Second
+
+// mode is what a measurement sends.
+type mode int
+
+const (
+	// createMode sends valid Create phone requests.
+	createMode mode = iota
+	// floorMode sends the same requests with "type": "INVALID": phonesd does
+	// the HTTP, token, decoding and validation work and answers 400 without
+	// touching storage.
+	floorMode
+)
+
+func (m mode) String() string {
+	if m == floorMode {
+		return "floor"
+	}
+	return "creates"
+}
+
+// expected is the status every answer of the mode should have.
+func (m mode) expected() int {
+	if m == floorMode {
+		return http.StatusBadRequest
+	}
+	return http.StatusOK
+}
+
+// numberSource hands out phone numbers unique within the run: a random
+// prefix, then a counter, digits only.
+type numberSource struct {
+	prefix  string
+	counter atomic.Int64
+	width   int // digits of the counter
+}
+
+// newNumberSource returns a source of numbers of the given length, with a
+// 5-digit random prefix that does not start with 0.
+func newNumberSource(length int) (*numberSource, error) {
+	const prefixLen = 5
+	n, err := rand.Int(rand.Reader, big.NewInt(90000))
+	if err != nil {
+		return nil, fmt.Errorf("random number prefix: %w", err)
+	}
+	return &numberSource{prefix: strconv.FormatInt(10000+n.Int64(), 10), width: length - prefixLen}, nil
+}
+
+// appendNext appends the next number to b.
+func (s *numberSource) appendNext(b []byte) []byte {
+	b = append(b, s.prefix...)
+	n := strconv.AppendInt(nil, s.counter.Add(1), 10)
+	for range s.width - len(n) {
+		b = append(b, '0')
+	}
+	return append(b, n...)
+}
+
+// target is a phonesd under load.
+type target struct {
+	base     string
+	tokens   []string
+	accounts int64
+	numbers  *numberSource
+}
+
+// body returns a Create phone body with the next number.
+func (t *target) body(m mode) []byte {
+	b := make([]byte, 0, 80)
+	b = append(b, `{"number":"`...)
+	b = t.numbers.appendNext(b)
+	if m == floorMode {
+		b = append(b, `","type":"INVALID","area_code":11,"country_code":55}`...)
+	} else {
+		b = append(b, `","type":"MOBILE","area_code":11,"country_code":55}`...)
+	}
+	return b
+}
+
+// worker is one request loop and what it measured.
+type worker struct {
+	durations  []time.Duration // measured requests only
+	statuses   map[int]int64   // measured requests only
+	answered   map[int]int64   // warm-up included
+	errors     int64           // measured requests only
+	firstError error           // warm-up included
+	last       time.Time       // when the last measured request ended
+}
+
+// load sends requests of mode m from concurrency workers over keep-alive
+// connections: warmup, not counted, then duration, measured. A request
+// counts when it starts within the measured span; the span ends when the
+// last counted request ends.
+func (t *target) load(ctx context.Context, m mode, concurrency int, warmup, duration time.Duration) (phaseResult, error) {
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        concurrency,
+		MaxIdleConnsPerHost: concurrency,
+		MaxConnsPerHost:     concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: requestTimeout}
+
+	authz := make([]string, len(t.tokens))
+	for i, tok := range t.tokens {
+		authz[i] = "Bearer " + tok
+	}
+	start := time.Now()
+	from := start.Add(warmup)
+	end := from.Add(duration)
+	workers := make([]*worker, concurrency)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{statuses: map[int]int64{}, answered: map[int]int64{}}
+		workers[i] = w
+		wg.Go(func() { t.loop(ctx, client, w, m, authz[i%len(authz)], from, end) })
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return phaseResult{}, err
+	}
+	return merge(workers, m, from), nil
+}
+
+// loop sends requests until end.
+func (t *target) loop(ctx context.Context, client *http.Client, w *worker, m mode, authz string, from, end time.Time) {
+	for ctx.Err() == nil {
+		began := time.Now()
+		if !began.Before(end) {
+			return
+		}
+		status, err := t.send(ctx, client, m, authz)
+		ended := time.Now()
+		if err != nil {
+			if w.firstError == nil {
+				w.firstError = err
+			}
+			if !began.Before(from) {
+				w.errors++
+				w.last = ended
+			}
+			// A server that is gone refuses connections at once: do not spin.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		w.answered[status]++
+		if began.Before(from) {
+			continue
+		}
+		w.durations = append(w.durations, ended.Sub(began))
+		w.statuses[status]++
+		w.last = ended
+	}
+}
+
+// send makes one request and reads the whole answer.
+func (t *target) send(ctx context.Context, client *http.Client, m mode, authz string) (int, error) {
+	url := t.base + "/accounts/v1/accounts/" + strconv.FormatInt(mrand.Int64N(t.accounts)+1, 10) + "/phones"
+	// A fresh body each time: the transport may still read it after Do returns.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(t.body(m)))
+	if err != nil {
+		return 0, err
+	}
+	req.Header["Authorization"] = []string{authz}
+	req.Header["Content-Type"] = []string{"application/json"}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, fmt.Errorf("read answer: %w", err)
+	}
+	return resp.StatusCode, nil
+}
+
+// merge sums the workers' measurements. The rate counts the answers with
+// the mode's expected status only: a fast 500 is no create.
+func merge(workers []*worker, m mode, from time.Time) phaseResult {
+	r := phaseResult{Statuses: map[string]int64{}, answered: map[int]int64{}}
+	var all []time.Duration
+	last := from
+	for _, w := range workers {
+		all = append(all, w.durations...)
+		for s, n := range w.statuses {
+			r.Statuses[strconv.Itoa(s)] += n
+		}
+		for s, n := range w.answered {
+			r.answered[s] += n
+		}
+		r.TransportErrors += w.errors
+		if w.firstError != nil && r.FirstError == "" {
+			r.FirstError = w.firstError.Error()
+		}
+		if w.last.After(last) {
+			last = w.last
+		}
+	}
+	slices.Sort(all)
+	r.Requests = int64(len(all)) + r.TransportErrors
+	r.Seconds = last.Sub(from).Seconds()
+	if r.Seconds > 0 {
+		r.PerSecond = float64(r.Statuses[strconv.Itoa(m.expected())]) / r.Seconds
+	}
+	r.P50ms = millis(percentile(all, 0.50))
+	r.P90ms = millis(percentile(all, 0.90))
+	r.P99ms = millis(percentile(all, 0.99))
+	if len(all) > 0 {
+		r.MaxMs = millis(all[len(all)-1])
+	}
+	return r
+}
+
+// percentile returns the nearest-rank percentile p (0 < p <= 1) of sorted.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runBench runs the whole program with args and returns its JSON report.
+func runBench(t *testing.T, args ...string) report {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the benchmark's smoke runs build and start phonesd: skipped with -short")
+	}
+	jsonPath := filepath.Join(t.TempDir(), "results.json")
+	args = append([]string{"phonesbench", "--dir", t.TempDir(), "--json", jsonPath}, args...)
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := run(ctx, args, func(string) string { return "" }, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	t.Logf("stdout:\n%s", stdout.String())
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("--json file is not a report: %v\n%s", err, b)
+	}
+	if !strings.Contains(stdout.String(), "creates/s") {
+		t.Errorf("stdout has no results table:\n%s", stdout.String())
+	}
+	return rep
+}
+
+// checkRun checks that every level of run created phones, measured the
+// floor, and that the storage's commit latency was measured.
+func checkRun(t *testing.T, run runResult, backend string, preload int) {
+	t.Helper()
+	if run.Backend != backend || run.Preload != preload {
+		t.Errorf("run is %s preload %d; want %s preload %d", run.Backend, run.Preload, backend, preload)
+	}
+	if run.Storage == nil || run.Storage.P50ms <= 0 || run.Storage.P99ms < run.Storage.P50ms {
+		t.Errorf("%s: storage %+v; want a commit latency > 0", run.label(), run.Storage)
+	}
+	if len(run.Levels) != 1 {
+		t.Fatalf("%s: %d levels; want 1", run.label(), len(run.Levels))
+	}
+	l := run.Levels[0]
+	if l.Concurrency != 2 {
+		t.Errorf("%s: concurrency %d; want 2", run.label(), l.Concurrency)
+	}
+	for _, c := range []struct {
+		name   string
+		p      phaseResult
+		status string
+	}{{"creates", l.Creates, "200"}, {"floor", l.Floor, "400"}} {
+		if c.p.PerSecond <= 0 {
+			t.Errorf("%s %s: %v per second; want > 0", run.label(), c.name, c.p.PerSecond)
+		}
+		if len(c.p.Statuses) != 1 || c.p.Statuses[c.status] == 0 || c.p.TransportErrors != 0 {
+			t.Errorf("%s %s: statuses %v, %d transport errors (%s); want only %s", run.label(), c.name, c.p.Statuses, c.p.TransportErrors, c.p.FirstError, c.status)
+		}
+		if c.p.P50ms <= 0 || c.p.P99ms < c.p.P50ms || c.p.MaxMs < c.p.P99ms {
+			t.Errorf("%s %s: latencies p50 %v p99 %v max %v; want 0 < p50 <= p99 <= max", run.label(), c.name, c.p.P50ms, c.p.P99ms, c.p.MaxMs)
+		}
+	}
+	if l.Ratio <= 0 {
+		t.Errorf("%s: ratio %v; want > 0", run.label(), l.Ratio)
+	}
+	if l.RelayBehind != 0 {
+		t.Errorf("%s: relay %d events behind; want 0", run.label(), l.RelayBehind)
+	}
+	if l.PeakRSSBytes <= 0 {
+		t.Errorf("%s: peak RSS %d; want > 0", run.label(), l.PeakRSSBytes)
+	}
+}
+
+func TestSmokeSQLite(t *testing.T) {
+	rep := runBench(t, "--duration", "2s", "--warmup", "500ms", "--concurrency", "2", "--commits", "50")
+	if len(rep.Runs) != 1 {
+		t.Fatalf("%d runs; want 1", len(rep.Runs))
+	}
+	checkRun(t, rep.Runs[0], "sqlite", 0)
+}
+
+func TestSmokePostgres(t *testing.T) {
+	admin := os.Getenv("PHONES_TEST_DATABASE_URL")
+	if admin == "" {
+		t.Skip("PostgreSQL smoke run skipped: set PHONES_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)")
+	}
+	rep := runBench(t, "--backend", "postgres", "--postgres-url", admin, "--duration", "2s", "--warmup", "500ms", "--concurrency", "2", "--commits", "50")
+	if len(rep.Runs) != 1 {
+		t.Fatalf("%d runs; want 1", len(rep.Runs))
+	}
+	checkRun(t, rep.Runs[0], "postgres", 0)
+}
+
+// TestGrowth runs empty, then preloaded, storage: the preload goes through
+// the store's batch method and leaves no event for the relay.
+func TestGrowth(t *testing.T) {
+	rep := runBench(t, "--duration", "1s", "--warmup", "200ms", "--concurrency", "2", "--commits", "20",
+		"--preload", "3000", "--preload-batch", "1000", "--accounts", "100", "--growth")
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs; want 2 (empty, preloaded)", len(rep.Runs))
+	}
+	checkRun(t, rep.Runs[0], "sqlite", 0)
+	checkRun(t, rep.Runs[1], "sqlite", 3000)
+	if rep.Runs[1].PreloadSeconds <= 0 {
+		t.Errorf("preload took %vs; want > 0", rep.Runs[1].PreloadSeconds)
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // part of the error; empty for none
+	}{
+		{"defaults", nil, ""},
+		{"smoke", []string{"--duration", "5s", "--warmup", "1s", "--concurrency", "4"}, ""},
+		{"levels", []string{"--concurrency", "1,16,64,256"}, ""},
+		{"zero concurrency", []string{"--concurrency", "0"}, "want integers"},
+		{"unknown backend", []string{"--backend", "mysql"}, "want sqlite or postgres"},
+		{"postgres without server", []string{"--backend", "sqlite,postgres"}, "--postgres-url"},
+		{"growth without preload", []string{"--growth"}, "--preload"},
+		{"url without token", []string{"--url", "http://127.0.0.1:8080"}, "--token"},
+		{"token without url", []string{"--token", "x"}, "--url"},
+		{"url with preload", []string{"--url", "http://127.0.0.1:8080", "--token", "x", "--preload", "10"}, "--preload"},
+		{"env managed by the bench", []string{"--env", "PHONES_ADDR=0.0.0.0:1"}, "set by the bench"},
+		{"env not phonesd's", []string{"--env", "HOME=/"}, "PHONES_NAME=VALUE"},
+		{"zero duration", []string{"--duration", "0s"}, "--duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseOptions(tc.args, noEnv, &bytes.Buffer{})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("got error %v; want none", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("got error %v; want one containing %q", err, tc.want)
+			}
+		})
+	}
+	o, err := parseOptions(nil, func(k string) string {
+		if k == postgresEnv {
+			return "postgres://bench@127.0.0.1/postgres"
+		}
+		return ""
+	}, &bytes.Buffer{})
+	if err != nil || o.postgresURL != "postgres://bench@127.0.0.1/postgres" {
+		t.Errorf("postgres URL %q, error %v; want $%s's value", o.postgresURL, err, postgresEnv)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.9, 90 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
+		if got := percentile(d, tc.p); got != tc.want {
+			t.Errorf("percentile(1..100ms, %v) = %v; want %v", tc.p, got, tc.want)
+		}
+	}
+	if got := percentile(nil, 0.5); got != 0 {
+		t.Errorf("percentile(nil) = %v; want 0", got)
+	}
+}
+
+func TestNumbersAreUniqueDigits(t *testing.T) {
+	s, err := newNumberSource(15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for range 1000 {
+		n := string(s.appendNext(nil))
+		if len(n) != 15 || strings.Trim(n, "0123456789") != "" {
+			t.Fatalf("number %q; want 15 digits", n)
+		}
+		if seen[n] {
+			t.Fatalf("number %q handed out twice", n)
+		}
+		seen[n] = true
+	}
+}
