@@ -39,9 +39,15 @@ type Lease interface {
 type Options struct {
 	// Lease, when set, is held before each delivery round; a relay without
 	// it always delivers, which suits a store only one process opens.
-	Lease         Lease
-	BatchSize     int           // events per delivery round; default 256
-	PollInterval  time.Duration // wait between polls when idle; default 1s
+	Lease        Lease
+	BatchSize    int           // events per delivery round; default 256
+	PollInterval time.Duration // wait between polls when idle; default 1s
+	// Gather is how long a woken relay waits for more events before a
+	// round; default 10ms. Every round ends in a write (marking the events
+	// sent) that competes with the creates for the database's writer and
+	// disk; gathering makes one round carry many events under load, for a
+	// delay no consumer of audit events notices.
+	Gather        time.Duration
 	Retention     time.Duration // how long sent events are kept; default 7 days
 	PruneInterval time.Duration // how often sent events are pruned; default 1h
 	MaxBackoff    time.Duration // longest wait after failed rounds; default 30s
@@ -53,6 +59,7 @@ type Options struct {
 const (
 	DefaultBatchSize     = 256
 	DefaultPollInterval  = time.Second
+	DefaultGather        = 10 * time.Millisecond
 	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultPruneInterval = time.Hour
 	DefaultMaxBackoff    = 30 * time.Second
@@ -102,6 +109,9 @@ func NewRelay(store Store, sink Sink, opts Options) *Relay {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	if opts.Gather <= 0 {
+		opts.Gather = DefaultGather
 	}
 	if opts.StatsInterval <= 0 {
 		opts.StatsInterval = DefaultStatsInterval
@@ -183,7 +193,9 @@ func (r *Relay) Run(ctx context.Context) {
 			// A full batch: more may be waiting.
 			continue
 		}
-		sleep(ctx, r.opts.PollInterval, r.wake)
+		if sleep(ctx, r.opts.PollInterval, r.wake) {
+			sleep(ctx, r.opts.Gather, nil)
+		}
 	}
 }
 
@@ -305,13 +317,15 @@ func nextBackoff(prev, limit time.Duration) time.Duration {
 }
 
 // sleep waits for d, for ctx to end, or for a value on wake (nil never
-// fires).
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+// fires), and reports whether wake ended the wait.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	case <-wake:
+		return true
 	}
+	return false
 }

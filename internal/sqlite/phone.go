@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -18,11 +19,13 @@ const phoneColumns = `id, tenant, account_id, customer_id, number, type, active,
   area_code, country_code, extension, created_at, updated_at, version`
 
 const (
-	insertPhoneSQL = `INSERT INTO phones (
-  tenant, account_id, customer_id, number, type, active,
-  area_code, country_code, extension, dup_key,
-  created_at, updated_at, version
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`
+	// lastPhoneIDSQL reads the last id AUTOINCREMENT handed out; the
+	// caller, holding the write lock, hands out the next ones itself.
+	lastPhoneIDSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'phones'), 0)`
+
+	// spendPhoneIDsSQL records the last id handed out, so that AUTOINCREMENT
+	// never hands out one of them again.
+	spendPhoneIDsSQL = `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'phones'`
 
 	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
 VALUES (?, ?, ?, ?, ?)`
@@ -66,60 +69,129 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 // one transaction, in order: a later creation that duplicates an earlier one
 // of the batch is refused like any duplicate. It returns each creation's
 // outcome, or an error when the transaction failed and stored nothing.
+//
+// The batch is written with two statements, whatever its size: the phones,
+// then the events. Each statement costs a trip through database/sql and the
+// driver, which for a batch of single-row statements outweighed the rows
+// themselves. The ids are allocated here, under the write lock, so that the
+// events, which carry them, can be built before they are written.
 func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin create phones: %w", err)
 	}
 	defer tx.Rollback()
-	insertPhone, err := tx.PrepareContext(ctx, insertPhoneSQL)
-	if err != nil {
-		return nil, fmt.Errorf("prepare insert phone: %w", err)
-	}
-	defer insertPhone.Close()
-	insertEvent, err := tx.PrepareContext(ctx, insertEventSQL)
-	if err != nil {
-		return nil, fmt.Errorf("prepare insert event: %w", err)
-	}
-	defer insertEvent.Close()
 
+	var lastID int64
+	if err := tx.QueryRowContext(ctx, lastPhoneIDSQL).Scan(&lastID); err != nil {
+		return nil, fmt.Errorf("allocate ids: %w", err)
+	}
 	// The transaction's time, taken once the write lock is held, so that
 	// creation times follow commit order.
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	outs := make([]phone.Outcome, len(cs))
+	ms := now.UnixMilli()
+	n := len(cs)
+	inserted := make(map[int64]bool, n)
+	for start := 0; start < n; start += maxRowsPerStatement {
+		chunk := cs[start:min(n, start+maxRowsPerStatement)]
+		args := make([]any, 0, len(chunk)*phoneInsertArgs)
+		for i, c := range chunk {
+			p := c.Phone
+			args = append(args, lastID+1+int64(start+i), p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
+				p.AreaCode, p.CountryCode, p.Extension, c.Key, ms, ms)
+		}
+		if err := insertPhones(ctx, tx, len(chunk), args, inserted); err != nil {
+			return nil, err
+		}
+	}
+	// Every allocated id is spent, also a duplicate's: an id is never
+	// handed out twice, so whether a phone with a given id exists says
+	// whether its create succeeded.
+	if _, err := tx.ExecContext(ctx, spendPhoneIDsSQL, lastID+int64(n)); err != nil {
+		return nil, fmt.Errorf("spend ids: %w", err)
+	}
+
+	outs := make([]phone.Outcome, n)
+	events := make([]any, 0, len(inserted)*eventInsertArgs)
 	for i, c := range cs {
 		p := c.Phone
-		// A unique violation fails only its statement: SQLite keeps the
-		// transaction, and the batch's other creations, going.
-		res, err := insertPhone.ExecContext(ctx,
-			p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
-			p.AreaCode, p.CountryCode, p.Extension, c.Key,
-			now.UnixMilli(), now.UnixMilli(),
-		)
-		if err != nil {
-			if isUniqueViolation(err) {
-				outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
-				continue
-			}
-			return nil, fmt.Errorf("insert phone: %w", err)
-		}
-		if p.ID, err = res.LastInsertId(); err != nil {
-			return nil, fmt.Errorf("insert phone: read id: %w", err)
+		p.ID = lastID + 1 + int64(i)
+		if !inserted[p.ID] {
+			outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
+			continue
 		}
 		p.CreatedAt, p.UpdatedAt, p.Version = now, now, 1
 		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := insertEvent.ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli()); err != nil {
-			return nil, fmt.Errorf("insert %s event: %w", ev.Type, err)
-		}
+		events = append(events, ev.ID, ev.Domain, ev.Type, ev.Payload, ms)
 		outs[i].Phone = p
+	}
+	for start := 0; start < len(events); start += maxRowsPerStatement * eventInsertArgs {
+		chunk := events[start:min(len(events), start+maxRowsPerStatement*eventInsertArgs)]
+		if _, err := tx.ExecContext(ctx, insertEventsSQL(len(chunk)/eventInsertArgs), chunk...); err != nil {
+			return nil, fmt.Errorf("insert events: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit create phones: %w", err)
 	}
 	return outs, nil
+}
+
+// insertPhones runs insertPhonesSQL for n rows and records the ids stored.
+func insertPhones(ctx context.Context, tx *sql.Tx, n int, args []any, inserted map[int64]bool) error {
+	rows, err := tx.QueryContext(ctx, insertPhonesSQL(n), args...)
+	if err != nil {
+		return fmt.Errorf("insert phones: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("insert phones: %w", err)
+		}
+		inserted[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("insert phones: %w", err)
+	}
+	return rows.Close()
+}
+
+// maxRowsPerStatement keeps a statement's arguments well under SQLite's
+// limit of 32766 however large a batch is.
+const maxRowsPerStatement = 1000
+
+// Arguments per row of insertPhonesSQL and insertEventsSQL.
+const (
+	phoneInsertArgs = 13
+	eventInsertArgs = 5
+)
+
+// insertPhonesSQL inserts n phones with ids chosen by the caller. ON
+// CONFLICT names the partial unique index, so a duplicate, also of an
+// earlier row of the same statement, is skipped rather than failing the
+// batch; the ids it returns are the phones stored.
+func insertPhonesSQL(n int) string {
+	return `INSERT INTO phones (
+  id, tenant, account_id, customer_id, number, type, active,
+  area_code, country_code, extension, dup_key, created_at, updated_at, version
+) VALUES ` + repeatRows(n, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)") + `
+ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
+RETURNING id`
+}
+
+// insertEventsSQL appends n events to the outbox, in the order given.
+func insertEventsSQL(n int) string {
+	return `INSERT INTO outbox (event_id, domain, event_type, payload, created_at) VALUES ` +
+		repeatRows(n, "(?, ?, ?, ?, ?)")
+}
+
+// repeatRows writes n copies of row, joined by commas.
+func repeatRows(n int, row string) string {
+	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 }
 
 // insertEvent appends ev to the outbox inside tx.
