@@ -140,6 +140,9 @@ func (b *bench) runBackend(ctx context.Context, backend string, preload int, wor
 		"PHONES_JWT_AUDIENCE": benchAudience,
 		"PHONES_EVENTS_URL":   "file://" + filepath.Join(dataDir, "events.jsonl"),
 		"PHONES_LOG_LEVEL":    "info",
+		// The bench is one tenant at full speed: a per-tenant rate limit
+		// would measure the limit, not the service (--env may set one).
+		"PHONES_RATE_LIMIT": "0",
 	}
 
 	var store storageTarget

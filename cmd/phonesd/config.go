@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -28,10 +29,15 @@ type config struct {
 	nats           natsConfig
 	retention      time.Duration
 	storageTimeout time.Duration
+	idempotencyTTL time.Duration
 	dbMaxConns     int32
 	dbStmtTimeout  time.Duration
 	logLevel       slog.Level
 	debugAddr      string // profiles; empty: off
+	// rateLimit is API requests a second per tenant; 0: off.
+	rateLimit   float64
+	rateBurst   int32
+	maxInFlight int32
 }
 
 // natsConfig is the NATS JetStream sink's part of the configuration; url is
@@ -90,6 +96,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.retention, err = durationEnv(getenv, "PHONES_OUTBOX_RETENTION", 7*24*time.Hour); err != nil {
 		return c, err
 	}
+	if c.idempotencyTTL, err = durationEnv(getenv, "PHONES_IDEMPOTENCY_TTL", 24*time.Hour); err != nil {
+		return c, err
+	}
 	if c.storageTimeout, err = durationEnv(getenv, "PHONES_STORAGE_TIMEOUT", 1500*time.Millisecond); err != nil {
 		return c, err
 	}
@@ -109,6 +118,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, err
 	}
 	if err := c.parseEvents(getenv); err != nil {
+		return c, err
+	}
+	if err := c.parseBackPressure(getenv); err != nil {
 		return c, err
 	}
 	if c.jwksURL != "" && (c.issuer == "" || c.audience == "") {
@@ -222,6 +234,58 @@ func (c *config) parseNATS(v string, getenv func(string) string) error {
 		return errors.New("PHONES_NATS_DUPLICATE_WINDOW: want a positive duration such as 10m")
 	}
 	c.nats = n
+	return nil
+}
+
+// Back-pressure defaults, per replica. A tenant is a whole organisation and
+// its phones change at the pace of its customers and back office: 1000
+// requests a second on one replica is far above that, yet a runaway client
+// of one tenant takes at most a fraction of a replica (phonesbench: about
+// 6000 creates a second on 2 CPUs) from the others. The burst absorbs two
+// seconds of it, such as a batch job's start. Development mode has no
+// limit: its only tenant is its developer.
+const (
+	defaultRateLimit = 1000
+	// defaultMaxInFlight caps the requests a replica works on at once.
+	// Throughput stops growing by about 64 concurrent requests; at 512 a
+	// request waits some 70 ms, still far inside the storage timeout, so a
+	// replica that merely runs hot sheds nothing. When storage stalls,
+	// each request holds its place up to the storage timeout; the cap then
+	// answers the excess 503 at once instead of 500 after the timeout. Each
+	// holds at most a 64 KiB body: 512 bodies are at most 32 MiB.
+	defaultMaxInFlight = 512
+	// maxInFlightCap is the group-commit queue's size: with no more requests
+	// in flight than that, a create never waits for room in the queue.
+	maxInFlightCap = 4096
+)
+
+// parseBackPressure reads the per-tenant rate limit and the cap on requests
+// in flight.
+func (c *config) parseBackPressure(getenv func(string) string) error {
+	def := float64(defaultRateLimit)
+	if c.dev() {
+		def = 0
+	}
+	c.rateLimit = def
+	if v := getenv("PHONES_RATE_LIMIT"); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(n == 0 || (n >= 0.01 && n <= 1e6)) {
+			return fmt.Errorf("PHONES_RATE_LIMIT: want requests a second per tenant, 0 (off) or from 0.01 to 1000000, got %q", v)
+		}
+		c.rateLimit = n
+	}
+	if c.rateLimit == 0 && getenv("PHONES_RATE_BURST") != "" {
+		return errors.New("PHONES_RATE_BURST is set, but rate limiting is off (PHONES_RATE_LIMIT is 0, or unset in development mode)")
+	}
+	// Two seconds' worth by default, at least 1.
+	defBurst := int32(min(math.Ceil(2*c.rateLimit), 2e6))
+	var err error
+	if c.rateBurst, err = intEnv(getenv, "PHONES_RATE_BURST", max(defBurst, 1), 1, 2_000_000); err != nil {
+		return err
+	}
+	if c.maxInFlight, err = intEnv(getenv, "PHONES_MAX_IN_FLIGHT", defaultMaxInFlight, 1, maxInFlightCap); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -235,6 +235,9 @@ func launch(t *testing.T, vars map[string]string) *phonesd {
 		if err := s.stop(); err != nil {
 			t.Errorf("run returned %v; want nil", err)
 		}
+		if t.Failed() {
+			t.Logf("phonesd's log:\n%s", s.logs.String())
+		}
 	})
 	s.waitFor("/healthz")
 	return s

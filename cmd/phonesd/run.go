@@ -70,13 +70,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	phones := phone.NewService(db, relay.Notify)
 	srv, err := httpapi.NewServer(httpapi.Config{
 		Logger:         log,
-		Phones:         phone.NewService(db, relay.Notify),
+		Phones:         phones,
 		Verifier:       verifier,
 		Storage:        db,
 		Spec:           api.Spec,
 		StorageTimeout: cfg.storageTimeout,
+		IdempotencyTTL: cfg.idempotencyTTL,
+		RateLimit:      cfg.rateLimit,
+		RateBurst:      int(cfg.rateBurst),
+		MaxInFlight:    int(cfg.maxInFlight),
 	})
 	if err != nil {
 		return fmt.Errorf("build server: %w", err)
@@ -103,6 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	go verifier.Run(bg)
+	go purgeKeys(bg, phones, log)
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)
@@ -144,6 +150,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// purgeInterval is how often expired idempotency keys are deleted.
+const purgeInterval = 10 * time.Minute
+
+// purgeKeys deletes expired idempotency keys now and then, until ctx ends.
+// Expired keys are already ignored; purging only keeps the table small.
+func purgeKeys(ctx context.Context, phones *phone.Service, log *slog.Logger) {
+	t := time.NewTicker(purgeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := phones.PurgeKeys(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("purging idempotency keys failed", "err", err, "deleted", n)
+		} else if n > 0 {
+			log.Debug("purged idempotency keys", "deleted", n)
+		}
+	}
 }
 
 // storage is what phonesd keeps in its database: phones and their outbox.

@@ -4,6 +4,7 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -193,10 +194,35 @@ type tokenClaims struct {
 
 func fail(msg string) (Principal, error) { return Principal{}, &Error{Message: msg} }
 
+// canonicalCompact reports whether token is three segments of canonical
+// base64url: only the alphabet, no padding, and zero unused bits in the last
+// character. go-jose verifies the signature over a re-encoding of what it
+// decoded, so without this check one signed token has many spellings that
+// all verify, and anything keyed by the token's text could be bypassed.
+func canonicalCompact(token string) bool {
+	parts := 0
+	for seg := range strings.SplitSeq(token, ".") {
+		parts++
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(seg); err != nil {
+			return false
+		}
+	}
+	return parts == 3
+}
+
 // Verify checks a compact JWS bearer token and returns its Principal, or an *Error.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
 	if len(token) > maxTokenBytes {
 		return fail("token too large")
+	}
+	if !canonicalCompact(token) {
+		return fail("malformed token")
 	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
@@ -230,6 +256,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	}
 	if c.Expiry == nil {
 		return fail("token has no expiry")
+	}
+	// jwt.Claims reads a null nbf or iat as absent; RFC 7519 wants numbers.
+	var times struct {
+		NotBefore json.RawMessage `json:"nbf"`
+		IssuedAt  json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(payload, &times); err != nil || string(times.NotBefore) == "null" || string(times.IssuedAt) == "null" {
+		return fail("malformed token claims")
 	}
 	expected := jwt.Expected{
 		Issuer:      v.cfg.Issuer,

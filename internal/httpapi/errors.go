@@ -23,6 +23,8 @@ const (
 	msgUpdateFailed     = "Error updating phone"
 	msgInternal         = "Internal server error"
 	msgDuplicate        = "Phone number already exists"
+	msgKeyInProgress    = "A request with this Idempotency-Key is still in progress: retry later"
+	msgKeyMismatch      = "Idempotency-Key was already used with another request"
 	msgPhoneNotFound    = "Phone not found"
 	msgPrecondition     = "Phone was changed since it was read: If-Match does not match its ETag"
 	msgNotFound         = "Not found"
@@ -32,6 +34,8 @@ const (
 	msgDraining         = "Service is shutting down"
 	msgForbidden        = "Token may not access this account"
 	msgUnauthorized     = "Missing bearer token"
+	msgRateLimited      = "Too many requests for this tenant, retry later"
+	msgOverloaded       = "Service overloaded, retry later"
 )
 
 // maxBody is the largest request body accepted.

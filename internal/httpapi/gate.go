@@ -3,10 +3,13 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,12 +48,24 @@ func (s *Server) gate(ops map[string]operation, next http.Handler) http.Handler 
 		}
 		route, ok := s.oas.FindRoute(r.Method, path)
 		if !ok {
-			if r.URL.RawPath != "" {
-				// Escapes outside a parameter: no route of the contract has them.
+			if r.URL.RawPath == "" {
+				next.ServeHTTP(w, r) // the generated router answers 404 or 405
+				return
+			}
+			// The generated router would decode the escapes; answer for the
+			// path as sent.
+			var allowed []string
+			for _, m := range []string{http.MethodGet, http.MethodPatch, http.MethodPost} {
+				if _, ok := s.oas.FindRoute(m, path); ok {
+					allowed = append(allowed, m)
+				}
+			}
+			if len(allowed) == 0 {
 				writeMessage(w, http.StatusNotFound, msgNotFound)
 				return
 			}
-			next.ServeHTTP(w, r) // the generated router answers 404 or 405
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			writeMessage(w, http.StatusMethodNotAllowed, msgMethodNotAllowed)
 			return
 		}
 		info := routeOf(r.Context())
@@ -71,6 +86,9 @@ func (s *Server) gate(ops map[string]operation, next http.Handler) http.Handler 
 			return
 		}
 		info.tenant = p.Tenant
+		if !s.allowTenant(w, p.Tenant) {
+			return
+		}
 		account, err := op.params(r, route.Args())
 		if err != nil {
 			writeError(w, err)
@@ -88,6 +106,9 @@ func (s *Server) gate(ops map[string]operation, next http.Handler) http.Handler 
 			if err := op.body(body); err != nil {
 				writeError(w, err)
 				return
+			}
+			if r.Header.Get("Idempotency-Key") != "" {
+				info.fingerprint = fingerprint(path, r.Header.Get("X-Customer-Id"), body)
 			}
 			// ogen reads the body again; it gets exactly what was checked.
 			r.Body = io.NopCloser(bytes.NewReader(body))
@@ -204,7 +225,38 @@ func createParams(r *http.Request, args []string) (int64, error) {
 	if _, err := customerID(r.Header); err != nil {
 		return 0, err
 	}
+	if err := checkIdempotencyKey(r.Header); err != nil {
+		return 0, err
+	}
 	return account, nil
+}
+
+// checkIdempotencyKey checks the optional Idempotency-Key header: sent at
+// most once, 1 to 255 printable ASCII characters.
+func checkIdempotencyKey(h http.Header) error {
+	vals := h.Values("Idempotency-Key")
+	if len(vals) == 0 {
+		return nil
+	}
+	bad := len(vals) > 1 || len(vals[0]) == 0 || len(vals[0]) > 255
+	for i := 0; !bad && i < len(vals[0]); i++ {
+		bad = vals[0][i] < 0x20 || vals[0][i] > 0x7e
+	}
+	if bad {
+		return &phone.FieldError{Field: "Idempotency-Key", Message: "Idempotency-Key must be sent at most once, as 1 to 255 printable ASCII characters"}
+	}
+	return nil
+}
+
+// fingerprint digests what makes two creates the same request.
+func fingerprint(path, customer string, body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write([]byte(customer))
+	h.Write([]byte{0})
+	h.Write(body)
+	return h.Sum(nil)
 }
 
 // phoneParams checks the path of Get phone information.
@@ -242,7 +294,10 @@ func listParams(r *http.Request, args []string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	query := r.URL.Query()
+	query, err := listQuery(r.URL.RawQuery)
+	if err != nil {
+		return 0, err
+	}
 	one := func(name string) (string, bool, error) {
 		switch vals := query[name]; len(vals) {
 		case 0:
@@ -274,6 +329,30 @@ func listParams(r *http.Request, args []string) (int64, error) {
 		return 0, &phone.FieldError{Field: "cursor", Message: "cursor is not a cursor of this list: start again without it"}
 	}
 	return account, nil
+}
+
+// listFilters are List phones' query parameters.
+var listFilters = [...]string{"active", "type", "limit", "cursor"}
+
+// listQuery reads a query string. url.ParseQuery drops a pair it cannot
+// decode, which would turn a malformed filter into no filter and answer
+// every phone; here a filter whose value cannot be decoded is a 400 naming
+// it. Pairs of other names are ignored, decodable or not.
+func listQuery(raw string) (url.Values, error) {
+	query := url.Values{}
+	for pair := range strings.SplitSeq(raw, "&") {
+		name, value, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(name)
+		if err != nil || !slices.Contains(listFilters[:], name) {
+			continue
+		}
+		v, err := url.QueryUnescape(value)
+		if err != nil || strings.Contains(value, ";") {
+			return nil, &phone.FieldError{Field: name, Message: name + " is not a valid query parameter value"}
+		}
+		query[name] = append(query[name], v)
+	}
+	return query, nil
 }
 
 // maxLimit is the largest page a list returns.

@@ -18,6 +18,9 @@ type requestInfo struct {
 	tenant string
 	// failMsg is the body of a 500 for the request's operation.
 	failMsg string
+	// fingerprint digests a request sent with an Idempotency-Key: its
+	// path, x-customer-id and body, as the gate read them.
+	fingerprint []byte
 }
 
 type requestInfoKey struct{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"phonesd/internal/auth"
 	"phonesd/internal/httpapi/oas"
@@ -28,6 +29,13 @@ func (h handler) PostAccountsV1AccountsAccountIdPhones(ctx context.Context, req 
 	if c, ok := params.XCustomerID.Get(); ok {
 		in.CustomerID = &c
 	}
+	if key, ok := params.IdempotencyKey.Get(); ok {
+		in.Idempotency = &phone.Idempotency{
+			Scope:       idempotencyScope(p, key),
+			Fingerprint: routeOf(ctx).fingerprint,
+			ExpiresAt:   time.Now().Add(h.s.idempotencyTTL),
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.s.storageTimeout)
 	defer cancel()
 	created, err := h.s.phones.Create(ctx, in)
@@ -37,6 +45,10 @@ func (h handler) PostAccountsV1AccountsAccountIdPhones(ctx context.Context, req 
 		return &oas.PostAccountsV1AccountsAccountIdPhonesOK{ID: oas.PhoneID(created.ID)}, nil
 	case errors.Is(err, phone.ErrDuplicate):
 		return &oas.PostAccountsV1AccountsAccountIdPhonesConflict{Message: msgDuplicate}, nil
+	case errors.Is(err, phone.ErrKeyInProgress):
+		return &oas.PostAccountsV1AccountsAccountIdPhonesConflict{Message: msgKeyInProgress}, nil
+	case errors.Is(err, phone.ErrKeyMismatch):
+		return &oas.PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity{Message: msgKeyMismatch}, nil
 	case errors.As(err, &fe):
 		return &oas.BadRequestError{Message: fe.Message, Field: fe.Field}, nil
 	}
@@ -131,6 +143,18 @@ func (h handler) PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Conte
 	}
 	h.s.log.ErrorContext(ctx, "update phone failed", "err", err)
 	return &oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError{Message: msgUpdateFailed}, nil
+}
+
+// idempotencyScope is an Idempotency-Key within the tenant and, for an
+// account-specific token, its account: the keys of one caller can never
+// reach another's answers. A newline cannot occur in a tenant (no control
+// characters) nor in a key (printable ASCII), so the parts cannot blur.
+func idempotencyScope(p auth.Principal, key string) string {
+	account := "*"
+	if p.AccountBound {
+		account = strconv.FormatInt(p.Account, 10)
+	}
+	return p.Tenant + "\n" + account + "\n" + key
 }
 
 // defaultLimit is a list page's size when the client names none.

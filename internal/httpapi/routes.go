@@ -35,6 +35,9 @@ func (s *Server) routes() http.Handler {
 			failMsg: msgUpdateFailed,
 		},
 	}, s.oas)
+	// Shedding runs before the gate, so that refusing costs no token check;
+	// the operational endpoints below never pass through it.
+	api = s.shed(api)
 	return s.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := operational[r.URL.Path]; ok {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -46,6 +46,18 @@ type Config struct {
 	// StorageTimeout bounds the storage work of one request, so that a stuck
 	// database answers 500 instead of holding the client. 0 means 5s.
 	StorageTimeout time.Duration
+	// IdempotencyTTL is how long the answer to an Idempotency-Key is kept.
+	// 0 means 24h.
+	IdempotencyTTL time.Duration
+	// RateLimit is the API requests a second each tenant may make, refilled
+	// continuously; 0 turns rate limiting off.
+	RateLimit float64
+	// RateBurst is how many requests a tenant may make at once, the size of
+	// its token bucket; less than 1 means 1.
+	RateBurst int
+	// MaxInFlight caps the API requests served at once; beyond it the API
+	// answers 503 at once. 0 turns the cap off.
+	MaxInFlight int
 }
 
 // Server is phonesd's HTTP handler.
@@ -56,9 +68,12 @@ type Server struct {
 	storage        Storage
 	spec           []byte
 	storageTimeout time.Duration
+	idempotencyTTL time.Duration
 	oas            *oas.Server
 	draining       atomic.Bool
 	root           http.Handler
+	limiter        *limiter // nil: no rate limit
+	shedder        *shedder // nil: no cap on requests in flight
 }
 
 // NewServer returns the HTTP handler of the whole service.
@@ -70,9 +85,15 @@ func NewServer(cfg Config) (*Server, error) {
 		storage:        cfg.Storage,
 		spec:           cfg.Spec,
 		storageTimeout: cfg.StorageTimeout,
+		limiter:        newLimiter(cfg.RateLimit, cfg.RateBurst),
+		shedder:        newShedder(cfg.MaxInFlight),
 	}
 	if s.storageTimeout == 0 {
 		s.storageTimeout = 5 * time.Second
+	}
+	s.idempotencyTTL = cfg.IdempotencyTTL
+	if s.idempotencyTTL == 0 {
+		s.idempotencyTTL = 24 * time.Hour
 	}
 	api, err := oas.NewServer(handler{s}, securityHandler{},
 		oas.WithErrorHandler(ogenErrorHandler(s.log)),

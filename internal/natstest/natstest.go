@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -68,38 +69,60 @@ func serverURL(t testing.TB) string {
 func New(t testing.TB) *Stream {
 	t.Helper()
 	url := serverURL(t)
-	nc, err := nats.Connect(url, nats.Name("phonesd-test"), nats.Timeout(timeout))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", envVar, err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, done, err := Open(ctx, url, t.Logf)
 	if err != nil {
 		t.Fatalf("%s: %v", envVar, err)
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	suffix := hex.EncodeToString(b[:])
-	s := &Stream{URL: url, Name: streamPrefix + strings.ToUpper(suffix), Prefix: subjectPrefix + suffix, js: js}
-
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	deleteStale(ctx, t, js, time.Now())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		if err := js.DeleteStream(ctx, s.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			t.Errorf("delete stream %s: %v", s.Name, err)
+		if err := done(ctx); err != nil {
+			t.Errorf("%v", err)
 		}
 	})
 	return s
 }
 
+// Open connects to the NATS server at url and returns fresh names on it, as
+// New does, with a function that deletes the stream of that name, if one was
+// created, and closes the connection. Streams of the test prefix older than
+// an hour, left by killed runs, are deleted first; logf, when not nil,
+// reports the ones that could not be. It returns an error when the server
+// cannot be reached or has no JetStream.
+func Open(ctx context.Context, url string, logf func(format string, args ...any)) (s *Stream, done func(context.Context) error, err error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	nc, err := nats.Connect(url, nats.Name("phonesd-test"), nats.Timeout(timeout))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	suffix := hex.EncodeToString(b[:])
+	s = &Stream{URL: url, Name: streamPrefix + strings.ToUpper(suffix), Prefix: subjectPrefix + suffix, js: js}
+	deleteStale(ctx, logf, js, time.Now())
+	done = func(ctx context.Context) error {
+		defer nc.Close()
+		if err := js.DeleteStream(ctx, s.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("delete stream %s: %w", s.Name, err)
+		}
+		return nil
+	}
+	return s, done, nil
+}
+
 // deleteStale deletes the streams named with streamPrefix that are older
 // than staleAfter. Failures are only logged: another run may be deleting the
-// same stream, and none of them concerns t.
-func deleteStale(ctx context.Context, t testing.TB, js jetstream.JetStream, now time.Time) {
-	t.Helper()
+// same stream, and none of them concerns the caller.
+func deleteStale(ctx context.Context, logf func(format string, args ...any), js jetstream.JetStream, now time.Time) {
 	list := js.ListStreams(ctx)
 	var stale []string
 	for info := range list.Info() {
@@ -108,11 +131,11 @@ func deleteStale(ctx context.Context, t testing.TB, js jetstream.JetStream, now 
 		}
 	}
 	if err := list.Err(); err != nil {
-		t.Logf("list test streams: %v", err)
+		logf("list test streams: %v", err)
 	}
 	for _, name := range stale {
 		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			t.Logf("delete stale stream %s: %v", name, err)
+			logf("delete stale stream %s: %v", name, err)
 		}
 	}
 }
@@ -151,16 +174,27 @@ func (s *Stream) Messages(t testing.TB) []Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	msgs, err := s.ReadAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+// ReadAll returns every message of the stream in stream order; none when
+// the stream does not exist. It returns an error when the server does not
+// answer within ctx.
+func (s *Stream) ReadAll(ctx context.Context) ([]Message, error) {
 	st, err := s.js.Stream(ctx, s.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		t.Fatalf("stream %s: %v", s.Name, err)
+		return nil, fmt.Errorf("stream %s: %w", s.Name, err)
 	}
 	state := st.CachedInfo().State
 	if state.Msgs == 0 {
-		return nil
+		return nil, nil
 	}
 	var out []Message
 	for seq := state.FirstSeq; seq <= state.LastSeq; seq++ {
@@ -169,11 +203,11 @@ func (s *Stream) Messages(t testing.TB) []Message {
 			continue
 		}
 		if err != nil {
-			t.Fatalf("stream %s: message %d: %v", s.Name, seq, err)
+			return nil, fmt.Errorf("stream %s: message %d: %w", s.Name, seq, err)
 		}
 		out = append(out, Message{Seq: m.Sequence, Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), Data: m.Data})
 	}
-	return out
+	return out, nil
 }
 
 // WaitMessages polls until the stream holds at least n messages and returns

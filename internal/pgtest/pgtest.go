@@ -39,40 +39,63 @@ func Database(t testing.TB) string {
 	if admin == "" {
 		t.Skip(skipReason)
 	}
-	name := newName(time.Now())
-	dbURL, err := withDatabase(admin, name)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	dbURL, dropDB, err := Create(ctx, admin, t.Logf)
 	if err != nil {
 		t.Fatalf("%s: %v", envVar, err)
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", envVar, err)
-	}
-	defer conn.Close(ctx)
-
-	dropStale(ctx, t, conn, time.Now())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+quote(name)); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
 	t.Cleanup(func() {
-		// A connection of its own: the test may have run longer than the
-		// server keeps an idle one, and it ran with its own context.
+		// A context of its own: the test may have run longer than the
+		// server keeps an idle connection, and it ran with its own context.
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if err := drop(ctx, conn, name); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
+		if err := dropDB(ctx); err != nil {
+			t.Errorf("%v", err)
 		}
 	})
 	return dbURL
+}
+
+// Create creates a new, empty database on the server whose administrative
+// database admin names (as a role that may create databases), named as
+// Database names them, and returns its URL and a function that drops it.
+// Databases of that prefix older than an hour, left by killed runs, are
+// dropped first; logf, when not nil, reports the ones that could not be. It
+// returns an error when admin is not a PostgreSQL URL or the server refuses;
+// the error never holds the URL, which may hold a password.
+func Create(ctx context.Context, admin string, logf func(format string, args ...any)) (dbURL string, dropDB func(context.Context) error, err error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	name := newName(time.Now())
+	dbURL, err = withDatabase(admin, name)
+	if err != nil {
+		return "", nil, err
+	}
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+
+	dropStale(ctx, logf, conn, time.Now())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+quote(name)); err != nil {
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	dropDB = func(ctx context.Context) error {
+		// A connection of its own: the one above is long closed.
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		defer conn.Close(ctx)
+		if err := drop(ctx, conn, name); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	}
+	return dbURL, dropDB, nil
 }
 
 // newName returns a database name for Database, created at created.
@@ -102,23 +125,22 @@ func createdAt(name string) (time.Time, bool) {
 
 // dropStale drops the databases named with prefix that are older than
 // staleAfter. Failures are only logged: another run may be dropping the
-// same database at the same time, and none of them concerns t.
-func dropStale(ctx context.Context, t testing.TB, conn *pgx.Conn, now time.Time) {
-	t.Helper()
+// same database at the same time, and none of them concerns the caller.
+func dropStale(ctx context.Context, logf func(format string, args ...any), conn *pgx.Conn, now time.Time) {
 	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, prefix)
 	if err != nil {
-		t.Logf("list test databases: %v", err)
+		logf("list test databases: %v", err)
 		return
 	}
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		t.Logf("list test databases: %v", err)
+		logf("list test databases: %v", err)
 		return
 	}
 	for _, name := range names {
 		if at, ok := createdAt(name); ok && now.Sub(at) > staleAfter {
 			if err := drop(ctx, conn, name); err != nil {
-				t.Logf("drop stale database %s: %v", name, err)
+				logf("drop stale database %s: %v", name, err)
 			}
 		}
 	}

@@ -1,9 +1,13 @@
 package phone
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -21,6 +25,12 @@ type Store interface {
 	// ListPhones returns up to q.Limit phones of q's account with ids above
 	// q.AfterID that pass q's filters, in id order.
 	ListPhones(ctx context.Context, q ListQuery) ([]Phone, error)
+	// Replay returns what is kept of the create made with the key of scope,
+	// and false when there is none, or it expired before now.
+	Replay(ctx context.Context, scope string, now time.Time) (Replay, bool, error)
+	// PurgeKeys deletes the idempotency keys that expired before t and
+	// returns how many.
+	PurgeKeys(ctx context.Context, t time.Time) (int64, error)
 	// UpdatePhone locks the phone of c, calls c.Apply with it, and when
 	// Apply reports a change stores the new state with the next version, the
 	// transaction's time as update time and its Phone updated event, all in
@@ -30,12 +40,17 @@ type Store interface {
 }
 
 // Creation is what a store needs to create a phone: the phone, its duplicate
-// key, and what the Phone created event needs beyond the phone.
+// key, what the Phone created event needs beyond the phone, and the
+// idempotency key it came with, if any. A store keeps the idempotency key in
+// the phone's transaction, so that a create committed just before a crash is
+// still replayed to a retry; it answers ErrKeyTaken, and stores nothing,
+// when an unexpired key of that scope exists.
 type Creation struct {
-	Phone   Phone
-	Key     string
-	EventID string
-	Audit   Audit
+	Phone       Phone
+	Key         string
+	EventID     string
+	Audit       Audit
+	Idempotency *Idempotency
 }
 
 // Outcome is what became of one Creation of a batch: the stored phone, or
@@ -71,6 +86,11 @@ type ListQuery struct {
 type Service struct {
 	store   Store
 	written func()
+
+	// running holds the idempotency scopes of the creates in progress in
+	// this process, so that a retry racing its original is told so.
+	mu      sync.Mutex
+	running map[string]bool
 }
 
 // NewService returns a Service over store. eventsWritten, when not nil, is
@@ -80,37 +100,103 @@ func NewService(store Store, eventsWritten func()) *Service {
 	if eventsWritten == nil {
 		eventsWritten = func() {}
 	}
-	return &Service{store: store, written: eventsWritten}
+	return &Service{store: store, written: eventsWritten, running: map[string]bool{}}
 }
 
 // CreateRequest is a create as the transport hands it over: the caller's
-// tenant, the account and customer from the path and headers, and the body.
+// tenant, the account and customer from the path and headers, the body, and
+// the idempotency key if one was sent.
 type CreateRequest struct {
-	Tenant     string
-	AccountID  int64
-	CustomerID *int64
-	Draft      Draft
-	Audit      Audit
+	Tenant      string
+	AccountID   int64
+	CustomerID  *int64
+	Draft       Draft
+	Audit       Audit
+	Idempotency *Idempotency
 }
 
 // Create validates and stores a new phone with its Phone created event. It
-// returns a *FieldError for an invalid draft, ErrDuplicate, or a storage error.
+// returns a *FieldError for an invalid draft, ErrDuplicate, or a storage
+// error. With an idempotency key it returns the first answer to that key
+// again (a phone with only its ID, or ErrDuplicate), ErrKeyMismatch when the
+// key was first used for another request, or ErrKeyInProgress while that
+// request is still running here.
 func (s *Service) Create(ctx context.Context, r CreateRequest) (Phone, error) {
 	p, err := New(r.Tenant, r.AccountID, r.CustomerID, r.Draft)
 	if err != nil {
 		return Phone{}, err
 	}
-	created, err := s.store.CreatePhone(ctx, Creation{
-		Phone:   p,
-		Key:     p.DuplicateKey(),
-		EventID: newEventID(),
-		Audit:   r.Audit,
-	})
+	c := Creation{Phone: p, Key: p.DuplicateKey(), EventID: newEventID(), Audit: r.Audit, Idempotency: r.Idempotency}
+	if c.Idempotency == nil {
+		return s.create(ctx, c)
+	}
+	scope := c.Idempotency.Scope
+	if !s.begin(scope) {
+		return Phone{}, ErrKeyInProgress
+	}
+	defer s.end(scope)
+	if p, replayed, err := s.replay(ctx, c.Idempotency); replayed {
+		return p, err
+	}
+	p, err = s.create(ctx, c)
+	if errors.Is(err, ErrKeyTaken) {
+		// Another replica committed a create with this key meanwhile.
+		if p, replayed, err := s.replay(ctx, c.Idempotency); replayed {
+			return p, err
+		}
+		return Phone{}, ErrKeyInProgress
+	}
+	return p, err
+}
+
+func (s *Service) create(ctx context.Context, c Creation) (Phone, error) {
+	created, err := s.store.CreatePhone(ctx, c)
 	if err != nil {
 		return Phone{}, fmt.Errorf("create phone: %w", err)
 	}
 	s.written()
 	return created, nil
+}
+
+// replay answers a key already used; replayed is false when it is not.
+func (s *Service) replay(ctx context.Context, key *Idempotency) (p Phone, replayed bool, err error) {
+	rep, ok, err := s.store.Replay(ctx, key.Scope, time.Now())
+	switch {
+	case err != nil:
+		return Phone{}, true, fmt.Errorf("read idempotency key: %w", err)
+	case !ok:
+		return Phone{}, false, nil
+	case !bytes.Equal(rep.Fingerprint, key.Fingerprint):
+		return Phone{}, true, ErrKeyMismatch
+	case !rep.Created:
+		return Phone{}, true, fmt.Errorf("replay: %w", ErrDuplicate)
+	}
+	return Phone{ID: rep.PhoneID}, true, nil
+}
+
+func (s *Service) begin(scope string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[scope] {
+		return false
+	}
+	s.running[scope] = true
+	return true
+}
+
+func (s *Service) end(scope string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.running, scope)
+}
+
+// PurgeKeys deletes the idempotency keys that have expired.
+func (s *Service) PurgeKeys(ctx context.Context) (int64, error) {
+	n, err := s.store.PurgeKeys(ctx, time.Now())
+	if err != nil {
+		return n, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return n, nil
 }
 
 // newEventID returns a version 7 UUID: time-ordered, so that the outbox's

@@ -22,16 +22,29 @@ const (
 	// allocPhoneIDsSQL draws $1 ids from the phones' identity sequence.
 	allocPhoneIDsSQL = `SELECT nextval(pg_get_serial_sequence('phones', 'id')) FROM generate_series(1, $1)`
 
-	// insertPhonesSQL writes a batch of phones and the events of those that
-	// were inserted, in one statement. ON CONFLICT names the partial unique
-	// index, so a duplicate, also of an earlier phone of the same batch, is
-	// skipped rather than failing the batch; the phones it returns are the
-	// ones stored. The ids come from allocPhoneIDsSQL, in batch order, and
-	// the events are inserted in that order, so their seqs follow it.
+	// insertPhonesSQL writes a batch in one statement: it claims the
+	// idempotency keys, inserts the phones whose key was claimed (or that
+	// have none), and the events of the phones inserted. A key of the same
+	// scope blocks a claim unless it has expired, when it is replaced.
+	// ON CONFLICT names the partial unique index, so a duplicate phone, also
+	// of an earlier phone of the same batch, is skipped rather than failing
+	// the batch. The ids come from allocPhoneIDsSQL, in batch order, and the
+	// events are inserted in that order, so their seqs follow it. It returns
+	// the ids of the phones stored (true) and of the keys claimed (false).
 	insertPhonesSQL = `WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
-    $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::text[])
-    AS t(id, tenant, account_id, customer_id, number, type, active, area_code, country_code, extension, dup_key)
+    $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::text[],
+    $17::text[], $18::bytea[], $19::timestamptz[])
+    AS t(id, tenant, account_id, customer_id, number, type, active, area_code, country_code, extension, dup_key,
+      scope, fingerprint, expires_at)
+), claimed AS (
+  INSERT INTO idempotency_keys (scope, fingerprint, phone_id, created_at, expires_at)
+  SELECT scope, fingerprint, id, $12, expires_at FROM input WHERE scope IS NOT NULL ORDER BY id
+  ON CONFLICT (scope) DO UPDATE SET
+    fingerprint = EXCLUDED.fingerprint, phone_id = EXCLUDED.phone_id,
+    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+  WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
+  RETURNING phone_id
 ), inserted AS (
   INSERT INTO phones (
     id, tenant, account_id, customer_id, number, type, active,
@@ -39,7 +52,9 @@ const (
   OVERRIDING SYSTEM VALUE
   SELECT id, tenant, account_id, customer_id, number, type, active,
     area_code, country_code, extension, dup_key, $12, $12, 1
-  FROM input ORDER BY id
+  FROM input
+  WHERE scope IS NULL OR id IN (SELECT phone_id FROM claimed)
+  ORDER BY id
   ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
   RETURNING id
 ), events AS (
@@ -49,7 +64,9 @@ const (
   JOIN inserted USING (id)
   ORDER BY e.id
 )
-SELECT id FROM inserted`
+SELECT id, true FROM inserted
+UNION ALL
+SELECT phone_id, false FROM claimed`
 
 	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
 VALUES ($1, $2, $3, $4, $5)`
@@ -155,6 +172,9 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		eventIDs, eventTypes          = make([]string, n), make([]string, n)
 		payloads                      = make([][]byte, n)
 		phones                        = make([]phone.Phone, n)
+		scopes                        = make([]*string, n)
+		fingerprints                  = make([][]byte, n)
+		expiries                      = make([]*time.Time, n)
 	)
 	for i, c := range cs {
 		p := c.Phone
@@ -168,23 +188,34 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		types[i], actives[i], areas[i], countries[i] = string(p.Type), p.Active, p.AreaCode, p.CountryCode
 		extensions[i], keys[i] = p.Extension, c.Key
 		eventIDs[i], eventTypes[i], payloads[i] = ev.ID, ev.Type, ev.Payload
+		if k := c.Idempotency; k != nil {
+			scopes[i], fingerprints[i], expiries[i] = &k.Scope, k.Fingerprint, &k.ExpiresAt
+		}
 	}
 	write := &pgx.Batch{}
 	write.Queue(insertPhonesSQL, ids, tenants, accounts, customers, numbers, types, actives,
-		areas, countries, extensions, keys, now, eventIDs, phone.EventDomain, eventTypes, payloads)
+		areas, countries, extensions, keys, now, eventIDs, phone.EventDomain, eventTypes, payloads,
+		scopes, fingerprints, expiries)
 	write.Queue("COMMIT")
-	inserted := make(map[int64]bool, n)
+	inserted, claimed := make(map[int64]bool, n), make(map[int64]bool)
 	if err := sendBatch(ctx, conn.Conn(), write, func(br pgx.BatchResults) error {
 		rows, err := br.Query()
 		if err != nil {
 			return fmt.Errorf("insert phones: %w", err)
 		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
+		var (
+			id      int64
+			isPhone bool
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&id, &isPhone}, func() error {
+			if isPhone {
+				inserted[id] = true
+			} else {
+				claimed[id] = true
+			}
+			return nil
+		}); err != nil {
 			return fmt.Errorf("insert phones: %w", err)
-		}
-		for _, id := range got {
-			inserted[id] = true
 		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("commit: %w", err)
@@ -196,9 +227,12 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 
 	outs := make([]phone.Outcome, n)
 	for i, p := range phones {
-		if inserted[p.ID] {
+		switch {
+		case cs[i].Idempotency != nil && !claimed[p.ID]:
+			outs[i].Err = fmt.Errorf("claim idempotency key: %w", phone.ErrKeyTaken)
+		case inserted[p.ID]:
 			outs[i].Phone = p
-		} else {
+		default:
 			outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
 		}
 	}
@@ -384,4 +418,45 @@ func scanPhone(row pgx.Row) (phone.Phone, error) {
 	p.CreatedAt = p.CreatedAt.UTC()
 	p.UpdatedAt = p.UpdatedAt.UTC()
 	return p, nil
+}
+
+const (
+	replaySQL = `SELECT k.fingerprint, k.phone_id, EXISTS (SELECT 1 FROM phones p WHERE p.id = k.phone_id)
+FROM idempotency_keys k
+WHERE k.scope = $1 AND k.expires_at > $2`
+
+	// purgeKeysSQL deletes a bounded number of expired keys per statement.
+	purgeKeysSQL = `DELETE FROM idempotency_keys WHERE scope IN (
+  SELECT scope FROM idempotency_keys WHERE expires_at <= $1 LIMIT 1000)`
+)
+
+// Replay returns what is kept of the create made with the idempotency key of
+// scope, and false when there is none or it expired before now.
+func (db *DB) Replay(ctx context.Context, scope string, now time.Time) (phone.Replay, bool, error) {
+	var r phone.Replay
+	err := db.pool.QueryRow(ctx, replaySQL, scope, now).Scan(&r.Fingerprint, &r.PhoneID, &r.Created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return phone.Replay{}, false, nil
+	}
+	if err != nil {
+		return phone.Replay{}, false, fmt.Errorf("read idempotency key: %w", err)
+	}
+	return r, true, nil
+}
+
+// PurgeKeys deletes the idempotency keys that expired at or before t and
+// returns how many; when ctx ends midway, the count so far comes with the
+// error.
+func (db *DB) PurgeKeys(ctx context.Context, t time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := db.pool.Exec(ctx, purgeKeysSQL, t)
+		if err != nil {
+			return total, fmt.Errorf("purge idempotency keys: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 1000 {
+			return total, nil
+		}
+	}
 }

@@ -26,6 +26,7 @@ const (
 	// spendPhoneIDsSQL records the last id handed out, so that AUTOINCREMENT
 	// never hands out one of them again.
 	spendPhoneIDsSQL = `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'phones'`
+	firstPhoneIDsSQL = `INSERT INTO sqlite_sequence (name, seq) VALUES ('phones', ?)`
 
 	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
 VALUES (?, ?, ?, ?, ?)`
@@ -65,16 +66,18 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 	return o.Phone, o.Err
 }
 
-// CreatePhones stores each creation of cs, with its Phone created event, in
-// one transaction, in order: a later creation that duplicates an earlier one
-// of the batch is refused like any duplicate. It returns each creation's
-// outcome, or an error when the transaction failed and stored nothing.
+// CreatePhones stores each creation of cs, with its Phone created event and
+// its idempotency key, in one transaction, in order: a later creation that
+// duplicates an earlier one of the batch is refused like any duplicate. It
+// returns each creation's outcome (a phone, phone.ErrDuplicate or
+// phone.ErrKeyTaken), or an error when the transaction failed and stored
+// nothing.
 //
-// The batch is written with two statements, whatever its size: the phones,
-// then the events. Each statement costs a trip through database/sql and the
-// driver, which for a batch of single-row statements outweighed the rows
-// themselves. The ids are allocated here, under the write lock, so that the
-// events, which carry them, can be built before they are written.
+// The batch is written with one statement per table, whatever its size.
+// Each statement costs a trip through database/sql and the driver, which for
+// a batch of single-row statements outweighed the rows themselves. The ids
+// are allocated here, under the write lock, so that the keys and events,
+// which carry them, can be written with the phones.
 func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -86,53 +89,60 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	if err := tx.QueryRowContext(ctx, lastPhoneIDSQL).Scan(&lastID); err != nil {
 		return nil, fmt.Errorf("allocate ids: %w", err)
 	}
+	id := func(i int) int64 { return lastID + 1 + int64(i) }
 	// The transaction's time, taken once the write lock is held, so that
 	// creation times follow commit order.
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	ms := now.UnixMilli()
-	n := len(cs)
-	inserted := make(map[int64]bool, n)
-	for start := 0; start < n; start += maxRowsPerStatement {
-		chunk := cs[start:min(n, start+maxRowsPerStatement)]
-		args := make([]any, 0, len(chunk)*phoneInsertArgs)
-		for i, c := range chunk {
-			p := c.Phone
-			args = append(args, lastID+1+int64(start+i), p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
-				p.AreaCode, p.CountryCode, p.Extension, c.Key, ms, ms)
-		}
-		if err := insertPhones(ctx, tx, len(chunk), args, inserted); err != nil {
-			return nil, err
-		}
-	}
-	// Every allocated id is spent, also a duplicate's: an id is never
-	// handed out twice, so whether a phone with a given id exists says
-	// whether its create succeeded.
-	if _, err := tx.ExecContext(ctx, spendPhoneIDsSQL, lastID+int64(n)); err != nil {
-		return nil, fmt.Errorf("spend ids: %w", err)
-	}
 
-	outs := make([]phone.Outcome, n)
-	events := make([]any, 0, len(inserted)*eventInsertArgs)
+	var keys [][]any
 	for i, c := range cs {
+		if k := c.Idempotency; k != nil {
+			keys = append(keys, []any{k.Scope, k.Fingerprint, id(i), ms, k.ExpiresAt.UnixMilli()})
+		}
+	}
+	claimed, err := insertRows(ctx, tx, insertKeysSQL, keys)
+	if err != nil {
+		return nil, fmt.Errorf("claim idempotency keys: %w", err)
+	}
+	outs := make([]phone.Outcome, len(cs))
+	var phones [][]any
+	for i, c := range cs {
+		if c.Idempotency != nil && !claimed[id(i)] {
+			outs[i].Err = fmt.Errorf("claim idempotency key: %w", phone.ErrKeyTaken)
+			continue
+		}
 		p := c.Phone
-		p.ID = lastID + 1 + int64(i)
-		if !inserted[p.ID] {
+		phones = append(phones, []any{id(i), p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
+			p.AreaCode, p.CountryCode, p.Extension, c.Key, ms, ms})
+	}
+	inserted, err := insertRows(ctx, tx, insertPhonesSQL, phones)
+	if err != nil {
+		return nil, fmt.Errorf("insert phones: %w", err)
+	}
+	if err := spendIDs(ctx, tx, id(len(cs)-1)); err != nil {
+		return nil, err
+	}
+	var events [][]any
+	for i, c := range cs {
+		if outs[i].Err != nil {
+			continue
+		}
+		if !inserted[id(i)] {
 			outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
 			continue
 		}
-		p.CreatedAt, p.UpdatedAt, p.Version = now, now, 1
+		p := c.Phone
+		p.ID, p.CreatedAt, p.UpdatedAt, p.Version = id(i), now, now, 1
 		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
 		if err != nil {
 			return nil, err
 		}
-		events = append(events, ev.ID, ev.Domain, ev.Type, ev.Payload, ms)
+		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ms})
 		outs[i].Phone = p
 	}
-	for start := 0; start < len(events); start += maxRowsPerStatement * eventInsertArgs {
-		chunk := events[start:min(len(events), start+maxRowsPerStatement*eventInsertArgs)]
-		if _, err := tx.ExecContext(ctx, insertEventsSQL(len(chunk)/eventInsertArgs), chunk...); err != nil {
-			return nil, fmt.Errorf("insert events: %w", err)
-		}
+	if _, err := insertRows(ctx, tx, insertEventsSQL, events); err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit create phones: %w", err)
@@ -140,59 +150,112 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	return outs, nil
 }
 
-// insertPhones runs insertPhonesSQL for n rows and records the ids stored.
-func insertPhones(ctx context.Context, tx *sql.Tx, n int, args []any, inserted map[int64]bool) error {
-	rows, err := tx.QueryContext(ctx, insertPhonesSQL(n), args...)
+// spendIDs records last as handed out. Every allocated id is spent, also a
+// duplicate's: an id is never handed out twice, so whether a phone with a
+// given id exists says whether its create succeeded, which is what an
+// idempotency key keeps. AUTOINCREMENT itself only records the largest id
+// inserted, and has no record at all before the first phone.
+func spendIDs(ctx context.Context, tx *sql.Tx, last int64) error {
+	res, err := tx.ExecContext(ctx, spendPhoneIDsSQL, last)
 	if err != nil {
-		return fmt.Errorf("insert phones: %w", err)
+		return fmt.Errorf("spend ids: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, firstPhoneIDsSQL, last); err != nil {
+		return fmt.Errorf("spend ids: %w", err)
+	}
+	return nil
+}
+
+// rowsInsert is a multi-row INSERT: the statement before its VALUES rows,
+// one row of placeholders, and what follows the rows (ON CONFLICT and
+// RETURNING an id, or nothing).
+type rowsInsert struct {
+	head, row, tail string
+}
+
+// insertRows inserts rows with ins, in statements of at most
+// maxRowsPerStatement rows, and returns the ids the statements returned.
+func insertRows(ctx context.Context, tx *sql.Tx, ins rowsInsert, rows [][]any) (map[int64]bool, error) {
+	ids := make(map[int64]bool, len(rows))
+	for start := 0; start < len(rows); start += maxRowsPerStatement {
+		chunk := rows[start:min(len(rows), start+maxRowsPerStatement)]
+		args := make([]any, 0, len(chunk)*len(chunk[0]))
+		for _, r := range chunk {
+			args = append(args, r...)
+		}
+		query := ins.head + strings.TrimSuffix(strings.Repeat(ins.row+", ", len(chunk)), ", ") + ins.tail
+		if ins.tail == "" {
+			if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := collectIDs(ctx, tx, query, args, ids); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+func collectIDs(ctx context.Context, tx *sql.Tx, query string, args []any, ids map[int64]bool) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("insert phones: %w", err)
+			return err
 		}
-		inserted[id] = true
+		ids[id] = true
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("insert phones: %w", err)
-	}
-	return rows.Close()
+	return rows.Err()
 }
 
 // maxRowsPerStatement keeps a statement's arguments well under SQLite's
 // limit of 32766 however large a batch is.
 const maxRowsPerStatement = 1000
 
-// Arguments per row of insertPhonesSQL and insertEventsSQL.
-const (
-	phoneInsertArgs = 13
-	eventInsertArgs = 5
-)
+var (
+	// insertKeysSQL claims idempotency keys for the ids of their creates.
+	// A key of the same scope blocks the claim unless it has expired, when
+	// it is replaced; the ids returned are those of the keys claimed.
+	insertKeysSQL = rowsInsert{
+		head: `INSERT INTO idempotency_keys (scope, fingerprint, phone_id, created_at, expires_at) VALUES `,
+		row:  `(?, ?, ?, ?, ?)`,
+		tail: `
+ON CONFLICT (scope) DO UPDATE SET
+  fingerprint = excluded.fingerprint, phone_id = excluded.phone_id,
+  created_at = excluded.created_at, expires_at = excluded.expires_at
+WHERE idempotency_keys.expires_at <= excluded.created_at
+RETURNING phone_id`,
+	}
 
-// insertPhonesSQL inserts n phones with ids chosen by the caller. ON
-// CONFLICT names the partial unique index, so a duplicate, also of an
-// earlier row of the same statement, is skipped rather than failing the
-// batch; the ids it returns are the phones stored.
-func insertPhonesSQL(n int) string {
-	return `INSERT INTO phones (
+	// insertPhonesSQL inserts phones with ids chosen by the caller. ON
+	// CONFLICT names the partial unique index, so a duplicate, also of an
+	// earlier row of the same statement, is skipped rather than failing the
+	// batch; the ids it returns are the phones stored.
+	insertPhonesSQL = rowsInsert{
+		head: `INSERT INTO phones (
   id, tenant, account_id, customer_id, number, type, active,
   area_code, country_code, extension, dup_key, created_at, updated_at, version
-) VALUES ` + repeatRows(n, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)") + `
+) VALUES `,
+		row: `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		tail: `
 ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
-RETURNING id`
-}
+RETURNING id`,
+	}
 
-// insertEventsSQL appends n events to the outbox, in the order given.
-func insertEventsSQL(n int) string {
-	return `INSERT INTO outbox (event_id, domain, event_type, payload, created_at) VALUES ` +
-		repeatRows(n, "(?, ?, ?, ?, ?)")
-}
-
-// repeatRows writes n copies of row, joined by commas.
-func repeatRows(n int, row string) string {
-	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
-}
+	// insertEventsSQL appends events to the outbox, in the order given.
+	insertEventsSQL = rowsInsert{
+		head: `INSERT INTO outbox (event_id, domain, event_type, payload, created_at) VALUES `,
+		row:  `(?, ?, ?, ?, ?)`,
+	}
+)
 
 // insertEvent appends ev to the outbox inside tx.
 func insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) error {
@@ -379,4 +442,50 @@ func scanPhone(row scanner) (phone.Phone, error) {
 	p.CreatedAt = time.UnixMilli(createdAt).UTC()
 	p.UpdatedAt = time.UnixMilli(updatedAt).UTC()
 	return p, nil
+}
+
+const (
+	replaySQL = `SELECT k.fingerprint, k.phone_id, EXISTS (SELECT 1 FROM phones p WHERE p.id = k.phone_id)
+FROM idempotency_keys k
+WHERE k.scope = ? AND k.expires_at > ?`
+
+	// purgeKeysSQL deletes a bounded number of expired keys, so that a
+	// large purge never holds the single writer for long.
+	purgeKeysSQL = `DELETE FROM idempotency_keys WHERE rowid IN (
+  SELECT rowid FROM idempotency_keys WHERE expires_at <= ? LIMIT 1000)`
+)
+
+// Replay returns what is kept of the create made with the idempotency key of
+// scope, and false when there is none or it expired before now.
+func (db *DB) Replay(ctx context.Context, scope string, now time.Time) (phone.Replay, bool, error) {
+	var r phone.Replay
+	err := db.reader.QueryRowContext(ctx, replaySQL, scope, now.UnixMilli()).Scan(&r.Fingerprint, &r.PhoneID, &r.Created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return phone.Replay{}, false, nil
+	}
+	if err != nil {
+		return phone.Replay{}, false, fmt.Errorf("read idempotency key: %w", err)
+	}
+	return r, true, nil
+}
+
+// PurgeKeys deletes the idempotency keys that expired at or before t and
+// returns how many; when ctx ends midway, the count so far comes with the
+// error.
+func (db *DB) PurgeKeys(ctx context.Context, t time.Time) (int64, error) {
+	var total int64
+	for {
+		res, err := db.writer.ExecContext(ctx, purgeKeysSQL, t.UnixMilli())
+		if err != nil {
+			return total, fmt.Errorf("purge idempotency keys: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("purge idempotency keys: %w", err)
+		}
+		total += n
+		if n < 1000 {
+			return total, nil
+		}
+	}
 }

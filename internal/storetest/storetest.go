@@ -23,6 +23,7 @@ type Store interface {
 	phone.Store
 	outbox.Store
 	OutboxStats(ctx context.Context) (int64, time.Time, error)
+	CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error)
 }
 
 // Run runs the suite; open returns a fresh, empty store for each subtest (the
@@ -53,6 +54,9 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"DeactivateFreesKey", testDeactivateFreesKey},
 		{"UpdateCannotMovePhone", testUpdateCannotMovePhone},
 		{"ConcurrentUpdates", testConcurrentUpdates},
+		{"BatchOutcomes", testBatchOutcomes},
+		{"IdempotencyKeys", testIdempotencyKeys},
+		{"IdempotencyKeyExpiry", testIdempotencyKeyExpiry},
 		{"EndedContextStoresNothing", testEndedContextStoresNothing},
 		{"EndedContextUpdatesNothing", testEndedContextUpdatesNothing},
 		{"EndedContextFailsEveryMethod", testEndedContextFailsEveryMethod},

@@ -13,6 +13,7 @@ import (
 )
 
 var regexMap = map[string]ogenregex.Regexp{
+	"^[\\x20-\\x7E]+$":                  ogenregex.MustCompile("^[\\x20-\\x7E]+$"),
 	"^[^\\p{Cc}]*$":                     ogenregex.MustCompile("^[^\\p{Cc}]*$"),
 	"^\\+?[0-9 ().-]*[0-9][0-9 ().-]*$": ogenregex.MustCompile("^\\+?[0-9 ().-]*[0-9][0-9 ().-]*$"),
 }

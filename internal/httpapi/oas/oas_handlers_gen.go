@@ -585,6 +585,10 @@ func (s *Server) handlePostAccountsV1AccountsAccountIdPhonesRequest(args [1]stri
 					Name: "x-customer-id",
 					In:   "header",
 				}: params.XCustomerID,
+				{
+					Name: "Idempotency-Key",
+					In:   "header",
+				}: params.IdempotencyKey,
 			},
 			Raw: r,
 		}

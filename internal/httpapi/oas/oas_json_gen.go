@@ -2367,6 +2367,44 @@ func (s *PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge) UnmarshalJS
 	return s.Decode(d)
 }
 
+// Encode encodes PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity as json.
+func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) Encode(e *jx.Encoder) {
+	unwrapped := (*SimpleError)(s)
+
+	unwrapped.Encode(e)
+}
+
+// Decode decodes PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity from json.
+func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) Decode(d *jx.Decoder) error {
+	if s == nil {
+		return errors.New("invalid: unable to decode PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity to nil")
+	}
+	var unwrapped SimpleError
+	if err := func() error {
+		if err := unwrapped.Decode(d); err != nil {
+			return err
+		}
+		return nil
+	}(); err != nil {
+		return errors.Wrap(err, "alias")
+	}
+	*s = PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity(unwrapped)
+	return nil
+}
+
+// MarshalJSON implements stdjson.Marshaler.
+func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) MarshalJSON() ([]byte, error) {
+	e := jx.Encoder{}
+	s.Encode(&e)
+	return e.Bytes(), nil
+}
+
+// UnmarshalJSON implements stdjson.Unmarshaler.
+func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) UnmarshalJSON(data []byte) error {
+	d := jx.DecodeBytes(data)
+	return s.Decode(d)
+}
+
 // Encode encodes PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType as json.
 func (s *PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) Encode(e *jx.Encoder) {
 	unwrapped := (*SimpleError)(s)

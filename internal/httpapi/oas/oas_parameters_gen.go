@@ -772,6 +772,14 @@ type PostAccountsV1AccountsAccountIdPhonesParams struct {
 	// Customer ID stored with the phone. phonesd: a canonical decimal integer 1..9223372036854775807, sent
 	// at most once.
 	XCustomerID OptInt64 `json:",omitempty,omitzero"`
+	// Phonesd addition: makes a retry safe. 1 to 255 printable ASCII characters, sent at most once. The
+	// first completed answer (200, or 409 for a duplicate phone) to a key is kept for 24 hours
+	// (configurable) with a fingerprint of the request (path, `x-customer-id`, body) and replayed byte for
+	// byte to a retry with the same key; 400s and 5xx are not kept. Keys are scoped to the token's tenant
+	// (and account, for an account-specific token). The same key with another request answers 422; while
+	// the first request with a key is still running, a retry answers 409 with a message that differs from
+	// the duplicate phone's.
+	IdempotencyKey OptString `json:",omitempty,omitzero"`
 }
 
 func unpackPostAccountsV1AccountsAccountIdPhonesParams(packed middleware.Parameters) (params PostAccountsV1AccountsAccountIdPhonesParams) {
@@ -789,6 +797,15 @@ func unpackPostAccountsV1AccountsAccountIdPhonesParams(packed middleware.Paramet
 		}
 		if v, ok := packed[key]; ok {
 			params.XCustomerID = v.(OptInt64)
+		}
+	}
+	{
+		key := middleware.ParameterKey{
+			Name: "Idempotency-Key",
+			In:   "header",
+		}
+		if v, ok := packed[key]; ok {
+			params.IdempotencyKey = v.(OptString)
 		}
 	}
 	return params
@@ -919,6 +936,72 @@ func decodePostAccountsV1AccountsAccountIdPhonesParams(args [1]string, argsEscap
 	}(); err != nil {
 		return params, &ogenerrors.DecodeParamError{
 			Name: "x-customer-id",
+			In:   "header",
+			Err:  err,
+		}
+	}
+	// Decode header: Idempotency-Key.
+	if err := func() error {
+		cfg := uri.HeaderParameterDecodingConfig{
+			Name:    "Idempotency-Key",
+			Explode: false,
+		}
+		if err := h.HasParam(cfg); err == nil {
+			if err := h.DecodeParam(cfg, func(d uri.Decoder) error {
+				var paramsDotIdempotencyKeyVal string
+				if err := func() error {
+					val, err := d.DecodeValue()
+					if err != nil {
+						return err
+					}
+
+					c, err := conv.ToString(val)
+					if err != nil {
+						return err
+					}
+
+					paramsDotIdempotencyKeyVal = c
+					return nil
+				}(); err != nil {
+					return err
+				}
+				params.IdempotencyKey.SetTo(paramsDotIdempotencyKeyVal)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if err := func() error {
+				if value, ok := params.IdempotencyKey.Get(); ok {
+					if err := func() error {
+						if err := (validate.String{
+							MinLength:     1,
+							MinLengthSet:  true,
+							MaxLength:     255,
+							MaxLengthSet:  true,
+							Email:         false,
+							Hostname:      false,
+							Regex:         regexMap["^[\\x20-\\x7E]+$"],
+							MinNumeric:    0,
+							MinNumericSet: false,
+							MaxNumeric:    0,
+							MaxNumericSet: false,
+						}).Validate(string(value)); err != nil {
+							return errors.Wrap(err, "string")
+						}
+						return nil
+					}(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}(); err != nil {
+		return params, &ogenerrors.DecodeParamError{
+			Name: "Idempotency-Key",
 			In:   "header",
 			Err:  err,
 		}

@@ -13,7 +13,7 @@ import (
 var (
 	rn3AllowedHeaders = map[string]string{
 		"GET":  "Authorization",
-		"POST": "Authorization,Content-Type,X-Customer-Id",
+		"POST": "Authorization,Content-Type,Idempotency-Key,X-Customer-Id",
 	}
 	rn5AllowedHeaders = map[string]string{
 		"GET":   "Authorization",

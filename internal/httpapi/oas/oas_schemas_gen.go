@@ -1409,6 +1409,11 @@ type PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge SimpleError
 func (*PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge) postAccountsV1AccountsAccountIdPhonesRes() {
 }
 
+type PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity SimpleError
+
+func (*PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) postAccountsV1AccountsAccountIdPhonesRes() {
+}
+
 type PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType SimpleError
 
 func (*PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) postAccountsV1AccountsAccountIdPhonesRes() {
@@ -1460,6 +1465,37 @@ func (s *SimpleError) GetMessage() string {
 func (s *SimpleError) SetMessage(val string) {
 	s.Message = val
 }
+
+// TooManyRequestsHeaders wraps SimpleError with response headers.
+type TooManyRequestsHeaders struct {
+	RetryAfter int
+	Response   SimpleError
+}
+
+// GetRetryAfter returns the value of RetryAfter.
+func (s *TooManyRequestsHeaders) GetRetryAfter() int {
+	return s.RetryAfter
+}
+
+// GetResponse returns the value of Response.
+func (s *TooManyRequestsHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRetryAfter sets the value of RetryAfter.
+func (s *TooManyRequestsHeaders) SetRetryAfter(val int) {
+	s.RetryAfter = val
+}
+
+// SetResponse sets the value of Response.
+func (s *TooManyRequestsHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*TooManyRequestsHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*TooManyRequestsHeaders) getAccountsV1AccountsAccountIdPhonesRes()          {}
+func (*TooManyRequestsHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*TooManyRequestsHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
 
 // UnauthorizedHeaders wraps SimpleError with response headers.
 type UnauthorizedHeaders struct {

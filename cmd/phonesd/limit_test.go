@@ -1,0 +1,222 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// limitedNumber tells the requests of a test apart.
+func limitedNumber(i int) string { return fmt.Sprintf("11 9000-%04d", i) }
+
+// limitedBody is a create of limitedNumber(i).
+func limitedBody(i int) string {
+	return fmt.Sprintf(`{"number": %q, "type": "MOBILE"}`, limitedNumber(i))
+}
+
+// eventNumbers are the phone numbers of the delivered events.
+func eventNumbers(evs []map[string]any) []string {
+	var out []string
+	for _, e := range evs {
+		data, _ := e["data"].(map[string]any)
+		obj, _ := data["object"].(map[string]any)
+		n, _ := obj["number"].(string)
+		out = append(out, n)
+	}
+	return out
+}
+
+func TestRateLimitPerTenant(t *testing.T) {
+	forBackends(t, func(t *testing.T, b backend) {
+		s := b.start(t, map[string]string{"PHONES_RATE_LIMIT": "5", "PHONES_RATE_BURST": "5"})
+
+		// The bucket holds 5 and refills one every 200 ms; the requests
+		// take far less, so the 6th finds it empty. On a machine slow enough
+		// to refill in between, the 429 only comes a little later.
+		passed, limited := 0, -1
+		var r response
+		for i := range 30 {
+			if r = s.create(1, limitedBody(i)); r.status == http.StatusTooManyRequests {
+				limited = i
+				break
+			}
+			createdID(t, r)
+			passed++
+		}
+		if limited < 0 {
+			t.Fatalf("30 requests at once, none answered 429; want the 6th limited at 5/s with a burst of 5")
+		}
+		if passed < 5 {
+			t.Fatalf("429 after %d requests; want a burst of 5 to pass", passed)
+		}
+		if passed > 5 {
+			t.Logf("the 429 came after %d requests: the bucket refilled between them", passed)
+		}
+		if string(r.body) != `{"message":"Too many requests for this tenant, retry later"}` {
+			t.Errorf("429 body %s", r.body)
+		}
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("429 Content-Type %q; want application/json", ct)
+		}
+		// At 5/s a token is at most 200 ms away: rounded up to whole seconds, 1.
+		retry, err := strconv.Atoi(r.header.Get("Retry-After"))
+		if err != nil || retry != 1 {
+			t.Fatalf("Retry-After %q; want 1", r.header.Get("Retry-After"))
+		}
+
+		other := s.keys.token(t, claims{"tenant_id": "TN-test-2"})
+		createdID(t, s.do(http.MethodPost, "/accounts/v1/accounts/1/phones", limitedBody(100), bearer(other), jsonCT))
+
+		time.Sleep(time.Duration(retry) * time.Second)
+		createdID(t, s.create(1, limitedBody(200)))
+
+		// The 429 stored nothing and emitted nothing.
+		list := s.do(http.MethodGet, "/accounts/v1/accounts/1/phones?limit=500", "", bearer(s.token))
+		if list.status != http.StatusOK {
+			t.Fatalf("list: status %d %s", list.status, list.body)
+		}
+		items, _ := list.json(t)["items"].([]any)
+		if len(items) != passed+1 {
+			t.Errorf("%d phones stored for the tenant; want %d: the 200s only", len(items), passed+1)
+		}
+		evs := s.events(passed + 2)
+		numbers := eventNumbers(evs)
+		if len(evs) != passed+2 {
+			t.Errorf("%d events; want %d, one per 200", len(evs), passed+2)
+		}
+		for _, n := range numbers {
+			if n == limitedNumber(limited) {
+				t.Errorf("an event for the limited request's number %s", n)
+			}
+		}
+	})
+}
+
+func TestOverloadSheds503(t *testing.T) {
+	forBackends(t, func(t *testing.T, b backend) {
+		s := b.start(t, map[string]string{
+			"PHONES_MAX_IN_FLIGHT": "2",
+			// Long enough that the held creates stay in flight for the test
+			// (on SQLite, the group commit's own 5s bounds them).
+			"PHONES_STORAGE_TIMEOUT":      "30s",
+			"PHONES_DB_STATEMENT_TIMEOUT": "30s",
+		})
+		release := lockDatabase(t, s)
+
+		// Creates wait for the lock, so each is held in flight, or shed once
+		// two are. Only creates are sent until the first 503: when it comes,
+		// the two requests in flight are held creates.
+		answers := make(chan response, 10)
+		sent := 0
+		var r response
+		for r.status == 0 {
+			if sent == cap(answers) {
+				t.Fatalf("%d creates sent while the database is locked, none shed; want a 503 at PHONES_MAX_IN_FLIGHT=2", sent)
+			}
+			go func(i int) { answers <- s.create(1, limitedBody(i)) }(sent)
+			sent++
+			select {
+			case r = <-answers:
+				if r.status != http.StatusServiceUnavailable {
+					t.Fatalf("a create answered %d %s while the database is locked; want it held or shed", r.status, r.body)
+				}
+			case <-time.After(100 * time.Millisecond): // held, or shed and seen later
+			}
+		}
+		if string(r.body) != `{"message":"Service overloaded, retry later"}` || r.header.Get("Retry-After") != "1" {
+			t.Errorf("shed: body %s Retry-After %q; want the overload message and Retry-After 1", r.body, r.header.Get("Retry-After"))
+		}
+
+		// With the cap reached, anything else on the API is shed at once,
+		// even without a token (shedding comes before it).
+		began := time.Now()
+		list := s.do(http.MethodGet, "/accounts/v1/accounts/1/phones", "", bearer(s.token))
+		if took := time.Since(began); list.status != http.StatusServiceUnavailable || took > 2*time.Second {
+			t.Errorf("list at the cap: status %d after %v; want 503 at once", list.status, took)
+		}
+		if r := s.do(http.MethodGet, "/accounts/v1/accounts/1/phones", ""); r.status != http.StatusServiceUnavailable {
+			t.Errorf("no token at the cap: status %d; want 503", r.status)
+		}
+		for _, path := range []string{"/healthz", "/openapi.json"} {
+			if r := s.do(http.MethodGet, path, ""); r.status != http.StatusOK {
+				t.Errorf("%s at the cap: status %d; want 200, never shed", path, r.status)
+			}
+		}
+		// /readyz is never shed either. It may still say not ready: SQLite's
+		// writer, which it pings, is the connection stuck behind the lock.
+		if r := s.do(http.MethodGet, "/readyz", ""); r.json(t)["checks"] == nil {
+			t.Errorf("/readyz at the cap: status %d %s; want its readiness report, never shed", r.status, r.body)
+		}
+
+		release()
+		statuses := map[int]int{}
+		for range sent - 1 {
+			statuses[(<-answers).status]++
+		}
+		if statuses[http.StatusOK] != 2 || statuses[http.StatusOK]+statuses[http.StatusServiceUnavailable] != sent-1 {
+			t.Fatalf("the other creates answered %v; want the two held ones 200, any more 503", statuses)
+		}
+		createdID(t, s.create(1, limitedBody(99)))
+		evs := s.events(3)
+		if got := eventNumbers(evs); len(got) != 3 || got[2] != limitedNumber(99) {
+			t.Errorf("event numbers %v; want the two held creates' then %s: none for the shed ones", got, limitedNumber(99))
+		}
+	})
+}
+
+func TestBackPressureConfig(t *testing.T) {
+	prod := map[string]string{
+		"PHONES_JWKS_URL":     "https://keys.example/jwks",
+		"PHONES_JWT_ISSUER":   "i",
+		"PHONES_JWT_AUDIENCE": "a",
+	}
+	for _, c := range []struct {
+		name        string
+		prod        bool
+		env         map[string]string
+		rate        float64
+		burst       int32
+		maxInFlight int32
+		err         string // the variable the error names
+	}{
+		{name: "development mode: no rate limit", rate: 0, burst: 1, maxInFlight: 512},
+		{name: "production defaults", prod: true, rate: 1000, burst: 2000, maxInFlight: 512},
+		{name: "production, off", prod: true, env: map[string]string{"PHONES_RATE_LIMIT": "0"}, rate: 0, burst: 1, maxInFlight: 512},
+		{name: "burst defaults to two seconds", env: map[string]string{"PHONES_RATE_LIMIT": "5"}, rate: 5, burst: 10, maxInFlight: 512},
+		{name: "fractional rate", prod: true, env: map[string]string{"PHONES_RATE_LIMIT": "0.5", "PHONES_RATE_BURST": "3", "PHONES_MAX_IN_FLIGHT": "64"}, rate: 0.5, burst: 3, maxInFlight: 64},
+		{name: "negative rate", env: map[string]string{"PHONES_RATE_LIMIT": "-1"}, err: "PHONES_RATE_LIMIT"},
+		{name: "rate not a number", env: map[string]string{"PHONES_RATE_LIMIT": "fast"}, err: "PHONES_RATE_LIMIT"},
+		{name: "burst without a rate", env: map[string]string{"PHONES_RATE_BURST": "10"}, err: "PHONES_RATE_BURST"},
+		{name: "zero burst", prod: true, env: map[string]string{"PHONES_RATE_BURST": "0"}, err: "PHONES_RATE_BURST"},
+		{name: "no cap on requests in flight", env: map[string]string{"PHONES_MAX_IN_FLIGHT": "0"}, err: "PHONES_MAX_IN_FLIGHT"},
+		{name: "cap above the group-commit queue", env: map[string]string{"PHONES_MAX_IN_FLIGHT": "4097"}, err: "PHONES_MAX_IN_FLIGHT"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"PHONES_DATA_DIR": t.TempDir()}
+			if c.prod {
+				for k, v := range prod {
+					env[k] = v
+				}
+			}
+			for k, v := range c.env {
+				env[k] = v
+			}
+			cfg, err := loadConfig(func(k string) string { return env[k] })
+			if c.err != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), c.err) {
+					t.Fatalf("loadConfig: %v; want an error naming %s", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.rateLimit != c.rate || cfg.rateBurst != c.burst || cfg.maxInFlight != c.maxInFlight {
+				t.Errorf("rate %v burst %d max in flight %d; want %v, %d, %d", cfg.rateLimit, cfg.rateBurst, cfg.maxInFlight, c.rate, c.burst, c.maxInFlight)
+			}
+		})
+	}
+}
