@@ -342,12 +342,15 @@ func listQuery(raw string) (url.Values, error) {
 	query := url.Values{}
 	for pair := range strings.SplitSeq(raw, "&") {
 		name, value, _ := strings.Cut(pair, "=")
+		// A semicolon once separated pairs too; read either way, a filter
+		// next to one is malformed.
+		name, _, semicolon := strings.Cut(name, ";")
 		name, err := url.QueryUnescape(name)
 		if err != nil || !slices.Contains(listFilters[:], name) {
 			continue
 		}
 		v, err := url.QueryUnescape(value)
-		if err != nil || strings.Contains(value, ";") {
+		if err != nil || semicolon || strings.Contains(value, ";") {
 			return nil, &phone.FieldError{Field: name, Message: name + " is not a valid query parameter value"}
 		}
 		query[name] = append(query[name], v)
