@@ -358,7 +358,7 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	// The transaction's time, taken once the locks are held, so that
 	// update times follow commit order.
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	next = successor(cur, next, now)
+	next = cur.Successor(next, now)
 	tag, err := tx.Exec(ctx, updatePhoneSQL,
 		next.Number, string(next.Type), next.Active, next.AreaCode, next.CountryCode,
 		next.Extension, next.DuplicateKey(), now, next.Version,
@@ -385,20 +385,6 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 		return phone.Phone{}, fmt.Errorf("commit update phone %d: %w", c.ID, err)
 	}
 	return next, nil
-}
-
-// successor returns next as the version after cur, updated at now. What
-// Apply may not change (id, tenant, account, customer, creation time) is
-// taken from cur, so a change can never move a phone.
-func successor(cur, next phone.Phone, now time.Time) phone.Phone {
-	next.ID = cur.ID
-	next.Tenant = cur.Tenant
-	next.AccountID = cur.AccountID
-	next.CustomerID = cur.CustomerID
-	next.CreatedAt = cur.CreatedAt
-	next.UpdatedAt = now
-	next.Version = cur.Version + 1
-	return next
 }
 
 // scanPhone reads one row of phoneColumns.
