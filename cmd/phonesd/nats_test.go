@@ -235,8 +235,14 @@ func TestNATSOutageKeepsEventsInTheOutbox(t *testing.T) {
 		if got := st.Count(t); got != 3 {
 			t.Errorf("stream holds %d messages during the outage; want 3", got)
 		}
-		// Every create notified the relay; backing off, it ignored them.
-		if n := strings.Count(s.logs.String(), "outbox delivery failing"); n != 1 {
+		// Every create notified the relay; backing off, it ignored them. The
+		// first failure may take until the client notices the cut link or
+		// its publish times out.
+		failing := func() int { return strings.Count(s.logs.String(), "outbox delivery failing") }
+		for deadline := time.Now().Add(20 * time.Second); failing() == 0 && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := failing(); n != 1 {
 			t.Errorf("delivery failure log lines: got %d; want 1 for the whole outage", n)
 		}
 

@@ -136,6 +136,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("shutting down: draining requests")
 	srv.Drain()
+	// Answers from now on close their connection, so that no client sends
+	// its next request on a connection Shutdown is about to close unread.
+	httpServer.SetKeepAlivesEnabled(false)
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancelDrain()
 	if err := httpServer.Shutdown(drainCtx); err != nil {

@@ -102,6 +102,9 @@ func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 	cfg.MaxConns = opts.MaxConns
 	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = millis(opts.StatementTimeout)
+	// A 200 promises a commit that survives the database server's crash:
+	// never rely on the server's, database's or role's default for that.
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	// A session that stops talking inside a transaction, say behind a
 	// network partition, would hold outboxOrderLockKey, and with it every
 	// create of every replica, until TCP gave up. No transaction of the

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"phonesd/internal/natstest"
+)
+
+// observed is what the checker finds once the service has recovered: the
+// rows of the database, the phones the API lists, and the delivered events.
+type observed struct {
+	// Rows are every phone row of the database, whatever its tenant.
+	Rows []phoneState
+	// Created holds each row's creation time, as the database stored it.
+	Created map[int64]time.Time
+	// Listings are the pages of List phones, per token and account.
+	Listings []listing
+	// Deliveries are the events as the sink holds them: every copy, in
+	// the order of each source (a file, or the stream).
+	Deliveries []delivery
+	// Unreadable are lines or messages of the sink that are no event.
+	Unreadable []string
+	// Outbox maps each event_id to its outbox seq, for the order check;
+	// nil skips it.
+	Outbox map[string]int64
+	// Once is true when the sink promises each event once (JetStream,
+	// within its duplicate window): a second copy is then a violation.
+	Once bool
+}
+
+// listing is what List phones showed one tenant's token for one account.
+type listing struct {
+	Tenant  string
+	Account int64
+	Phones  []phoneState
+	Err     string
+}
+
+// delivery is one copy of an event in the sink.
+type delivery struct {
+	Source  string // the file, or "stream"
+	EventID string
+	Type    string
+	Object  phoneState // its Tenant is the envelope's org_id
+	// MsgID is the Nats-Msg-Id header; empty for a file.
+	MsgID string
+}
+
+// envelope is the part of an event the checker reads.
+type envelope struct {
+	EventID   string `json:"event_id"`
+	EventType string `json:"event_type"`
+	OrgID     string `json:"org_id"`
+	Data      struct {
+		Object phoneState `json:"object"`
+	} `json:"data"`
+}
+
+// parseEvent reads one event's payload.
+func parseEvent(source string, payload []byte) (delivery, error) {
+	var env envelope
+	if err := json.Unmarshal(payload, &env); err != nil {
+		return delivery{}, err
+	}
+	if env.EventID == "" || env.EventType == "" {
+		return delivery{}, errors.New("no event_id or event_type")
+	}
+	d := delivery{Source: source, EventID: env.EventID, Type: env.EventType, Object: env.Data.Object}
+	d.Object.Tenant = env.OrgID
+	return d, nil
+}
+
+// readEventFiles appends the events of each file (a missing file has none).
+func readEventFiles(o *observed, paths []string) error {
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		line := 0
+		for sc.Scan() {
+			line++
+			d, err := parseEvent(p, sc.Bytes())
+			if err != nil {
+				o.Unreadable = append(o.Unreadable, fmt.Sprintf("%s line %d: %v: %.120s", p, line, err, sc.Text()))
+				continue
+			}
+			o.Deliveries = append(o.Deliveries, d)
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			o.Unreadable = append(o.Unreadable, fmt.Sprintf("%s: the last line has no newline", p))
+		}
+	}
+	return nil
+}
+
+// readStream appends every message of the stream.
+func readStream(ctx context.Context, o *observed, st *natstest.Stream) error {
+	msgs, err := st.ReadAll(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		d, err := parseEvent("stream", m.Data)
+		if err != nil {
+			o.Unreadable = append(o.Unreadable, fmt.Sprintf("stream message %d: %v: %.120s", m.Seq, err, m.Data))
+			continue
+		}
+		d.MsgID = m.MsgID
+		o.Deliveries = append(o.Deliveries, d)
+	}
+	return nil
+}
+
+// storage is the database of a scenario as the checker reads it directly.
+type storage struct {
+	sqlitePath  string // set for SQLite
+	postgresURL string // set for PostgreSQL, without any proxy
+}
+
+const phonesQuery = `SELECT id, tenant, account_id, customer_id, number, type, active, area_code, country_code, extension, created_at FROM phones ORDER BY id`
+
+// readRows reads every phone row and the outbox's event ids.
+func (s storage) readRows(ctx context.Context, o *observed) error {
+	if s.postgresURL != "" {
+		return s.readPostgres(ctx, o)
+	}
+	return s.readSQLite(ctx, o)
+}
+
+func (s storage) readSQLite(ctx context.Context, o *observed) error {
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", "busy_timeout(5000)")
+	db, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: s.sqlitePath, RawQuery: q.Encode()}).String())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, phonesQuery)
+	if err != nil {
+		return fmt.Errorf("read phones: %w", err)
+	}
+	defer rows.Close()
+	o.Created = map[int64]time.Time{}
+	for rows.Next() {
+		var p phoneState
+		var active int
+		var area, country sql.NullInt64
+		var created int64 // Unix milliseconds
+		if err := rows.Scan(&p.ID, &p.Tenant, &p.AccountID, &p.CustomerID, &p.Number, &p.Type, &active, &area, &country, &p.Extension, &created); err != nil {
+			return fmt.Errorf("read phones: %w", err)
+		}
+		p.Active = active != 0
+		setCodes(&p, area, country)
+		o.Rows = append(o.Rows, p)
+		o.Created[p.ID] = time.UnixMilli(created)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read phones: %w", err)
+	}
+	o.Outbox = map[string]int64{}
+	orows, err := db.QueryContext(ctx, `SELECT seq, event_id FROM outbox`)
+	if err != nil {
+		return fmt.Errorf("read outbox: %w", err)
+	}
+	defer orows.Close()
+	for orows.Next() {
+		var seq int64
+		var id string
+		if err := orows.Scan(&seq, &id); err != nil {
+			return fmt.Errorf("read outbox: %w", err)
+		}
+		o.Outbox[id] = seq
+	}
+	return orows.Err()
+}
+
+func (s storage) readPostgres(ctx context.Context, o *observed) error {
+	conn, err := pgx.Connect(ctx, s.postgresURL)
+	if err != nil {
+		return fmt.Errorf("connect to the scenario's database: %w", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, phonesQuery)
+	if err != nil {
+		return fmt.Errorf("read phones: %w", err)
+	}
+	o.Created = map[int64]time.Time{}
+	for rows.Next() {
+		var p phoneState
+		var area, country sql.NullInt64
+		var area32 *int32
+		var country32 int32
+		var created time.Time
+		if err := rows.Scan(&p.ID, &p.Tenant, &p.AccountID, &p.CustomerID, &p.Number, &p.Type, &p.Active, &area32, &country32, &p.Extension, &created); err != nil {
+			rows.Close()
+			return fmt.Errorf("read phones: %w", err)
+		}
+		if area32 != nil {
+			area = sql.NullInt64{Int64: int64(*area32), Valid: true}
+		}
+		country = sql.NullInt64{Int64: int64(country32), Valid: true}
+		setCodes(&p, area, country)
+		o.Rows = append(o.Rows, p)
+		o.Created[p.ID] = created
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read phones: %w", err)
+	}
+	o.Outbox = map[string]int64{}
+	orows, err := conn.Query(ctx, `SELECT seq, event_id::text FROM outbox`)
+	if err != nil {
+		return fmt.Errorf("read outbox: %w", err)
+	}
+	defer orows.Close()
+	for orows.Next() {
+		var seq int64
+		var id string
+		if err := orows.Scan(&seq, &id); err != nil {
+			return fmt.Errorf("read outbox: %w", err)
+		}
+		o.Outbox[id] = seq
+	}
+	return orows.Err()
+}
+
+func setCodes(p *phoneState, area, country sql.NullInt64) {
+	if area.Valid {
+		a := strconv.FormatInt(area.Int64, 10)
+		p.AreaCode = &a
+	}
+	p.CountryCode = strconv.FormatInt(country.Int64, 10)
+}
+
+// listAll lists every account of every tenant with each tenant's token,
+// page by page, through base.
+func listAll(c *client, base string, tokens tokenSet) []listing {
+	var out []listing
+	for _, tn := range tenants {
+		for acct := int64(1); acct <= accountsPerTenant; acct++ {
+			out = append(out, listAccount(c, base, tokens[tokenKey{tn, 0}], tn, acct))
+		}
+	}
+	return out
+}
+
+// listAccount reads all pages of one account's phones.
+func listAccount(c *client, base, token, tenant string, account int64) listing {
+	l := listing{Tenant: tenant, Account: account}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		u := fmt.Sprintf("%s/accounts/v1/accounts/%d/phones?limit=500", base, account)
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var a answer
+		for try := 0; try < retryTries; try++ {
+			a = c.do(http.MethodGet, u, token, nil, nil)
+			if a.err == nil && a.status != 429 && a.status != 503 {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if a.err != nil || a.status != 200 {
+			l.Err = fmt.Sprintf("page %d: status %d %v %.200s", pages+1, a.status, a.err, a.body)
+			return l
+		}
+		var page struct {
+			Items      []phoneState `json:"items"`
+			NextCursor string       `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(a.body, &page); err != nil {
+			l.Err = fmt.Sprintf("page %d: %v", pages+1, err)
+			return l
+		}
+		l.Phones = append(l.Phones, page.Items...)
+		if page.NextCursor == "" {
+			return l
+		}
+		cursor = page.NextCursor
+	}
+}

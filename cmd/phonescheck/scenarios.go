@@ -1,0 +1,569 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"phonesd/internal/faultproxy"
+)
+
+// scenario is a fault script and the setup it needs.
+type scenario struct {
+	name  string
+	about string
+	// backends are the storages it applies to; shortBackends those it runs
+	// on with --short (none: not in the short set).
+	backends      []string
+	shortBackends []string
+	sink          string // "file" (one per replica) or "jetstream"
+	replicas      int
+	// privatePG runs PostgreSQL as a cluster of the checker's own, and
+	// privateNATS a nats-server of its own.
+	privatePG   bool
+	privateNATS bool
+	// proxyDB and proxyNATS put a fault proxy in phonesd's link to them.
+	proxyDB   bool
+	proxyNATS bool
+	// drive starts the replicas and the load, injects the faults, and
+	// returns with the load stopped; the replicas are brought back after.
+	drive func(ctx context.Context, s *session) error
+}
+
+func scenarios() []*scenario {
+	both := []string{"sqlite", "postgres"}
+	return []*scenario{
+		{name: "kill", about: "kill -9 of phonesd under load, restarted each time",
+			backends: both, shortBackends: both, sink: "file", drive: driveKill},
+		{name: "pg-reset", about: "PostgreSQL connections cut and blackholed by a TCP proxy under load",
+			backends: []string{"postgres"}, shortBackends: []string{"postgres"}, sink: "file", proxyDB: true, drive: drivePostgresReset},
+		{name: "pg-restart", about: "a private PostgreSQL cluster restarted with -m immediate under load",
+			backends: []string{"postgres"}, sink: "file", privatePG: true, drive: drivePostgresRestart},
+		{name: "nats-outage", about: "the JetStream link cut for a while under load: creates keep answering, the backlog drains",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "jetstream", proxyNATS: true, drive: driveNATSOutage},
+		{name: "nats-restart", about: "a private nats-server stopped for a while under load, then started again",
+			backends: both, sink: "jetstream", privateNATS: true, drive: driveNATSOutage},
+		{name: "relay-crash", about: "the relay killed between JetStream's ack and marking the events sent",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "jetstream", proxyNATS: true, drive: driveRelayCrash},
+		{name: "replicas", about: "three replicas on one PostgreSQL, each killed once under load",
+			backends: []string{"postgres"}, sink: "file", replicas: 3, drive: driveReplicas},
+		{name: "sigterm", about: "SIGTERM under load: in-flight requests finish, exit in under 25s",
+			backends: both, shortBackends: both, sink: "file", drive: driveSigterm},
+		{name: "hostile", about: "slowloris, header floods, deep JSON and 2 MiB bodies beside a normal client",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveHostile},
+	}
+}
+
+// restartStats sums how long restarts took.
+type restartStats struct {
+	n        int
+	total    time.Duration
+	longest  time.Duration
+	describe string
+}
+
+func (r *restartStats) add(d time.Duration) {
+	r.n++
+	r.total += d
+	r.longest = max(r.longest, d)
+}
+
+func (r *restartStats) String() string {
+	if r.n == 0 {
+		return "no " + r.describe
+	}
+	return fmt.Sprintf("%d %s; back in %.2fs on average, %.2fs at most", r.n, r.describe, (r.total / time.Duration(r.n)).Seconds(), r.longest.Seconds())
+}
+
+// driveKill kills phonesd with SIGKILL at even intervals under load and
+// starts it again at once, as a supervisor would.
+func driveKill(ctx context.Context, s *session) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	defer s.load.stop()
+	kills := s.c.opts.kills
+	gap := s.c.opts.duration / time.Duration(kills+1)
+	r := s.replicas[0]
+	st := restartStats{describe: "kill -9s"}
+	for range kills {
+		if err := sleep(ctx, gap); err != nil {
+			return err
+		}
+		r.kill()
+		began := time.Now()
+		if err := r.start(ctx); err != nil {
+			return err
+		}
+		st.add(time.Since(began))
+	}
+	s.note("%s", st.String())
+	return sleep(ctx, gap)
+}
+
+// drivePostgresReset takes PostgreSQL away from phonesd through the proxy,
+// alternately cutting the link (every connection reset) and blackholing it
+// (nothing passes, so commits hang until the storage timeout), and gives it
+// back each time.
+func drivePostgresReset(ctx context.Context, s *session) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	defer s.load.stop()
+	outages := 3
+	if !s.c.opts.short {
+		outages = 6
+	}
+	gap := s.c.opts.duration / time.Duration(outages+1)
+	length := min(3*time.Second, gap/2)
+	var cuts, holes int
+	for i := range outages {
+		if err := sleep(ctx, gap-length); err != nil {
+			return err
+		}
+		mode := faultproxy.Cut
+		if i%2 == 1 {
+			mode = faultproxy.Blackhole
+			holes++
+		} else {
+			cuts++
+		}
+		s.dbProxy.Set(mode)
+		if err := sleep(ctx, length); err != nil {
+			return err
+		}
+		s.dbProxy.Set(faultproxy.Pass)
+	}
+	s.note("PostgreSQL link cut %d times and blackholed %d times, %.1fs each", cuts, holes, length.Seconds())
+	return sleep(ctx, gap)
+}
+
+// drivePostgresRestart restarts the private cluster with -m immediate at
+// even intervals under load.
+func drivePostgresRestart(ctx context.Context, s *session) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	defer s.load.stop()
+	restarts := 2
+	if !s.c.opts.short {
+		restarts = 5
+	}
+	gap := s.c.opts.duration / time.Duration(restarts+1)
+	st := restartStats{describe: "immediate restarts of PostgreSQL"}
+	for range restarts {
+		if err := sleep(ctx, gap); err != nil {
+			return err
+		}
+		took, err := s.pg.restartImmediate(ctx)
+		if err != nil {
+			return err
+		}
+		st.add(took)
+	}
+	s.note("%s", st.String())
+	return sleep(ctx, gap)
+}
+
+// driveNATSOutage takes JetStream away for half the run, by cutting the
+// link through the proxy or by stopping the private nats-server: every
+// create must still answer, the events wait in the outbox and are
+// delivered once the broker is back.
+func driveNATSOutage(ctx context.Context, s *session) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	quarter := s.c.opts.duration / 4
+	if err := sleep(ctx, quarter); err != nil {
+		s.load.stop()
+		return err
+	}
+	what := "JetStream link cut"
+	if s.nats != nil {
+		what = "nats-server stopped (SIGTERM)"
+		if err := s.nats.stop(); err != nil {
+			s.load.stop()
+			return err
+		}
+	} else {
+		s.natsProxy.Set(faultproxy.Cut)
+	}
+	cut := time.Now()
+	if err := sleep(ctx, 2*quarter); err != nil {
+		s.load.stop()
+		return err
+	}
+	backlog := s.pending()
+	if s.nats != nil {
+		if err := s.nats.start(ctx); err != nil {
+			s.load.stop()
+			return err
+		}
+	} else {
+		s.natsProxy.Set(faultproxy.Pass)
+	}
+	outage := time.Since(cut)
+	err := sleep(ctx, quarter)
+	s.load.stop()
+	s.note("%s for %.1fs; %d events waiting in the outbox when it came back", what, outage.Seconds(), backlog)
+	// Nothing else failed: every request must have had its answer.
+	creates, updates := s.ledger.snapshot()
+	for _, e := range creates {
+		if e.Class == classUnknown {
+			s.violate("availability", "%s: during a broker outage creates keep answering", describe(e))
+		}
+	}
+	for _, u := range updates {
+		if u.Class == classUnknown {
+			s.violate("availability", "update #%d of phone %d answered %s: during a broker outage updates keep answering", u.Seq, u.PhoneID, outcome(u.attempt))
+		}
+	}
+	return err
+}
+
+// pending returns the outbox backlog /readyz reports, -1 if unknown.
+func (s *session) pending() int64 {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for _, r := range s.replicas {
+		if rd, err := r.ready(hc); err == nil && rd.pending >= 0 {
+			return rd.pending
+		}
+	}
+	return -1
+}
+
+// failpointExit is the exit status of a failpoint of phonesd's test builds.
+const failpointExit = 86
+
+// driveRelayCrash starts phonesd with the relay-after-publish failpoint
+// while the JetStream link is cut, so that events pile up under load; gives
+// the link back, so that the relay publishes a batch, gets JetStream's ack
+// and dies before marking it sent; and starts it again, several times.
+// Each restart publishes the unmarked batch again, and JetStream must drop
+// the copies: the stream must hold each event once.
+func driveRelayCrash(ctx context.Context, s *session) error {
+	cycles := s.c.opts.kills
+	segment := s.c.opts.duration / time.Duration(cycles)
+	r := s.replicas[0]
+	crashes := 0
+	for i := range cycles {
+		s.natsProxy.Set(faultproxy.Cut)
+		if err := r.start(ctx, "PHONES_FAILPOINTS=relay-after-publish", infoLog); err != nil {
+			s.load.stop()
+			return err
+		}
+		if i == 0 {
+			s.load.start()
+		}
+		if err := sleep(ctx, segment); err != nil {
+			s.load.stop()
+			return err
+		}
+		s.natsProxy.Set(faultproxy.Pass)
+		select {
+		case <-r.exitedChan():
+		case <-time.After(45 * time.Second):
+			s.violate("failpoint", "start %d: the relay did not reach relay-after-publish within 45s of the broker's return", i+1)
+			r.kill()
+		case <-ctx.Done():
+			s.load.stop()
+			return ctx.Err()
+		}
+		if code := r.exitCode(); code == failpointExit {
+			crashes++
+		} else if code != -1 {
+			s.violate("failpoint", "start %d exited with status %d; want %d, the failpoint's\n%s", i+1, code, failpointExit, r.logTail())
+		}
+	}
+	if err := r.start(ctx, infoLog); err != nil {
+		s.load.stop()
+		return err
+	}
+	err := sleep(ctx, min(segment, 3*time.Second))
+	s.load.stop()
+	s.note("the relay died %d times between JetStream's ack and marking the events sent", crashes)
+	s.note("%s", droppedCopies(r.logPath))
+	return err
+}
+
+// infoLog turns phonesd's log up to info, where the JetStream sink reports
+// the copies the broker dropped.
+const infoLog = "PHONES_LOG_LEVEL=info"
+
+// droppedCopies sums what phonesd's log reports of the copies JetStream
+// dropped by Nats-Msg-Id: the events published again after a crash.
+func droppedCopies(logPath string) string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return "JetStream's dropped copies unknown: " + err.Error()
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var rounds, copies int
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), []byte("JetStream dropped events it already held")) {
+			continue
+		}
+		var line struct {
+			Duplicates int `json:"duplicates"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil {
+			rounds++
+			copies += line.Duplicates
+		}
+	}
+	return fmt.Sprintf("phonesd published %d events again in %d rounds after the crashes, and JetStream dropped each copy (Nats-Msg-Id)", copies, rounds)
+}
+
+// driveReplicas runs three replicas on one database and kills each once
+// under load, the one delivering the events first.
+func driveReplicas(ctx context.Context, s *session) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	defer s.load.stop()
+	gap := s.c.opts.duration / time.Duration(len(s.replicas)+1)
+	order := s.killOrder()
+	st := restartStats{describe: "replicas killed, each once"}
+	for _, i := range order {
+		if err := sleep(ctx, gap); err != nil {
+			return err
+		}
+		r := s.replicas[i]
+		r.kill()
+		began := time.Now()
+		if err := r.start(ctx); err != nil {
+			return err
+		}
+		st.add(time.Since(began))
+	}
+	s.note("%s, the relay's lease holder first (%s)", st.String(), s.replicas[order[0]].name)
+	return sleep(ctx, gap)
+}
+
+// killOrder puts first the replica whose events file grows: the one
+// holding the relay's lease.
+func (s *session) killOrder() []int {
+	size := func(r *replica) int64 {
+		fi, err := os.Stat(filepath.Join(r.dataDir, "events.jsonl"))
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	before := make([]int64, len(s.replicas))
+	for i, r := range s.replicas {
+		before[i] = size(r)
+	}
+	time.Sleep(time.Second)
+	order := make([]int, len(s.replicas))
+	for i := range order {
+		order[i] = i
+	}
+	for i, r := range s.replicas {
+		if size(r) > before[i] {
+			order = append([]int{i}, slices.DeleteFunc(order, func(j int) bool { return j == i })...)
+			break
+		}
+	}
+	return order
+}
+
+// inFlightMargin is how long before SIGTERM an update must have been
+// written for the loss of its connection to count as a violation: one
+// written just before may still sit unread in the socket, and Go's Shutdown
+// closes a connection whose next request it has not read yet, as a client
+// of any HTTP/1.1 server must expect. A create needs no such margin: its
+// retry tells whether the service had it.
+const inFlightMargin = 20 * time.Millisecond
+
+// driveSigterm sends SIGTERM under load: requests in flight must finish
+// with an answer, phonesd must exit 0 within 25s, and nothing acknowledged
+// may be lost.
+func driveSigterm(ctx context.Context, s *session) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	if err := sleep(ctx, s.c.opts.duration); err != nil {
+		s.load.stop()
+		return err
+	}
+	r := s.replicas[0]
+	signalled := time.Now()
+	took, code, err := r.terminate()
+	s.load.stop()
+	if err != nil {
+		s.violate("sigterm", "%v", err)
+	}
+	if took > 25*time.Second {
+		s.violate("sigterm", "phonesd exited %.1fs after SIGTERM; want under 25s", took.Seconds())
+	}
+	if code != 0 {
+		s.violate("exit", "phonesd exited with status %d after SIGTERM; want 0\n%s", code, r.logTail())
+	}
+	// In flight: written before the signal, answered (or not) after it.
+	inFlight := func(wrote, end time.Time) bool {
+		return !wrote.IsZero() && wrote.Before(signalled) && end.After(signalled)
+	}
+	fates := map[string]int{}
+	creates, updates := s.ledger.snapshot()
+	var cut []*createEntry
+	for _, e := range creates {
+		if !inFlight(e.Wrote, e.End) {
+			continue
+		}
+		fates[fate(e.attempt)]++
+		if e.Err != "" {
+			cut = append(cut, e)
+		}
+	}
+	for _, u := range updates {
+		if !inFlight(u.Wrote, u.End) {
+			continue
+		}
+		fates[fate(u.attempt)]++
+		if u.Err != "" && u.Wrote.Before(signalled.Add(-inFlightMargin)) {
+			s.violate("in-flight", "update #%d of phone %d was in flight at SIGTERM (written %s before it) and got %s", u.Seq, u.PhoneID, signalled.Sub(u.Wrote).Round(time.Millisecond), u.Err)
+		}
+	}
+	var parts []string
+	n := 0
+	for _, f := range slices.Sorted(maps.Keys(fates)) {
+		parts = append(parts, fmt.Sprintf("%d×%s", fates[f], f))
+		n += fates[f]
+	}
+	s.note("exit %.2fs after SIGTERM with status %d; %d requests in flight: %s", took.Seconds(), code, n, strings.Join(parts, ", "))
+	// A create whose connection was cut, yet whose phone was committed
+	// before its retry, was being served: its answer was lost at shutdown.
+	s.checks = append(s.checks, func(o observed) {
+		served := 0
+		for _, e := range cut {
+			if e.Retry == nil || e.Retry.Class != classOK {
+				continue
+			}
+			if at, ok := o.Created[e.Retry.ID]; ok && at.Before(e.Retry.At.Truncate(time.Millisecond)) {
+				served++
+				s.violate("in-flight", "%s: in flight at SIGTERM (written %s before it), committed at %s, yet its connection was closed without the answer", describe(e), signalled.Sub(e.Wrote).Round(time.Millisecond), at.UTC().Format("15:04:05.000"))
+			}
+		}
+		if len(cut) > 0 && served == 0 {
+			s.note("%d of the creates in flight lost their connection before phonesd read them: none had been committed before its retry", len(cut))
+		}
+	})
+	// The relay flushes at shutdown: what is left waits for the next start.
+	if err := r.start(ctx); err != nil {
+		return err
+	}
+	s.note("outbox pending at the next start: %d", s.pending())
+	return nil
+}
+
+// fate names an answer for a tally: its status, or its transport error.
+func fate(a attempt) string {
+	if a.Err != "" {
+		return a.Err
+	}
+	return strconv.Itoa(a.Status)
+}
+
+// normalRate is the steady create rate of the normal client beside the
+// hostile ones.
+const normalRate = 20
+
+// driveHostile measures a normal client sending creates at a steady rate,
+// first alone, then while the hostile clients run against the same phonesd.
+// Its p99 under attack must stay under --p99; with --short the numbers are
+// only reported, since on a small box shared with other work the p99 of a
+// few hundred requests moves with the box's own noise (the figure alone
+// shows how much).
+func driveHostile(ctx context.Context, s *session) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	r := s.replicas[0]
+	stop := make(chan struct{})
+	paced := make(chan struct{})
+	go func() {
+		defer close(paced)
+		s.load.paced(normalRate, stop)
+	}()
+	if err := sleep(ctx, s.c.opts.duration/3); err != nil {
+		close(stop)
+		<-paced
+		return err
+	}
+	attack := time.Now()
+	slow := 100
+	if !s.c.opts.short {
+		slow = 300
+	}
+	h := startHostile(r.addr, s.c.tokens[tokenKey{hostileTenant, 0}], slow, stop)
+	err := sleep(ctx, s.c.opts.duration)
+	close(stop)
+	<-paced
+	stats := h.wait()
+	for _, st := range stats {
+		s.note("%s", st.String())
+		for _, u := range st.unexpected {
+			s.violate("hostile", "%s: %s", st.kind, u)
+		}
+	}
+	if !r.running() {
+		s.violate("hostile", "phonesd exited under hostile clients (status %d)\n%s", r.exitCode(), r.logTail())
+	}
+	creates, _ := s.ledger.snapshot()
+	var alone, attacked []time.Duration
+	for _, e := range creates {
+		// A timeout counts as the client's whole wait.
+		if e.Start.Before(attack) {
+			alone = append(alone, e.End.Sub(e.Start))
+		} else {
+			attacked = append(attacked, e.End.Sub(e.Start))
+		}
+	}
+	s.note("normal client alone: %s", latencies(alone))
+	s.note("normal client beside the hostile clients: %s (limit %s)", latencies(attacked), s.c.opts.p99Limit)
+	if p99 := percentile(attacked, 0.99); p99 >= s.c.opts.p99Limit {
+		if s.c.opts.short {
+			s.note("p99 over the limit: reported, not judged, with --short")
+		} else {
+			s.violate("latency", "the normal client's p99 is %.1fms beside hostile clients (alone: %.1fms); want under %s", ms(p99), ms(percentile(alone, 0.99)), s.c.opts.p99Limit)
+		}
+	}
+	return err
+}
+
+// latencies summarises a normal client's latencies.
+func latencies(ds []time.Duration) string {
+	return fmt.Sprintf("%d creates at %d/s, p50 %.1fms, p99 %.1fms, max %.1fms", len(ds), normalRate, ms(percentile(ds, 0.5)), ms(percentile(ds, 0.99)), ms(percentile(ds, 1)))
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// percentile returns the q-th quantile (nearest rank) of ds.
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
