@@ -155,9 +155,9 @@ func (c *checker) run(ctx context.Context) ([]result, error) {
 	return results, nil
 }
 
-// session is one scenario on one backend: its storage, sink, replicas,
+// trial is one scenario on one backend: its storage, sink, replicas,
 // ledger and load, and what it found beyond the common checks.
-type session struct {
+type trial struct {
 	c       *checker
 	sc      *scenario
 	backend string
@@ -185,15 +185,15 @@ type session struct {
 }
 
 // say writes a progress line naming the scenario.
-func (s *session) say(format string, args ...any) {
+func (s *trial) say(format string, args ...any) {
 	s.c.say("%s/%s: %s", s.sc.name, s.backend, fmt.Sprintf(format, args...))
 }
 
-func (s *session) note(format string, args ...any) {
+func (s *trial) note(format string, args ...any) {
 	s.notes = append(s.notes, fmt.Sprintf(format, args...))
 }
 
-func (s *session) violate(kind, format string, args ...any) {
+func (s *trial) violate(kind, format string, args ...any) {
 	s.extra = append(s.extra, violation{Kind: kind, Detail: fmt.Sprintf(format, args...)})
 }
 
@@ -214,7 +214,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (c *checker) runScenario(ctx context.Context, sc *scenario, backend string) result {
 	began := time.Now()
 	res := result{Scenario: sc.name, Backend: backend, Sink: sc.sink}
-	s := &session{c: c, sc: sc, backend: backend, ledger: &ledger{}}
+	s := &trial{c: c, sc: sc, backend: backend, ledger: &ledger{}}
 	defer func() {
 		for i := len(s.cleanups) - 1; i >= 0; i-- {
 			if err := s.cleanups[i](); err != nil {
@@ -280,7 +280,7 @@ func (c *checker) runScenario(ctx context.Context, sc *scenario, backend string)
 }
 
 // setup makes the scenario's storage, sink and replicas.
-func (s *session) setup(ctx context.Context) error {
+func (s *trial) setup(ctx context.Context) error {
 	c := s.c
 	s.dir = filepath.Join(c.work, s.sc.name+"-"+s.backend)
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
@@ -386,7 +386,7 @@ func (s *session) setup(ctx context.Context) error {
 
 // startAll starts every replica that is not running and waits until each
 // is ready.
-func (s *session) startAll(ctx context.Context) error {
+func (s *trial) startAll(ctx context.Context) error {
 	for _, r := range s.replicas {
 		if r.running() {
 			continue
@@ -400,7 +400,7 @@ func (s *session) startAll(ctx context.Context) error {
 
 // settle brings the service back (every replica ready), retries the
 // unknowns, waits for the outbox to be delivered, and observes.
-func (s *session) settle(ctx context.Context) (observed, error) {
+func (s *trial) settle(ctx context.Context) (observed, error) {
 	var o observed
 	for _, p := range []*faultproxy.Proxy{s.dbProxy, s.natsProxy} {
 		if p != nil {
@@ -464,7 +464,7 @@ func (s *session) settle(ctx context.Context) (observed, error) {
 }
 
 // waitDrained polls /readyz until the outbox has nothing pending.
-func (s *session) waitDrained(ctx context.Context, limit time.Duration) (time.Duration, error) {
+func (s *trial) waitDrained(ctx context.Context, limit time.Duration) (time.Duration, error) {
 	began := time.Now()
 	hc := &http.Client{Timeout: 2 * time.Second}
 	last := int64(-1)
@@ -489,7 +489,7 @@ func (s *session) waitDrained(ctx context.Context, limit time.Duration) (time.Du
 }
 
 // stopAll stops every replica with SIGTERM; each must exit 0.
-func (s *session) stopAll() {
+func (s *trial) stopAll() {
 	for _, r := range s.replicas {
 		if !r.running() {
 			continue

@@ -37,7 +37,7 @@ type scenario struct {
 	proxyNATS bool
 	// drive starts the replicas and the load, injects the faults, and
 	// returns with the load stopped; the replicas are brought back after.
-	drive func(ctx context.Context, s *session) error
+	drive func(ctx context.Context, s *trial) error
 }
 
 func scenarios() []*scenario {
@@ -87,7 +87,7 @@ func (r *restartStats) String() string {
 
 // driveKill kills phonesd with SIGKILL at even intervals under load and
 // starts it again at once, as a supervisor would.
-func driveKill(ctx context.Context, s *session) error {
+func driveKill(ctx context.Context, s *trial) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func driveKill(ctx context.Context, s *session) error {
 // alternately cutting the link (every connection reset) and blackholing it
 // (nothing passes, so commits hang until the storage timeout), and gives it
 // back each time.
-func drivePostgresReset(ctx context.Context, s *session) error {
+func drivePostgresReset(ctx context.Context, s *trial) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func drivePostgresReset(ctx context.Context, s *session) error {
 
 // drivePostgresRestart restarts the private cluster with -m immediate at
 // even intervals under load.
-func drivePostgresRestart(ctx context.Context, s *session) error {
+func drivePostgresRestart(ctx context.Context, s *trial) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func drivePostgresRestart(ctx context.Context, s *session) error {
 // link through the proxy or by stopping the private nats-server: every
 // create must still answer, the events wait in the outbox and are
 // delivered once the broker is back.
-func driveNATSOutage(ctx context.Context, s *session) error {
+func driveNATSOutage(ctx context.Context, s *trial) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func driveNATSOutage(ctx context.Context, s *session) error {
 }
 
 // pending returns the outbox backlog /readyz reports, -1 if unknown.
-func (s *session) pending() int64 {
+func (s *trial) pending() int64 {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, r := range s.replicas {
 		if rd, err := r.ready(hc); err == nil && rd.pending >= 0 {
@@ -255,7 +255,7 @@ const failpointExit = 86
 // and dies before marking it sent; and starts it again, several times.
 // Each restart publishes the unmarked batch again, and JetStream must drop
 // the copies: the stream must hold each event once.
-func driveRelayCrash(ctx context.Context, s *session) error {
+func driveRelayCrash(ctx context.Context, s *trial) error {
 	cycles := s.c.opts.kills
 	segment := s.c.opts.duration / time.Duration(cycles)
 	r := s.replicas[0]
@@ -332,7 +332,7 @@ func droppedCopies(logPath string) string {
 
 // driveReplicas runs three replicas on one database and kills each once
 // under load, the one delivering the events first.
-func driveReplicas(ctx context.Context, s *session) error {
+func driveReplicas(ctx context.Context, s *trial) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
@@ -359,7 +359,7 @@ func driveReplicas(ctx context.Context, s *session) error {
 
 // killOrder puts first the replica whose events file grows: the one
 // holding the relay's lease.
-func (s *session) killOrder() []int {
+func (s *trial) killOrder() []int {
 	size := func(r *replica) int64 {
 		fi, err := os.Stat(filepath.Join(r.dataDir, "events.jsonl"))
 		if err != nil {
@@ -396,7 +396,7 @@ const inFlightMargin = 20 * time.Millisecond
 // driveSigterm sends SIGTERM under load: requests in flight must finish
 // with an answer, phonesd must exit 0 within 25s, and nothing acknowledged
 // may be lost.
-func driveSigterm(ctx context.Context, s *session) error {
+func driveSigterm(ctx context.Context, s *trial) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
@@ -493,7 +493,7 @@ const normalRate = 20
 // only reported, since on a small box shared with other work the p99 of a
 // few hundred requests moves with the box's own noise (the figure alone
 // shows how much).
-func driveHostile(ctx context.Context, s *session) error {
+func driveHostile(ctx context.Context, s *trial) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
