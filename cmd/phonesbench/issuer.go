@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
+	"phonesd/internal/auth"
 )
 
 // The token issuer the phonesd started by the bench trusts.
@@ -20,13 +17,12 @@ const (
 	benchIssuer   = "phonesbench"
 	benchAudience = "phonesd"
 	benchTenant   = "TN-bench"
-	benchKeyID    = "phonesbench-1"
 )
 
 // issuer signs RS256 tokens with a fresh RSA-2048 key and serves its key set
 // on loopback, as an identity provider would.
 type issuer struct {
-	key     *rsa.PrivateKey
+	key     *auth.DevKey
 	jwksURL string
 	srv     *http.Server
 	served  chan error
@@ -34,11 +30,11 @@ type issuer struct {
 
 // newIssuer generates the key and starts serving /jwks.json.
 func newIssuer() (*issuer, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := auth.NewDevKey()
 	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
+		return nil, err
 	}
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: benchKeyID, Algorithm: string(jose.RS256), Use: "sig"}}}
+	set := key.KeySet()
 	body, err := json.Marshal(set)
 	if err != nil {
 		return nil, fmt.Errorf("encode key set: %w", err)
@@ -64,26 +60,10 @@ func newIssuer() (*issuer, error) {
 
 // token returns a tenant-wide token of benchTenant for subject sub.
 func (iss *issuer) token(sub string, ttl time.Duration) (string, error) {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: iss.key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", benchKeyID))
-	if err != nil {
-		return "", fmt.Errorf("signer: %w", err)
-	}
-	now := time.Now()
-	claims := map[string]any{
-		"iss":       benchIssuer,
-		"aud":       benchAudience,
-		"sub":       sub,
-		"iat":       now.Unix(),
-		"exp":       now.Add(ttl).Unix(),
-		"tenant_id": benchTenant,
-		"origin":    "API",
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		return "", fmt.Errorf("sign token: %w", err)
-	}
-	return tok, nil
+	return iss.key.Mint(auth.Claims{
+		Issuer: benchIssuer, Audience: benchAudience, Subject: sub,
+		Tenant: benchTenant, Origin: "API", TTL: ttl,
+	})
 }
 
 // Close stops serving the key set.

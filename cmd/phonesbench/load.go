@@ -34,13 +34,6 @@ const (
 	floorMode
 )
 
-func (m mode) String() string {
-	if m == floorMode {
-		return "floor"
-	}
-	return "creates"
-}
-
 // expected is the status every answer of the mode should have.
 func (m mode) expected() int {
 	if m == floorMode {

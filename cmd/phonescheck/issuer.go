@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,15 +10,13 @@ import (
 	"slices"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
+	"phonesd/internal/auth"
 )
 
 // The token issuer the phonesd started by the checker trusts.
 const (
 	checkIssuer   = "phonescheck"
 	checkAudience = "phonesd"
-	checkKeyID    = "phonescheck-1"
 	tokenTTL      = 24 * time.Hour
 )
 
@@ -40,7 +36,7 @@ const (
 // issuer signs RS256 tokens with a fresh RSA-2048 key and serves its key set
 // on loopback, as an identity provider would.
 type issuer struct {
-	key     *rsa.PrivateKey
+	key     *auth.DevKey
 	jwksURL string
 	srv     *http.Server
 	served  chan error
@@ -48,11 +44,11 @@ type issuer struct {
 
 // newIssuer generates the key and starts serving /jwks.json.
 func newIssuer() (*issuer, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := auth.NewDevKey()
 	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
+		return nil, err
 	}
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: checkKeyID, Algorithm: string(jose.RS256), Use: "sig"}}}
+	set := key.KeySet()
 	body, err := json.Marshal(set)
 	if err != nil {
 		return nil, fmt.Errorf("encode key set: %w", err)
@@ -79,31 +75,11 @@ func newIssuer() (*issuer, error) {
 // token returns a token of tenant: tenant-wide when account is 0, else
 // specific to that account (the account_id claim).
 func (iss *issuer) token(tenant string, account int64) (string, error) {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: iss.key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", checkKeyID))
-	if err != nil {
-		return "", fmt.Errorf("signer: %w", err)
-	}
-	now := time.Now()
-	claims := map[string]any{
-		"iss":       checkIssuer,
-		"aud":       checkAudience,
-		"sub":       "checker",
-		"iat":       now.Unix(),
-		"exp":       now.Add(tokenTTL).Unix(),
-		"tenant_id": tenant,
-		"email":     "checker@bank.test",
-		"roles":     []string{"crm-operator"},
-		"origin":    "CHECK",
-	}
-	if account != 0 {
-		claims["account_id"] = account
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		return "", fmt.Errorf("sign token: %w", err)
-	}
-	return tok, nil
+	return iss.key.Mint(auth.Claims{
+		Issuer: checkIssuer, Audience: checkAudience, Subject: "checker",
+		Tenant: tenant, Account: account, TTL: tokenTTL,
+		Email: "checker@bank.test", Roles: []string{"crm-operator"}, Origin: "CHECK",
+	})
 }
 
 // Close stops serving the key set.

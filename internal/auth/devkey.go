@@ -130,6 +130,17 @@ func parseDevKey(data []byte) (*rsa.PrivateKey, error) {
 	return key, nil
 }
 
+// NewDevKey returns a fresh RSA-2048 signing key kept only in memory, for a
+// program that plays the token issuer of a phonesd it starts (the benchmark,
+// the fault checker).
+func NewDevKey() (*DevKey, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("generate dev key: %w", err)
+	}
+	return newDevKey(key)
+}
+
 func newDevKey(key *rsa.PrivateKey) (*DevKey, error) {
 	public := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.RS256), Use: "sig"}
 	thumb, err := public.Thumbprint(crypto.SHA256)

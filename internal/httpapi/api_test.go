@@ -2,13 +2,10 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,8 +14,6 @@ import (
 
 	"phonesd/api"
 	"phonesd/internal/auth"
-	"phonesd/internal/phone"
-	"phonesd/internal/sqlite"
 )
 
 // apiServer is the real handler over a real SQLite file, with tokens of
@@ -30,42 +25,14 @@ type apiServer struct {
 
 func newAPIServer(tb testing.TB) apiServer {
 	tb.Helper()
-	dir := tb.TempDir()
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	key, err := auth.LoadOrCreateDevKey(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.Config{Keys: key.KeySet(), Issuer: auth.DevIssuer, Audience: auth.DevAudience})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv, err := NewServer(Config{
-		Logger:   slog.New(slog.DiscardHandler),
-		Phones:   phone.NewService(db, nil),
-		Verifier: v,
-		Storage:  db,
-		Spec:     api.Spec,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	srv, key := newHandler(tb)
 	s := apiServer{Server: srv}
 	for _, c := range []auth.Claims{
 		{Tenant: "TN-1"},
 		{Tenant: "TN-1", Account: 1},
 		{Tenant: "TN-2"},
 	} {
-		c.Issuer, c.Audience = auth.DevIssuer, auth.DevAudience
-		token, err := key.Mint(c)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		s.tokens = append(s.tokens, token)
+		s.tokens = append(s.tokens, mint(tb, key, c))
 	}
 	return s
 }

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -25,35 +24,50 @@ type testServer struct {
 
 func newTestServer(t testing.TB) testServer {
 	t.Helper()
-	dir := t.TempDir()
+	srv, key := newHandler(t)
+	return testServer{Server: srv, token: mint(t, key, auth.Claims{Tenant: "TN-1", Account: 1})}
+}
+
+// newHandler returns the real handler over a real SQLite file, and the key
+// that signs the tokens it trusts.
+func newHandler(tb testing.TB) (*Server, *auth.DevKey) {
+	tb.Helper()
+	dir := tb.TempDir()
 	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	tb.Cleanup(func() { db.Close() })
 	key, err := auth.LoadOrCreateDevKey(dir)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	v, err := auth.NewVerifier(auth.Config{Keys: key.KeySet(), Issuer: auth.DevIssuer, Audience: auth.DevAudience})
 	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := key.Mint(auth.Claims{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Tenant: "TN-1", Account: 1})
-	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv, err := NewServer(Config{
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:   slog.New(slog.DiscardHandler),
 		Phones:   phone.NewService(db, nil),
 		Verifier: v,
 		Storage:  db,
 		Spec:     api.Spec,
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return testServer{Server: srv, token: token}
+	return srv, key
+}
+
+// mint signs a token of c for the handler of key.
+func mint(tb testing.TB, key *auth.DevKey, c auth.Claims) string {
+	tb.Helper()
+	c.Issuer, c.Audience = auth.DevIssuer, auth.DevAudience
+	token, err := key.Mint(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return token
 }
 
 func (s testServer) post(path string, header http.Header, body []byte) *httptest.ResponseRecorder {
