@@ -25,8 +25,9 @@ const (
 	// insertPhonesSQL writes a batch in one statement: it claims the
 	// idempotency keys, inserts the phones whose key was claimed (or that
 	// have none), and the events of the phones inserted. A key of the same
-	// scope blocks a claim unless it has expired, when it is replaced.
-	// ON CONFLICT names the partial unique index, so a duplicate phone, also
+	// scope blocks a claim unless it has expired, when it is replaced; a
+	// key used twice in the batch is claimed by its first create only (one
+	// INSERT cannot update a row twice). ON CONFLICT names the partial unique index, so a duplicate phone, also
 	// of an earlier phone of the same batch, is skipped rather than failing
 	// the batch. The ids come from allocPhoneIDsSQL, in batch order, and the
 	// events are inserted in that order, so their seqs follow it. It returns
@@ -39,7 +40,8 @@ const (
       scope, fingerprint, expires_at)
 ), claimed AS (
   INSERT INTO idempotency_keys (scope, fingerprint, phone_id, created_at, expires_at)
-  SELECT scope, fingerprint, id, $12, expires_at FROM input WHERE scope IS NOT NULL ORDER BY id
+  SELECT DISTINCT ON (scope) scope, fingerprint, id, $12, expires_at
+  FROM input WHERE scope IS NOT NULL ORDER BY scope, id
   ON CONFLICT (scope) DO UPDATE SET
     fingerprint = EXCLUDED.fingerprint, phone_id = EXCLUDED.phone_id,
     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at

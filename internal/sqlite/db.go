@@ -37,6 +37,8 @@ type DB struct {
 	// creates gathers concurrent creates into shared transactions: with
 	// synchronous=FULL each commit costs an fsync, which a batch pays once.
 	creates *groupcommit.Batcher[phone.Creation, phone.Outcome]
+	// stmts are the writer's prepared statements of the create path.
+	stmts *statements
 	// checkpointer copies the WAL into the database file off the writer's
 	// path (see checkpoint.go).
 	checkpointer   *sql.DB
@@ -72,6 +74,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := db.prepare(ctx, path); err != nil {
 		writer.Close()
 		return nil, err
+	}
+	db.stmts, err = prepareStatements(ctx, writer,
+		[]string{lastPhoneIDSQL, spendPhoneIDsSQL},
+		[]*rowsInsert{&insertKeysSQL, &insertPhonesSQL, &insertEventsSQL})
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 
 	reader, err := sql.Open("sqlite", readerDSN)
@@ -124,6 +133,11 @@ func dsn(path string, writer bool) (string, error) {
 		// middle of the transaction and writing them again at commit.
 		q.Add("_pragma", "cache_size(-32768)")
 		q.Add("_pragma", "wal_autocheckpoint(0)")
+		// A multi-row INSERT keeps a statement journal, to undo its own
+		// rows if a later one fails; past 64 KiB SQLite spills it to a
+		// temporary file, which cost open, write and close calls on every
+		// batch. In memory it is a copy of the pages it saves.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Set("_txlock", "immediate")
 	} else {
 		q.Set("_query_only", "1")
@@ -156,7 +170,7 @@ func (db *DB) Close() error {
 	db.creates.Close()
 	close(db.stopCheckpoint)
 	<-db.checkpointDone
-	if err := errors.Join(db.checkpointer.Close(), db.reader.Close(), db.writer.Close()); err != nil {
+	if err := errors.Join(db.stmts.close(), db.checkpointer.Close(), db.reader.Close(), db.writer.Close()); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
 	return nil

@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
+	"math/bits"
 	"time"
 
 	"modernc.org/sqlite"
@@ -85,8 +85,12 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	}
 	defer tx.Rollback()
 
+	lastIDStmt, err := db.stmts.plain(lastPhoneIDSQL)
+	if err != nil {
+		return nil, fmt.Errorf("allocate ids: %w", err)
+	}
 	var lastID int64
-	if err := tx.QueryRowContext(ctx, lastPhoneIDSQL).Scan(&lastID); err != nil {
+	if err := tx.StmtContext(ctx, lastIDStmt).QueryRowContext(ctx).Scan(&lastID); err != nil {
 		return nil, fmt.Errorf("allocate ids: %w", err)
 	}
 	id := func(i int) int64 { return lastID + 1 + int64(i) }
@@ -101,7 +105,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 			keys = append(keys, []any{k.Scope, k.Fingerprint, id(i), ms, k.ExpiresAt.UnixMilli()})
 		}
 	}
-	claimed, err := insertRows(ctx, tx, insertKeysSQL, keys)
+	claimed, err := db.insertRows(ctx, tx, &insertKeysSQL, keys)
 	if err != nil {
 		return nil, fmt.Errorf("claim idempotency keys: %w", err)
 	}
@@ -116,11 +120,11 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		phones = append(phones, []any{id(i), p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
 			p.AreaCode, p.CountryCode, p.Extension, c.Key, ms, ms})
 	}
-	inserted, err := insertRows(ctx, tx, insertPhonesSQL, phones)
+	inserted, err := db.insertRows(ctx, tx, &insertPhonesSQL, phones)
 	if err != nil {
 		return nil, fmt.Errorf("insert phones: %w", err)
 	}
-	if err := spendIDs(ctx, tx, id(len(cs)-1)); err != nil {
+	if err := db.spendIDs(ctx, tx, id(len(cs)-1)); err != nil {
 		return nil, err
 	}
 	var events [][]any
@@ -141,7 +145,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ms})
 		outs[i].Phone = p
 	}
-	if _, err := insertRows(ctx, tx, insertEventsSQL, events); err != nil {
+	if _, err := db.insertRows(ctx, tx, &insertEventsSQL, events); err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -155,8 +159,12 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 // given id exists says whether its create succeeded, which is what an
 // idempotency key keeps. AUTOINCREMENT itself only records the largest id
 // inserted, and has no record at all before the first phone.
-func spendIDs(ctx context.Context, tx *sql.Tx, last int64) error {
-	res, err := tx.ExecContext(ctx, spendPhoneIDsSQL, last)
+func (db *DB) spendIDs(ctx context.Context, tx *sql.Tx, last int64) error {
+	spend, err := db.stmts.plain(spendPhoneIDsSQL)
+	if err != nil {
+		return fmt.Errorf("spend ids: %w", err)
+	}
+	res, err := tx.StmtContext(ctx, spend).ExecContext(ctx, last)
 	if err != nil {
 		return fmt.Errorf("spend ids: %w", err)
 	}
@@ -176,32 +184,40 @@ type rowsInsert struct {
 	head, row, tail string
 }
 
-// insertRows inserts rows with ins, in statements of at most
-// maxRowsPerStatement rows, and returns the ids the statements returned.
-func insertRows(ctx context.Context, tx *sql.Tx, ins rowsInsert, rows [][]any) (map[int64]bool, error) {
+// insertRows inserts rows with ins and returns the ids the statements
+// returned. The rows go in statements of as many rows as the largest power
+// of two that fits, up to maxRowsPerStatement: 37 rows take three, of 32,
+// 4 and 1 rows.
+func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows [][]any) (map[int64]bool, error) {
 	ids := make(map[int64]bool, len(rows))
-	for start := 0; start < len(rows); start += maxRowsPerStatement {
-		chunk := rows[start:min(len(rows), start+maxRowsPerStatement)]
+	for len(rows) > 0 {
+		n := 1 << (bits.Len(uint(min(len(rows), maxRowsPerStatement))) - 1)
+		chunk := rows[:n]
+		rows = rows[n:]
 		args := make([]any, 0, len(chunk)*len(chunk[0]))
 		for _, r := range chunk {
 			args = append(args, r...)
 		}
-		query := ins.head + strings.TrimSuffix(strings.Repeat(ins.row+", ", len(chunk)), ", ") + ins.tail
+		prepared, err := db.stmts.insert(ins, len(chunk))
+		if err != nil {
+			return nil, err
+		}
+		st := tx.StmtContext(ctx, prepared)
 		if ins.tail == "" {
-			if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			if _, err := st.ExecContext(ctx, args...); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if err := collectIDs(ctx, tx, query, args, ids); err != nil {
+		if err := collectIDs(ctx, st, args, ids); err != nil {
 			return nil, err
 		}
 	}
 	return ids, nil
 }
 
-func collectIDs(ctx context.Context, tx *sql.Tx, query string, args []any, ids map[int64]bool) error {
-	rows, err := tx.QueryContext(ctx, query, args...)
+func collectIDs(ctx context.Context, st *sql.Stmt, args []any, ids map[int64]bool) error {
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return err
 	}
@@ -216,9 +232,10 @@ func collectIDs(ctx context.Context, tx *sql.Tx, query string, args []any, ids m
 	return rows.Err()
 }
 
-// maxRowsPerStatement keeps a statement's arguments well under SQLite's
-// limit of 32766 however large a batch is.
-const maxRowsPerStatement = 1000
+// maxRowsPerStatement bounds the rows of one INSERT, and so the size of the
+// prepared statements kept. Larger batches form only when commits fall far
+// behind, and cost one more statement per 64 rows.
+const maxRowsPerStatement = 64
 
 var (
 	// insertKeysSQL claims idempotency keys for the ids of their creates.

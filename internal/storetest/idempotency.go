@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -52,6 +53,57 @@ func testBatchOutcomes(t *testing.T, s Store) {
 	next := create(t, s, creation(t, tenant, account+1, nil, draft()))
 	if next.ID <= lastID+1 {
 		t.Errorf("next id %d; want it past every id of the batch, %d and the trailing duplicate's", next.ID, lastID)
+	}
+}
+
+// testLargeBatch stores a batch larger and odder than any one statement of
+// a store takes, with duplicates and idempotency keys whose first use is
+// far from their second, so that they fall in different statements.
+func testLargeBatch(t *testing.T, s Store) {
+	ctx := context.Background()
+	const size = 203
+	expires := time.Now().Add(time.Hour)
+	batch := make([]phone.Creation, size)
+	wantDup := make([]bool, size)
+	wantTaken := make([]bool, size)
+	for i := range batch {
+		n := i
+		if i%50 == 49 {
+			n = i - 45 // duplicates a phone of an earlier statement
+			wantDup[i] = true
+		}
+		batch[i] = creation(t, tenant, account, nil, numbered(n))
+		switch {
+		case i%60 == 7:
+			batch[i] = keyed(batch[i], fmt.Sprintf("large-%d", i), "f", expires)
+		case i%60 == 59:
+			batch[i] = keyed(batch[i], fmt.Sprintf("large-%d", i-52), "f", expires) // the key of an earlier create
+			wantTaken[i], wantDup[i] = true, false
+		}
+	}
+	outs, err := s.CreatePhones(ctx, batch)
+	if err != nil {
+		t.Fatalf("CreatePhones: %v", err)
+	}
+	stored := 0
+	for i, o := range outs {
+		dup, taken := errors.Is(o.Err, phone.ErrDuplicate), errors.Is(o.Err, phone.ErrKeyTaken)
+		if dup != wantDup[i] || taken != wantTaken[i] || (o.Err != nil && !dup && !taken) {
+			t.Fatalf("creation %d: err %v; want duplicate %v, key taken %v", i, o.Err, wantDup[i], wantTaken[i])
+		}
+		if o.Err == nil {
+			stored++
+			if o.Phone.Number != batch[i].Phone.Number {
+				t.Errorf("creation %d: stored number %q; want %q", i, o.Phone.Number, batch[i].Phone.Number)
+			}
+		}
+	}
+	if got := len(pending(t, s)); got != stored {
+		t.Errorf("%d events; want one per stored phone, %d", got, stored)
+	}
+	list := listPhones(t, s, phone.ListQuery{Tenant: tenant, AccountID: account, Limit: 500})
+	if len(list) != stored {
+		t.Errorf("%d phones listed; want %d", len(list), stored)
 	}
 }
 
