@@ -51,6 +51,10 @@ type DB struct {
 // embedded migrations. It returns an error when the file cannot be opened, is
 // not in WAL mode afterwards, or a migration fails.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return open(ctx, path, defaultCheckpoints)
+}
+
+func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 	writerDSN, err := dsn(path, true)
 	if err != nil {
 		return nil, err
@@ -106,7 +110,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	checkpointer.SetMaxOpenConns(1)
 	db.checkpointer = checkpointer
 	db.stopCheckpoint, db.checkpointDone = make(chan struct{}), make(chan struct{})
-	go checkpointLoop(checkpointer, db.stopCheckpoint, db.checkpointDone)
+	go ckpt.loop(checkpointer, writer, db.stopCheckpoint, db.checkpointDone)
 	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{})
 	return db, nil
 }
