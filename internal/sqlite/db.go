@@ -37,8 +37,9 @@ type DB struct {
 	// creates gathers concurrent creates into shared transactions: with
 	// synchronous=FULL each commit costs an fsync, which a batch pays once.
 	creates *groupcommit.Batcher[phone.Creation, phone.Outcome]
-	// stmts are the writer's prepared statements of the create path.
-	stmts *statements
+	// stmts and reads are the prepared statements of the writer and the
+	// readers: those run on every request or relay round.
+	stmts, reads *statements
 	// checkpointer copies the WAL into the database file off the writer's
 	// path (see checkpoint.go).
 	checkpointer   *sql.DB
@@ -80,7 +81,7 @@ func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 		return nil, err
 	}
 	db.stmts, err = prepareStatements(ctx, writer,
-		[]string{lastPhoneIDSQL, spendPhoneIDsSQL},
+		[]string{lastPhoneIDSQL, spendPhoneIDsSQL, selectPhoneSQL, updatePhoneSQL, insertEventSQL, markSentSQL},
 		[]*rowsInsert{&insertKeysSQL, &insertPhonesSQL, &insertEventsSQL})
 	if err != nil {
 		writer.Close()
@@ -97,6 +98,13 @@ func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 	reader.SetMaxIdleConns(n)
 	db.reader = reader
 	if err := reader.PingContext(ctx); err != nil {
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	db.reads, err = prepareStatements(ctx, reader,
+		[]string{selectPhoneSQL, listPhonesSQL, replaySQL, pendingEventsSQL}, nil)
+	if err != nil {
 		writer.Close()
 		reader.Close()
 		return nil, fmt.Errorf("open %s for reading: %w", path, err)
@@ -178,7 +186,7 @@ func (db *DB) Close() error {
 	db.creates.Close()
 	close(db.stopCheckpoint)
 	<-db.checkpointDone
-	if err := errors.Join(db.stmts.close(), db.checkpointer.Close(), db.reader.Close(), db.writer.Close()); err != nil {
+	if err := errors.Join(db.stmts.close(), db.reads.close(), db.checkpointer.Close(), db.reader.Close(), db.writer.Close()); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
 	return nil

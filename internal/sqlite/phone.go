@@ -275,8 +275,12 @@ RETURNING id`,
 )
 
 // insertEvent appends ev to the outbox inside tx.
-func insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) error {
-	_, err := tx.ExecContext(ctx, insertEventSQL, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli())
+func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) error {
+	st, err := db.stmts.plain(insertEventSQL)
+	if err != nil {
+		return fmt.Errorf("insert %s event: %w", ev.Type, err)
+	}
+	_, err = tx.StmtContext(ctx, st).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("insert %s event: %w", ev.Type, err)
 	}
@@ -295,7 +299,11 @@ func isUniqueViolation(err error) bool {
 // phone.ErrNotFound when there is none, so another tenant's or account's
 // phone is as absent as a missing one.
 func (db *DB) Phone(ctx context.Context, tenant string, account, id int64) (phone.Phone, error) {
-	p, err := scanPhone(db.reader.QueryRowContext(ctx, selectPhoneSQL, id, tenant, account))
+	st, err := db.reads.plain(selectPhoneSQL)
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, err)
+	}
+	p, err := scanPhone(st.QueryRowContext(ctx, id, tenant, account))
 	if errors.Is(err, sql.ErrNoRows) {
 		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, phone.ErrNotFound)
 	}
@@ -316,8 +324,11 @@ func (db *DB) ListPhones(ctx context.Context, q phone.ListQuery) ([]phone.Phone,
 	if q.Type != nil {
 		typ = new(string(*q.Type))
 	}
-	rows, err := db.reader.QueryContext(ctx, listPhonesSQL,
-		q.Tenant, q.AccountID, q.AfterID, q.Active, typ, q.Limit)
+	st, err := db.reads.plain(listPhonesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list phones: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, q.Tenant, q.AccountID, q.AfterID, q.Active, typ, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list phones: %w", err)
 	}
@@ -357,7 +368,11 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	}
 	defer tx.Rollback()
 
-	cur, err := scanPhone(tx.QueryRowContext(ctx, selectPhoneSQL, c.ID, c.Tenant, c.AccountID))
+	sel, err := db.stmts.plain(selectPhoneSQL)
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("select phone %d: %w", c.ID, err)
+	}
+	cur, err := scanPhone(tx.StmtContext(ctx, sel).QueryRowContext(ctx, c.ID, c.Tenant, c.AccountID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return phone.Phone{}, fmt.Errorf("select phone %d: %w", c.ID, phone.ErrNotFound)
 	}
@@ -376,7 +391,11 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	// update times follow commit order.
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	next = cur.Successor(next, now)
-	res, err := tx.ExecContext(ctx, updatePhoneSQL,
+	upd, err := db.stmts.plain(updatePhoneSQL)
+	if err != nil {
+		return phone.Phone{}, fmt.Errorf("update phone %d: %w", c.ID, err)
+	}
+	res, err := tx.StmtContext(ctx, upd).ExecContext(ctx,
 		next.Number, string(next.Type), next.Active, next.AreaCode, next.CountryCode,
 		next.Extension, next.DuplicateKey(), now.UnixMilli(), next.Version,
 		cur.ID, cur.Version,
@@ -401,7 +420,7 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	if err != nil {
 		return phone.Phone{}, err
 	}
-	if err := insertEvent(ctx, tx, ev); err != nil {
+	if err := db.insertEvent(ctx, tx, ev); err != nil {
 		return phone.Phone{}, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -461,8 +480,12 @@ WHERE k.scope = ? AND k.expires_at > ?`
 // Replay returns what is kept of the create made with the idempotency key of
 // scope, and false when there is none or it expired before now.
 func (db *DB) Replay(ctx context.Context, scope string, now time.Time) (phone.Replay, bool, error) {
+	st, err := db.reads.plain(replaySQL)
+	if err != nil {
+		return phone.Replay{}, false, fmt.Errorf("read idempotency key: %w", err)
+	}
 	var r phone.Replay
-	err := db.reader.QueryRowContext(ctx, replaySQL, scope, now.UnixMilli()).Scan(&r.Fingerprint, &r.PhoneID, &r.Created)
+	err = st.QueryRowContext(ctx, scope, now.UnixMilli()).Scan(&r.Fingerprint, &r.PhoneID, &r.Created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return phone.Replay{}, false, nil
 	}
