@@ -43,7 +43,9 @@ func BenchmarkCreatePhones(b *testing.B) {
 						AreaCode:    &area,
 						CountryCode: phone.DefaultCountryCode,
 					}
-					batch[i] = phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: fmt.Sprintf("bench-%d", n),
+					// Event ids increase, as the service's UUIDv7 do, so
+					// that their index is appended to.
+					batch[i] = phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: fmt.Sprintf("bench-%012d", n),
 						Audit: phone.Audit{CID: "cid", Origin: "API"}}
 				}
 				outs, err := db.CreatePhones(ctx, batch)
