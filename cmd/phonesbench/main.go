@@ -40,6 +40,10 @@ func main() {
 // postgresEnv names the variable --postgres-url defaults to.
 const postgresEnv = "PHONES_BENCH_DATABASE_URL"
 
+// runtimeEnv are the Go runtime's variables --env also takes, to measure
+// phonesd under other scheduler or collector settings than the bench's own.
+var runtimeEnv = map[string]bool{"GOMAXPROCS": true, "GOGC": true, "GOMEMLIMIT": true, "GODEBUG": true}
+
 // options are the benchmark's flags.
 type options struct {
 	backends    []string
@@ -132,10 +136,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.dir, "dir", "", "where the work directory (data, logs) is made; it should be on the disk under test (default the system's temporary directory)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (SQLite files, events, phonesd logs) afterwards; it is always kept after a failure (PostgreSQL databases are dropped regardless)")
-	fs.Func("env", "KEY=VALUE set for the phonesd the bench starts, e.g. PHONES_DB_MAX_CONNS=32 (repeatable; the caller's own PHONES_* variables are not passed on)", func(v string) error {
+	fs.Func("env", "KEY=VALUE set for the phonesd the bench starts, e.g. PHONES_DB_MAX_CONNS=32 or GOMAXPROCS=4 (repeatable; a PHONES_* variable or one of the Go runtime's GOMAXPROCS, GOGC, GOMEMLIMIT, GODEBUG; the caller's own PHONES_* variables are not passed on)", func(v string) error {
 		k, _, ok := strings.Cut(v, "=")
-		if !ok || !strings.HasPrefix(k, "PHONES_") {
-			return fmt.Errorf("want PHONES_NAME=VALUE, got %q", v)
+		if !ok || !(strings.HasPrefix(k, "PHONES_") || runtimeEnv[k]) {
+			return fmt.Errorf("want PHONES_NAME=VALUE or a Go runtime variable, got %q", v)
 		}
 		if managedEnv[k] {
 			return fmt.Errorf("%s is set by the bench", k)
