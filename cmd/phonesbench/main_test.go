@@ -137,6 +137,7 @@ func TestParseOptions(t *testing.T) {
 		{"url with preload", []string{"--url", "http://127.0.0.1:8080", "--token", "x", "--preload", "10"}, "--preload"},
 		{"env managed by the bench", []string{"--env", "PHONES_ADDR=0.0.0.0:1"}, "set by the bench"},
 		{"env not phonesd's", []string{"--env", "HOME=/"}, "PHONES_NAME=VALUE or a Go runtime variable"},
+		{"env of phonesd", []string{"--env", "PHONES_DB_MAX_CONNS=32", "--env", "GOMAXPROCS=4", "--env", "GOGC=200"}, ""},
 		{"zero duration", []string{"--duration", "0s"}, "--duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
