@@ -27,11 +27,12 @@ const (
 	// have none), and the events of the phones inserted. A key of the same
 	// scope blocks a claim unless it has expired, when it is replaced; a
 	// key used twice in the batch is claimed by its first create only (one
-	// INSERT cannot update a row twice). ON CONFLICT names the partial unique index, so a duplicate phone, also
-	// of an earlier phone of the same batch, is skipped rather than failing
-	// the batch. The ids come from allocPhoneIDsSQL, in batch order, and the
-	// events are inserted in that order, so their seqs follow it. It returns
-	// the ids of the phones stored (true) and of the keys claimed (false).
+	// INSERT cannot update a row twice). ON CONFLICT names the partial
+	// unique index, so a duplicate phone, also of an earlier phone of the
+	// same batch, is skipped rather than failing the batch. The ids come
+	// from allocPhoneIDsSQL, in batch order, and the events are inserted in
+	// that order, so their seqs follow it. It returns the ids of the phones
+	// stored (true) and of the keys claimed (false).
 	insertPhonesSQL = `WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
     $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::text[],

@@ -35,14 +35,13 @@ func TestWALComesBackToItsStart(t *testing.T) {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
 				p, err := phone.New("tenant-wal", int64(w*1000000+i%5000), nil, phone.Draft{
-					Number: new(fmt.Sprintf("11 9%04d-%04d", w, i%10000)),
+					Number: new(fmt.Sprintf("11 9%d-%07d", w, i)),
 					Type:   new(string(phone.Mobile)),
 				})
 				if err != nil {
 					errs <- err
 					return
 				}
-				p.Number = fmt.Sprintf("%d-%d", w, i) // unique, whatever i%5000 repeats
 				c := phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: fmt.Sprintf("wal-%d-%d", w, i)}
 				if _, err := db.CreatePhone(ctx, c); err != nil {
 					errs <- err
