@@ -37,9 +37,11 @@ type DB struct {
 	// creates gathers concurrent creates into shared transactions: with
 	// synchronous=FULL each commit costs an fsync, which a batch pays once.
 	creates *groupcommit.Batcher[phone.Creation, phone.Outcome]
-	// stmts and reads are the prepared statements of the writer and the
-	// readers: those run on every request or relay round.
-	stmts, reads *statements
+	// writes and reads are the prepared statements of the writer and the
+	// readers (see statements.go); prepared lists them all, to be closed.
+	writes   *writes
+	reads    *reads
+	prepared []*sql.Stmt
 	// checkpointer copies the WAL into the database file off the writer's
 	// path (see checkpoint.go).
 	checkpointer   *sql.DB
@@ -80,9 +82,7 @@ func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 		writer.Close()
 		return nil, err
 	}
-	db.stmts, err = prepareStatements(ctx, writer,
-		[]string{lastPhoneIDSQL, spendPhoneIDsSQL, selectPhoneSQL, updatePhoneSQL, insertEventSQL, markSentSQL},
-		[]*rowsInsert{&insertKeysSQL, &insertPhonesSQL, &insertEventsSQL})
+	db.writes, db.prepared, err = prepareWrites(ctx, writer)
 	if err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -102,8 +102,8 @@ func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 		reader.Close()
 		return nil, fmt.Errorf("open %s for reading: %w", path, err)
 	}
-	db.reads, err = prepareStatements(ctx, reader,
-		[]string{selectPhoneSQL, listPhonesSQL, replaySQL, pendingEventsSQL}, nil)
+	var readStmts []*sql.Stmt
+	db.reads, readStmts, err = prepareReads(ctx, reader)
 	if err != nil {
 		writer.Close()
 		reader.Close()
@@ -119,6 +119,7 @@ func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 	db.checkpointer = checkpointer
 	db.stopCheckpoint, db.checkpointDone = make(chan struct{}), make(chan struct{})
 	go ckpt.loop(checkpointer, writer, db.stopCheckpoint, db.checkpointDone)
+	db.prepared = append(db.prepared, readStmts...)
 	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{})
 	return db, nil
 }
@@ -186,7 +187,7 @@ func (db *DB) Close() error {
 	db.creates.Close()
 	close(db.stopCheckpoint)
 	<-db.checkpointDone
-	if err := errors.Join(db.stmts.close(), db.reads.close(), db.checkpointer.Close(), db.reader.Close(), db.writer.Close()); err != nil {
+	if err := errors.Join(closeAll(db.prepared), db.checkpointer.Close(), db.reader.Close(), db.writer.Close()); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
 	return nil

@@ -45,11 +45,7 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, erro
 	if limit <= 0 {
 		return nil, fmt.Errorf("select pending events: limit %d is not positive", limit)
 	}
-	st, err := db.reads.plain(pendingEventsSQL)
-	if err != nil {
-		return nil, fmt.Errorf("select pending events: %w", err)
-	}
-	rows, err := st.QueryContext(ctx, limit)
+	rows, err := db.reads.pendingEvents.QueryContext(ctx, limit)
 	if err != nil {
 		return nil, fmt.Errorf("select pending events: %w", err)
 	}
@@ -83,11 +79,7 @@ func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
 	if err != nil {
 		return fmt.Errorf("mark events sent: %w", err)
 	}
-	st, err := db.stmts.plain(markSentSQL)
-	if err != nil {
-		return fmt.Errorf("mark events sent: %w", err)
-	}
-	if _, err := st.ExecContext(ctx, time.Now().UnixMilli(), string(list)); err != nil {
+	if _, err := db.writes.markSent.ExecContext(ctx, time.Now().UnixMilli(), string(list)); err != nil {
 		return fmt.Errorf("mark events sent: %w", err)
 	}
 	return nil

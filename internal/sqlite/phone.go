@@ -85,12 +85,8 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	}
 	defer tx.Rollback()
 
-	lastIDStmt, err := db.stmts.plain(lastPhoneIDSQL)
-	if err != nil {
-		return nil, fmt.Errorf("allocate ids: %w", err)
-	}
 	var lastID int64
-	if err := tx.StmtContext(ctx, lastIDStmt).QueryRowContext(ctx).Scan(&lastID); err != nil {
+	if err := tx.StmtContext(ctx, db.writes.lastPhoneID).QueryRowContext(ctx).Scan(&lastID); err != nil {
 		return nil, fmt.Errorf("allocate ids: %w", err)
 	}
 	id := func(i int) int64 { return lastID + 1 + int64(i) }
@@ -160,11 +156,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 // idempotency key keeps. AUTOINCREMENT itself only records the largest id
 // inserted, and has no record at all before the first phone.
 func (db *DB) spendIDs(ctx context.Context, tx *sql.Tx, last int64) error {
-	spend, err := db.stmts.plain(spendPhoneIDsSQL)
-	if err != nil {
-		return fmt.Errorf("spend ids: %w", err)
-	}
-	res, err := tx.StmtContext(ctx, spend).ExecContext(ctx, last)
+	res, err := tx.StmtContext(ctx, db.writes.spendPhoneIDs).ExecContext(ctx, last)
 	if err != nil {
 		return fmt.Errorf("spend ids: %w", err)
 	}
@@ -198,11 +190,7 @@ func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows 
 		for _, r := range chunk {
 			args = append(args, r...)
 		}
-		prepared, err := db.stmts.insert(ins, len(chunk))
-		if err != nil {
-			return nil, err
-		}
-		st := tx.StmtContext(ctx, prepared)
+		st := tx.StmtContext(ctx, db.writes.insert(ins, n))
 		if ins.tail == "" {
 			if _, err := st.ExecContext(ctx, args...); err != nil {
 				return nil, err
@@ -276,11 +264,7 @@ RETURNING id`,
 
 // insertEvent appends ev to the outbox inside tx.
 func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) error {
-	st, err := db.stmts.plain(insertEventSQL)
-	if err != nil {
-		return fmt.Errorf("insert %s event: %w", ev.Type, err)
-	}
-	_, err = tx.StmtContext(ctx, st).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli())
+	_, err := tx.StmtContext(ctx, db.writes.insertEvent).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("insert %s event: %w", ev.Type, err)
 	}
@@ -299,11 +283,7 @@ func isUniqueViolation(err error) bool {
 // phone.ErrNotFound when there is none, so another tenant's or account's
 // phone is as absent as a missing one.
 func (db *DB) Phone(ctx context.Context, tenant string, account, id int64) (phone.Phone, error) {
-	st, err := db.reads.plain(selectPhoneSQL)
-	if err != nil {
-		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, err)
-	}
-	p, err := scanPhone(st.QueryRowContext(ctx, id, tenant, account))
+	p, err := scanPhone(db.reads.selectPhone.QueryRowContext(ctx, id, tenant, account))
 	if errors.Is(err, sql.ErrNoRows) {
 		return phone.Phone{}, fmt.Errorf("select phone %d: %w", id, phone.ErrNotFound)
 	}
@@ -324,11 +304,7 @@ func (db *DB) ListPhones(ctx context.Context, q phone.ListQuery) ([]phone.Phone,
 	if q.Type != nil {
 		typ = new(string(*q.Type))
 	}
-	st, err := db.reads.plain(listPhonesSQL)
-	if err != nil {
-		return nil, fmt.Errorf("list phones: %w", err)
-	}
-	rows, err := st.QueryContext(ctx, q.Tenant, q.AccountID, q.AfterID, q.Active, typ, q.Limit)
+	rows, err := db.reads.listPhones.QueryContext(ctx, q.Tenant, q.AccountID, q.AfterID, q.Active, typ, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list phones: %w", err)
 	}
@@ -368,11 +344,7 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	}
 	defer tx.Rollback()
 
-	sel, err := db.stmts.plain(selectPhoneSQL)
-	if err != nil {
-		return phone.Phone{}, fmt.Errorf("select phone %d: %w", c.ID, err)
-	}
-	cur, err := scanPhone(tx.StmtContext(ctx, sel).QueryRowContext(ctx, c.ID, c.Tenant, c.AccountID))
+	cur, err := scanPhone(tx.StmtContext(ctx, db.writes.selectPhone).QueryRowContext(ctx, c.ID, c.Tenant, c.AccountID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return phone.Phone{}, fmt.Errorf("select phone %d: %w", c.ID, phone.ErrNotFound)
 	}
@@ -391,11 +363,7 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	// update times follow commit order.
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	next = cur.Successor(next, now)
-	upd, err := db.stmts.plain(updatePhoneSQL)
-	if err != nil {
-		return phone.Phone{}, fmt.Errorf("update phone %d: %w", c.ID, err)
-	}
-	res, err := tx.StmtContext(ctx, upd).ExecContext(ctx,
+	res, err := tx.StmtContext(ctx, db.writes.updatePhone).ExecContext(ctx,
 		next.Number, string(next.Type), next.Active, next.AreaCode, next.CountryCode,
 		next.Extension, next.DuplicateKey(), now.UnixMilli(), next.Version,
 		cur.ID, cur.Version,
@@ -480,12 +448,8 @@ WHERE k.scope = ? AND k.expires_at > ?`
 // Replay returns what is kept of the create made with the idempotency key of
 // scope, and false when there is none or it expired before now.
 func (db *DB) Replay(ctx context.Context, scope string, now time.Time) (phone.Replay, bool, error) {
-	st, err := db.reads.plain(replaySQL)
-	if err != nil {
-		return phone.Replay{}, false, fmt.Errorf("read idempotency key: %w", err)
-	}
 	var r phone.Replay
-	err = st.QueryRowContext(ctx, scope, now.UnixMilli()).Scan(&r.Fingerprint, &r.PhoneID, &r.Created)
+	err := db.reads.replay.QueryRowContext(ctx, scope, now.UnixMilli()).Scan(&r.Fingerprint, &r.PhoneID, &r.Created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return phone.Replay{}, false, nil
 	}

@@ -5,94 +5,113 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
-	"sync"
 )
 
-// statements keeps the prepared statements of one pool. Through
-// database/sql a statement run with arguments is parsed, planned and
-// finalised on every call; for the multi-row INSERTs of a create batch that
-// was a tenth of the batch's time in profiles, and parsing was a third of
-// the relay's marking of events sent. A statement is prepared once per
-// connection and reused (database/sql prepares it again by itself on a
-// connection that replaces one).
-type statements struct {
-	db *sql.DB
+// Through database/sql a statement run with arguments is parsed, planned
+// and finalised on every call; for the multi-row INSERTs of a create batch
+// that was a tenth of the batch's time in profiles, and parsing was a third
+// of the relay's marking of events sent. The statements that run on every
+// request or relay round are therefore prepared once, at open, and reused
+// (database/sql prepares one again by itself on a connection that replaces
+// another). The writer's must be prepared before any transaction holds its
+// only connection, hence all at open.
 
-	mu   sync.Mutex
-	byID map[statementID]*sql.Stmt
+// writes are the writer's prepared statements.
+type writes struct {
+	lastPhoneID, spendPhoneIDs, selectPhone, updatePhone, insertEvent, markSent *sql.Stmt
+	// inserts holds, for each multi-row INSERT, its statements of 1, 2, 4
+	// ... maxRowsPerStatement rows, at index log2(rows). Only powers of two
+	// are kept because a statement of many rows holds a large program: one
+	// per row count took 14 MiB.
+	inserts map[*rowsInsert][]*sql.Stmt
 }
 
-// statementID names a statement: a plain one by its text, a multi-row
-// INSERT by its template and row count.
-type statementID struct {
-	query string
-	ins   *rowsInsert
-	rows  int
+// reads are the readers' prepared statements.
+type reads struct {
+	selectPhone, listPhones, replay, pendingEvents *sql.Stmt
 }
 
-// prepareStatements prepares on db the plain queries and the multi-row inserts
-// for each power of two rows up to maxRowsPerStatement. Only powers of two
-// are kept because a statement of many rows holds a large program: one per
-// row count took 14 MiB. The writer's must be prepared before any
-// transaction holds its only connection, hence all at once, at open.
-func prepareStatements(ctx context.Context, db *sql.DB, plain []string, inserts []*rowsInsert) (*statements, error) {
-	s := &statements{db: db, byID: make(map[statementID]*sql.Stmt)}
-	for _, q := range plain {
-		if err := s.prepare(ctx, statementID{query: q}, q); err != nil {
-			return nil, errors.Join(err, s.close())
-		}
+// insert returns the statement of ins for rows rows, a power of two up to
+// maxRowsPerStatement.
+func (w *writes) insert(ins *rowsInsert, rows int) *sql.Stmt {
+	return w.inserts[ins][bits.Len(uint(rows))-1]
+}
+
+// preparer prepares statements on one pool, keeping the first error and
+// every statement, so that a caller prepares a list and checks once.
+type preparer struct {
+	ctx      context.Context
+	db       *sql.DB
+	prepared []*sql.Stmt
+	err      error
+}
+
+func (p *preparer) prepare(query string) *sql.Stmt {
+	if p.err != nil {
+		return nil
 	}
-	for _, ins := range inserts {
-		for rows := 1; rows <= maxRowsPerStatement; rows *= 2 {
-			text := ins.head + strings.TrimSuffix(strings.Repeat(ins.row+", ", rows), ", ") + ins.tail
-			if err := s.prepare(ctx, statementID{ins: ins, rows: rows}, text); err != nil {
-				return nil, errors.Join(err, s.close())
-			}
-		}
-	}
-	return s, nil
-}
-
-func (s *statements) prepare(ctx context.Context, id statementID, text string) error {
-	st, err := s.db.PrepareContext(ctx, text)
+	st, err := p.db.PrepareContext(p.ctx, query)
 	if err != nil {
-		return fmt.Errorf("prepare %.60q: %w", text, err)
+		p.err = fmt.Errorf("prepare %.60q: %w", query, err)
+		return nil
 	}
-	s.byID[id] = st
-	return nil
+	p.prepared = append(p.prepared, st)
+	return st
 }
 
-// plain returns the prepared statement of query, one of those given to
-// prepareStatements.
-func (s *statements) plain(query string) (*sql.Stmt, error) {
-	return s.get(statementID{query: query})
-}
-
-// insert returns the prepared statement of ins with rows rows, a power of
-// two up to maxRowsPerStatement.
-func (s *statements) insert(ins *rowsInsert, rows int) (*sql.Stmt, error) {
-	return s.get(statementID{ins: ins, rows: rows})
-}
-
-func (s *statements) get(id statementID) (*sql.Stmt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.byID[id]
-	if !ok {
-		return nil, fmt.Errorf("statement %.60q (%d rows) was not prepared", id.query, id.rows)
+// insert prepares ins for each power of two rows up to maxRowsPerStatement.
+func (p *preparer) insert(ins *rowsInsert) []*sql.Stmt {
+	var sts []*sql.Stmt
+	for rows := 1; rows <= maxRowsPerStatement; rows *= 2 {
+		sts = append(sts, p.prepare(ins.head+strings.TrimSuffix(strings.Repeat(ins.row+", ", rows), ", ")+ins.tail))
 	}
-	return st, nil
+	return sts
 }
 
-// close closes every statement kept.
-func (s *statements) close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// done returns the error of the first statement that failed, after closing
+// every statement prepared, or nil.
+func (p *preparer) done() error {
+	if p.err == nil {
+		return nil
+	}
+	return errors.Join(p.err, closeAll(p.prepared))
+}
+
+func prepareWrites(ctx context.Context, db *sql.DB) (*writes, []*sql.Stmt, error) {
+	p := &preparer{ctx: ctx, db: db}
+	w := &writes{
+		lastPhoneID:   p.prepare(lastPhoneIDSQL),
+		spendPhoneIDs: p.prepare(spendPhoneIDsSQL),
+		selectPhone:   p.prepare(selectPhoneSQL),
+		updatePhone:   p.prepare(updatePhoneSQL),
+		insertEvent:   p.prepare(insertEventSQL),
+		markSent:      p.prepare(markSentSQL),
+		inserts: map[*rowsInsert][]*sql.Stmt{
+			&insertKeysSQL:   p.insert(&insertKeysSQL),
+			&insertPhonesSQL: p.insert(&insertPhonesSQL),
+			&insertEventsSQL: p.insert(&insertEventsSQL),
+		},
+	}
+	return w, p.prepared, p.done()
+}
+
+func prepareReads(ctx context.Context, db *sql.DB) (*reads, []*sql.Stmt, error) {
+	p := &preparer{ctx: ctx, db: db}
+	r := &reads{
+		selectPhone:   p.prepare(selectPhoneSQL),
+		listPhones:    p.prepare(listPhonesSQL),
+		replay:        p.prepare(replaySQL),
+		pendingEvents: p.prepare(pendingEventsSQL),
+	}
+	return r, p.prepared, p.done()
+}
+
+func closeAll(sts []*sql.Stmt) error {
 	var errs []error
-	for id, st := range s.byID {
+	for _, st := range sts {
 		errs = append(errs, st.Close())
-		delete(s.byID, id)
 	}
 	return errors.Join(errs...)
 }
