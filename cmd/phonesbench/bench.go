@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+
+	"phonesd/internal/idp"
 )
 
 // Tokens: a handful, minted once and taken in turn by the workers; phonesd
@@ -88,14 +90,14 @@ func (b *bench) run(ctx context.Context) (report, error) {
 		rep.WorkDir = work
 	}
 
-	iss, err := newIssuer()
+	iss, err := idp.Start()
 	if err != nil {
 		return rep, err
 	}
 	defer iss.Close()
 	tokens := make([]string, tokenCount)
 	for i := range tokens {
-		if tokens[i], err = iss.token("bench-operator-"+strconv.Itoa(i+1), tokenTTL); err != nil {
+		if tokens[i], err = benchToken(iss, "bench-operator-"+strconv.Itoa(i+1), tokenTTL); err != nil {
 			return rep, err
 		}
 	}
@@ -108,7 +110,7 @@ func (b *bench) run(ctx context.Context) (report, error) {
 	}
 	for _, backend := range b.opts.backends {
 		for _, preload := range b.preloads() {
-			r, err := b.runBackend(ctx, backend, preload, work, bin, iss.jwksURL, tokens)
+			r, err := b.runBackend(ctx, backend, preload, work, bin, iss.JWKSURL, tokens)
 			if r.Storage != nil || len(r.Levels) > 0 {
 				rep.Runs = append(rep.Runs, r)
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"phonesd/internal/faultproxy"
+	"phonesd/internal/idp"
 	"phonesd/internal/natstest"
 	"phonesd/internal/pgtest"
 )
@@ -29,7 +30,7 @@ type checker struct {
 	started  time.Time
 	work     string
 	bin      string
-	iss      *issuer
+	iss      *idp.Provider
 	tokens   tokenSet
 	numbers  *numberSource
 	runID    string
@@ -122,7 +123,7 @@ func (c *checker) run(ctx context.Context) ([]result, error) {
 		os.RemoveAll(work)
 	}()
 
-	if c.iss, err = newIssuer(); err != nil {
+	if c.iss, err = idp.Start(); err != nil {
 		return nil, err
 	}
 	defer c.iss.Close()
@@ -287,7 +288,7 @@ func (s *trial) setup(ctx context.Context) error {
 		return err
 	}
 	env := map[string]string{
-		"PHONES_JWKS_URL":     c.iss.jwksURL,
+		"PHONES_JWKS_URL":     c.iss.JWKSURL,
 		"PHONES_JWT_ISSUER":   checkIssuer,
 		"PHONES_JWT_AUDIENCE": checkAudience,
 	}
