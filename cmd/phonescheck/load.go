@@ -116,16 +116,8 @@ func (l *load) createLoop(worker int) {
 // and account tokens used on another account, whose refusals must store
 // nothing.
 func (l *load) newCreate(rng *rand.Rand, replica int) *createEntry {
-	seq := l.ledger.nextSeq()
-	e := &createEntry{
-		Seq:     seq,
-		Tenant:  tenants[rng.IntN(len(tenants))],
-		Account: int64(1 + rng.IntN(accountsPerTenant)),
-		Key:     fmt.Sprintf("check-%s-%d", l.runID, seq),
-		Intent:  intentCreate,
-		Replica: replica,
-	}
-	l.freshDraft(rng, e)
+	e := l.validCreate(rng)
+	e.Replica = replica
 	switch r := rng.Float64(); {
 	case r < 0.03:
 		e.Intent = intentInvalid
@@ -146,9 +138,30 @@ func (l *load) newCreate(rng *rand.Rand, replica int) *createEntry {
 			e.TokenAccount = e.Account
 		}
 	}
+	e.setBody()
+	return e
+}
+
+// validCreate makes a valid create of a fresh number, with its own ledger
+// sequence and idempotency key, on a random account of a random tenant;
+// the caller sets its body once it has settled the draft.
+func (l *load) validCreate(rng *rand.Rand) *createEntry {
+	seq := l.ledger.nextSeq()
+	e := &createEntry{
+		Seq:     seq,
+		Tenant:  tenants[rng.IntN(len(tenants))],
+		Account: int64(1 + rng.IntN(accountsPerTenant)),
+		Key:     fmt.Sprintf("check-%s-%d", l.runID, seq),
+		Intent:  intentCreate,
+	}
+	l.freshDraft(rng, e)
+	return e
+}
+
+// setBody writes e's draft as the request body.
+func (e *createEntry) setBody() {
 	b, _ := json.Marshal(e.Draft)
 	e.Body = string(b)
-	return e
 }
 
 var phoneTypes = []string{"MOBILE", "RESIDENTIAL", "COMMERCIAL"}
@@ -300,17 +313,8 @@ func (l *load) paced(rate float64, stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		seq := l.ledger.nextSeq()
-		e := &createEntry{
-			Seq:     seq,
-			Tenant:  tenants[rng.IntN(len(tenants))],
-			Account: int64(1 + rng.IntN(accountsPerTenant)),
-			Key:     fmt.Sprintf("check-%s-%d", l.runID, seq),
-			Intent:  intentCreate,
-		}
-		l.freshDraft(rng, e)
-		b, _ := json.Marshal(e.Draft)
-		e.Body = string(b)
+		e := l.validCreate(rng)
+		e.setBody()
 		wg.Go(func() { l.sendCreate(e) })
 	}
 }
