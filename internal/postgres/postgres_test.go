@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"phonesd/internal/pgtest"
@@ -504,5 +505,37 @@ func TestRedact(t *testing.T) {
 	}
 	if !errors.Is(redact(context.Canceled, []string{"x"}), context.Canceled) {
 		t.Error("redact: the wrapped error is lost")
+	}
+}
+
+// TestSynchronousCommitForced checks that phonesd commits with
+// synchronous_commit=on even where the database's own default is off, as a
+// tuned cluster may have it: a 200 promises a commit that survives a crash
+// of the database server.
+func TestSynchronousCommitForced(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.Database(t)
+	admin, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END$$"); err != nil {
+		t.Fatalf("set the database's default: %v", err)
+	}
+	db := open(t, dbURL, Options{})
+	for i := range 3 {
+		conn, err := db.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatalf("acquire %d: %v", i, err)
+		}
+		defer conn.Release()
+		var got string
+		if err := conn.QueryRow(ctx, "SHOW synchronous_commit").Scan(&got); err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+		if got != "on" {
+			t.Errorf("conn %d: synchronous_commit %q; want on whatever the database's default", i, got)
+		}
 	}
 }
