@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"phonesd/internal/idp"
+	"phonesd/internal/launch"
 )
 
 // Tokens: a handful, minted once and taken in turn by the workers; phonesd
@@ -103,7 +104,7 @@ func (b *bench) run(ctx context.Context) (report, error) {
 	}
 
 	b.say("building phonesd")
-	bin, err := buildPhonesd(ctx, work)
+	bin, err := launch.Build(ctx, work)
 	if err != nil {
 		keep = true
 		return rep, err

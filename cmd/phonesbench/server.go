@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"phonesd/internal/launch"
 )
 
 const (
@@ -40,17 +41,6 @@ var managedEnv = map[string]bool{
 	"PHONES_LOG_LEVEL":    true,
 }
 
-// buildPhonesd builds phonesd into dir, without the race detector whatever
-// the bench itself was built with, and returns the binary's path.
-func buildPhonesd(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "phonesd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "phonesd/cmd/phonesd")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build phonesd/cmd/phonesd (run the bench inside the phonesd module): %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // service is a phonesd process started by the bench.
 type service struct {
 	cmd     *exec.Cmd
@@ -66,7 +56,7 @@ type service struct {
 // passed on: a leftover PHONES_DATABASE_URL in a shell must not redirect
 // the benchmark.
 func startPhonesd(ctx context.Context, bin, dataDir string, env map[string]string, extra []string) (*service, error) {
-	addr, err := freeAddr()
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -184,27 +174,7 @@ func (s *service) peakRSS() (int64, error) {
 }
 
 // logTail returns the last lines of phonesd's log, for an error message.
-func (s *service) logTail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
-	}
-	return "last lines of " + s.logPath + ":\n" + string(bytes.Join(lines, []byte("\n")))
-}
-
-// freeAddr returns a loopback address nothing listens on right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+func (s *service) logTail() string { return launch.LogTail(s.logPath, 20) }
 
 // lineCounter counts the lines of a file that only grows, reading each
 // byte once however often it is asked.

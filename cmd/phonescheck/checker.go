@@ -14,6 +14,7 @@ import (
 
 	"phonesd/internal/faultproxy"
 	"phonesd/internal/idp"
+	"phonesd/internal/launch"
 	"phonesd/internal/natstest"
 	"phonesd/internal/pgtest"
 )
@@ -131,7 +132,7 @@ func (c *checker) run(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	c.say("building phonesd with -tags failpoints")
-	if c.bin, err = buildPhonesd(ctx, work); err != nil {
+	if c.bin, err = launch.Build(ctx, work, "failpoints"); err != nil {
 		return nil, err
 	}
 

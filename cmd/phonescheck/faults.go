@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"phonesd/internal/faultproxy"
+	"phonesd/internal/launch"
 )
 
 // proxied returns rawURL with its host replaced by a fault proxy's address,
@@ -109,7 +110,7 @@ func startPrivatePostgres(ctx context.Context) (_ *privatePostgres, err error) {
 	}
 	pg.dir = filepath.Join(base, "data")
 	pg.log = filepath.Join(base, "postgres.log")
-	addr, err := freeAddr()
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +215,7 @@ func startPrivateNATS(ctx context.Context, dir string) (*privateNATS, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		return nil, err
 	}

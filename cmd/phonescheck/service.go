@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"phonesd/internal/launch"
 )
 
 const (
@@ -27,18 +27,6 @@ const (
 	// own budgets are 15 s to drain and 20 s to flush) before it is killed.
 	stopTimeout = 45 * time.Second
 )
-
-// buildPhonesd builds phonesd with its failpoints into dir and returns the
-// binary's path. It builds without the race detector whatever the checker
-// was built with: the checker measures latency, and kills processes.
-func buildPhonesd(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "phonesd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "failpoints", "-o", bin, "phonesd/cmd/phonesd")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build -tags failpoints phonesd/cmd/phonesd (run the checker inside the phonesd module): %w\n%s", err, out)
-	}
-	return bin, nil
-}
 
 // replica is one phonesd of a scenario: the same address, data directory
 // and environment across its restarts, so that a kill -9 and a start are
@@ -61,7 +49,7 @@ type replica struct {
 // newReplica prepares a replica on a free loopback port with its own data
 // directory under dir; env is added to the variables every replica gets.
 func newReplica(name, bin, dir string, env map[string]string) (*replica, error) {
-	addr, err := freeAddr()
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -273,24 +261,4 @@ func (r *replica) ready(client *http.Client) (readiness, error) {
 }
 
 // logTail returns the last lines of the replica's log, for an error message.
-func (r *replica) logTail() string {
-	b, err := os.ReadFile(r.logPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	return "last lines of " + r.logPath + ":\n" + string(bytes.Join(lines, []byte("\n")))
-}
-
-// freeAddr returns a loopback address nothing listens on right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+func (r *replica) logTail() string { return launch.LogTail(r.logPath, 15) }

@@ -1,0 +1,56 @@
+// Package launch gives phonesd's own tools (the benchmark and the fault
+// checker) what they need to run phonesd as a process of theirs: its
+// binary, a free loopback address, and the end of its log for an error.
+package launch
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Build builds phonesd with tags into dir and returns the binary's path. It
+// builds without the race detector whatever the caller was built with: the
+// tools measure latency and kill processes. It must run inside the phonesd
+// module.
+func Build(ctx context.Context, dir string, tags ...string) (string, error) {
+	bin := filepath.Join(dir, "phonesd")
+	args := []string{"build"}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	args = append(args, "-o", bin, "phonesd/cmd/phonesd")
+	if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go %s (run inside the phonesd module): %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return bin, nil
+}
+
+// FreeAddr returns a loopback address nothing listens on right now.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// LogTail returns the last n lines of the log at path, introduced by its
+// path, for an error message.
+func LogTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "last lines of " + path + ":\n" + string(bytes.Join(lines, []byte("\n")))
+}
