@@ -19,15 +19,6 @@ import (
 	"phonesd/internal/launch"
 )
 
-const (
-	// readyTimeout bounds the wait for /readyz: migrations, and a first
-	// open of a large preloaded database, take a while.
-	readyTimeout = 60 * time.Second
-	// stopTimeout is how long phonesd may take to drain and flush after
-	// SIGTERM (its own budgets are 15 s + 20 s) before it is killed.
-	stopTimeout = 45 * time.Second
-)
-
 // managedEnv are the variables the bench sets for phonesd; --env may not
 // override them.
 var managedEnv = map[string]bool{
@@ -103,7 +94,7 @@ func (s *service) pid() int { return s.cmd.Process.Pid }
 // waitReady polls /readyz until it answers 200.
 func (s *service) waitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(readyTimeout)
+	deadline := time.Now().Add(launch.ReadyTimeout)
 	for {
 		select {
 		case <-s.exited:
@@ -121,14 +112,14 @@ func (s *service) waitReady(ctx context.Context) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("phonesd /readyz not 200 after %s\n%s", readyTimeout, s.logTail())
+			return fmt.Errorf("phonesd /readyz not 200 after %s\n%s", launch.ReadyTimeout, s.logTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 // stop sends SIGTERM and waits for phonesd to exit, killing it after
-// stopTimeout. It returns an error when phonesd exited other than with 0.
+// launch.StopTimeout. It returns an error when phonesd exited other than with 0.
 func (s *service) stop() error {
 	select {
 	case <-s.exited:
@@ -138,10 +129,10 @@ func (s *service) stop() error {
 		}
 		select {
 		case <-s.exited:
-		case <-time.After(stopTimeout):
+		case <-time.After(launch.StopTimeout):
 			s.cmd.Process.Kill()
 			<-s.exited
-			return fmt.Errorf("phonesd did not stop within %s of SIGTERM; killed\n%s", stopTimeout, s.logTail())
+			return fmt.Errorf("phonesd did not stop within %s of SIGTERM; killed\n%s", launch.StopTimeout, s.logTail())
 		}
 	}
 	if s.waitErr != nil {

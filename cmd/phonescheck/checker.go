@@ -413,7 +413,7 @@ func (s *trial) settle(ctx context.Context) (observed, error) {
 		return o, err
 	}
 	for _, r := range s.replicas {
-		if err := r.waitReady(ctx, readyTimeout); err != nil {
+		if err := r.waitReady(ctx, launch.ReadyTimeout); err != nil {
 			return o, err
 		}
 	}

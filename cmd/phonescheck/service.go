@@ -19,15 +19,6 @@ import (
 	"phonesd/internal/launch"
 )
 
-const (
-	// readyTimeout bounds the wait for /readyz after a start: migrations,
-	// and recovery after a kill, take a moment.
-	readyTimeout = 60 * time.Second
-	// stopTimeout is how long phonesd may take to exit after SIGTERM (its
-	// own budgets are 15 s to drain and 20 s to flush) before it is killed.
-	stopTimeout = 45 * time.Second
-)
-
 // replica is one phonesd of a scenario: the same address, data directory
 // and environment across its restarts, so that a kill -9 and a start are
 // what a crash and a supervisor's restart are.
@@ -127,7 +118,7 @@ func (r *replica) start(ctx context.Context, extra ...string) error {
 	if err := r.launch(extra...); err != nil {
 		return err
 	}
-	return r.waitReady(ctx, readyTimeout)
+	return r.waitReady(ctx, launch.ReadyTimeout)
 }
 
 // running reports whether the current process has not exited.
@@ -205,7 +196,7 @@ func (r *replica) kill() {
 }
 
 // terminate sends SIGTERM and waits for the process to exit, killing it
-// after stopTimeout. It returns how long the exit took and its status.
+// after launch.StopTimeout. It returns how long the exit took and its status.
 func (r *replica) terminate() (time.Duration, int, error) {
 	r.mu.Lock()
 	cmd, exited := r.cmd, r.exited
@@ -225,9 +216,9 @@ func (r *replica) terminate() (time.Duration, int, error) {
 	select {
 	case <-exited:
 		return time.Since(began), r.exitCode(), nil
-	case <-time.After(stopTimeout):
+	case <-time.After(launch.StopTimeout):
 		r.kill()
-		return time.Since(began), -1, fmt.Errorf("%s: phonesd did not exit within %s of SIGTERM; killed", r.name, stopTimeout)
+		return time.Since(began), -1, fmt.Errorf("%s: phonesd did not exit within %s of SIGTERM; killed", r.name, launch.StopTimeout)
 	}
 }
 

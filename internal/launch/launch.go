@@ -12,6 +12,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+)
+
+const (
+	// ReadyTimeout bounds the wait for /readyz after a start: migrations, a
+	// first open of a large preloaded database, and recovery after a kill
+	// take a while.
+	ReadyTimeout = 60 * time.Second
+	// StopTimeout is how long phonesd may take to exit after SIGTERM (its
+	// own budgets are 15 s to drain and 20 s to flush) before it is killed.
+	StopTimeout = 45 * time.Second
 )
 
 // Build builds phonesd with tags into dir and returns the binary's path. It
