@@ -25,6 +25,8 @@ type config struct {
 	issuer         string
 	audience       string
 	leeway         time.Duration
+	maxTTL         time.Duration // longest token lifetime accepted; 0: any
+	tokenCacheSize int32
 	eventsPath     string // file sink; empty when events go to NATS
 	nats           natsConfig
 	retention      time.Duration
@@ -91,6 +93,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("PHONES_ADDR: want host:port, got %q", c.addr)
 	}
 	if c.leeway, err = durationEnv(getenv, "PHONES_JWT_LEEWAY", 30*time.Second); err != nil {
+		return c, err
+	}
+	if c.maxTTL, err = durationEnv(getenv, "PHONES_JWT_MAX_TTL", 24*time.Hour); err != nil {
+		return c, err
+	}
+	if c.tokenCacheSize, err = intEnv(getenv, "PHONES_TOKEN_CACHE_SIZE", 10_000, 0, 1_000_000); err != nil {
 		return c, err
 	}
 	if c.retention, err = durationEnv(getenv, "PHONES_OUTBOX_RETENTION", 7*24*time.Hour); err != nil {

@@ -83,6 +83,12 @@ func (k *testKeys) baseClaims() claims {
 // token signs base claims changed by edits (a nil value deletes a claim).
 func (k *testKeys) token(t *testing.T, edits claims) string {
 	t.Helper()
+	return k.tokenTyped(t, "JWT", edits)
+}
+
+// tokenTyped is token with typ as its typ header.
+func (k *testKeys) tokenTyped(t *testing.T, typ string, edits claims) string {
+	t.Helper()
 	c := k.baseClaims()
 	for name, v := range edits {
 		if v == nil {
@@ -92,7 +98,7 @@ func (k *testKeys) token(t *testing.T, edits claims) string {
 		c[name] = v
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: k.key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.kid))
+		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", k.kid))
 	if err != nil {
 		t.Fatal(err)
 	}

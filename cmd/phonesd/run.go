@@ -239,11 +239,13 @@ func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, e
 func newVerifier(cfg config, log *slog.Logger) (*auth.Verifier, *auth.DevKey, error) {
 	if !cfg.dev() {
 		v, err := auth.NewVerifier(auth.Config{
-			JWKSURL:  cfg.jwksURL,
-			Issuer:   cfg.issuer,
-			Audience: cfg.audience,
-			Leeway:   cfg.leeway,
-			Logger:   log,
+			JWKSURL:   cfg.jwksURL,
+			Issuer:    cfg.issuer,
+			Audience:  cfg.audience,
+			Leeway:    cfg.leeway,
+			MaxTTL:    cfg.maxTTL,
+			CacheSize: int(cfg.tokenCacheSize),
+			Logger:    log,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("PHONES_JWKS_URL: %w", err)
@@ -255,11 +257,13 @@ func newVerifier(cfg config, log *slog.Logger) (*auth.Verifier, *auth.DevKey, er
 		return nil, nil, fmt.Errorf("development key: %w", err)
 	}
 	v, err := auth.NewVerifier(auth.Config{
-		Keys:     key.KeySet(),
-		Issuer:   auth.DevIssuer,
-		Audience: auth.DevAudience,
-		Leeway:   cfg.leeway,
-		Logger:   log,
+		Keys:      key.KeySet(),
+		Issuer:    auth.DevIssuer,
+		Audience:  auth.DevAudience,
+		Leeway:    cfg.leeway,
+		MaxTTL:    cfg.maxTTL,
+		CacheSize: int(cfg.tokenCacheSize),
+		Logger:    log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("development verifier: %w", err)

@@ -2,10 +2,11 @@ package auth
 
 import (
 	"strconv"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4/json"
+
+	"phonesd/internal/phone"
 )
 
 const maxTenantRunes = 64
@@ -32,7 +33,7 @@ func principalFrom(c *tokenClaims) (Principal, error) {
 			return fail("invalid account_id claim")
 		}
 		p.AccountBound, p.Account = true, account
-	case isNumericUID(c.UID):
+	case c.UID != nil:
 		account, ok := parseAccountID(c.UID)
 		if !ok {
 			return fail("invalid uid claim")
@@ -40,6 +41,13 @@ func principalFrom(c *tokenClaims) (Principal, error) {
 		p.AccountBound, p.Account = true, account
 	case c.ExternalAccountID != nil && string(c.ExternalAccountID) != "null":
 		p.AccountBound = true
+	}
+	// account_id wins over uid, but a malformed uid beside it is still
+	// refused: whatever names an account is read strictly or not at all.
+	if c.AccountID != nil && c.UID != nil {
+		if _, ok := parseAccountID(c.UID); !ok {
+			return fail("invalid uid claim")
+		}
 	}
 	return p, nil
 }
@@ -55,7 +63,7 @@ func parseTenant(raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	for _, r := range s {
-		if r == utf8.RuneError || unicode.IsControl(r) {
+		if r == utf8.RuneError || phone.Unprintable(r) {
 			return "", false
 		}
 	}
@@ -74,20 +82,6 @@ func parseAccountID(raw json.RawMessage) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
 	return n, err == nil
-}
-
-// isNumericUID reports whether uid claims to be an account number: any JSON
-// number, or a string of ASCII digits. Other uids (e.g. "user-42") identify a
-// user, not an account.
-func isNumericUID(raw json.RawMessage) bool {
-	if len(raw) == 0 {
-		return false
-	}
-	if raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9') {
-		return true
-	}
-	s, ok := jsonString(raw)
-	return ok && s != "" && allDigits(s)
 }
 
 func allDigits(s string) bool {

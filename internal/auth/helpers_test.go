@@ -139,17 +139,22 @@ func newFakeClock() *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// startVerifier runs a URL-mode verifier against srv and waits until it is ready.
-func startVerifier(t *testing.T, srv *jwksServer, clock *fakeClock) *Verifier {
+// startVerifier runs a URL-mode verifier against srv and waits until it is
+// ready; edits change its configuration.
+func startVerifier(t *testing.T, srv *jwksServer, clock *fakeClock, edits ...func(*Config)) *Verifier {
 	t.Helper()
-	v, err := NewVerifier(Config{
+	cfg := Config{
 		JWKSURL:            srv.URL + "/jwks.json",
 		Issuer:             testIssuer,
 		Audience:           testAudience,
 		RefreshInterval:    time.Hour,
 		MinRefetchInterval: time.Minute,
 		Now:                clock.Now,
-	})
+	}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	v, err := NewVerifier(cfg)
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -207,11 +212,26 @@ func (r rawJSON) MarshalJSON() ([]byte, error) { return []byte(r), nil }
 
 func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, payload map[string]any) string {
 	t.Helper()
+	return signWith(t, alg, key, kid, "JWT", payload)
+}
+
+// signTyped signs payload with the RSA key under kid "rsa" and typ as the
+// typ header (nil: none).
+func signTyped(t *testing.T, typ any, payload map[string]any) string {
+	t.Helper()
+	return signWith(t, jose.RS256, keyring(t).rsa, "rsa", typ, payload)
+}
+
+func signWith(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, typ any, payload map[string]any) string {
+	t.Helper()
 	body, err := json.Marshal(payload)
 	if err != nil {
 		t.Fatalf("marshal claims: %v", err)
 	}
-	opts := (&jose.SignerOptions{}).WithType("JWT")
+	opts := &jose.SignerOptions{}
+	if typ != nil {
+		opts = opts.WithHeader(jose.HeaderType, typ)
+	}
 	if kid != "" {
 		opts = opts.WithHeader(jose.HeaderKey("kid"), kid)
 	}

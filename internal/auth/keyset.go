@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"crypto/rsa"
 	"errors"
 	"fmt"
@@ -23,7 +24,15 @@ const (
 
 // keySet is immutable once stored, so Verify reads it without locking.
 type keySet struct {
-	byKID map[string]jose.JSONWebKey
+	byKID map[string]signingKey
+}
+
+// signingKey is a key of the set and its RFC 7638 thumbprint, which tells a
+// cached token whether the key that signed it is still the one under its
+// kid after a refresh.
+type signingKey struct {
+	jose.JSONWebKey
+	thumb [32]byte
 }
 
 // fetchCall is one JWKS fetch shared by everyone who asked while it ran.
@@ -35,7 +44,7 @@ type fetchCall struct {
 // newKeySet keeps the keys a token may be verified with and logs why the
 // others are dropped.
 func (v *Verifier) newKeySet(keys []jose.JSONWebKey) *keySet {
-	ks := &keySet{byKID: make(map[string]jose.JSONWebKey, len(keys))}
+	ks := &keySet{byKID: make(map[string]signingKey, len(keys))}
 	for _, k := range keys {
 		if reason, level := v.unusable(k); reason != "" {
 			v.cfg.Logger.Log(context.Background(), level, "jwks key skipped", "kid", k.KeyID, "reason", reason)
@@ -45,7 +54,12 @@ func (v *Verifier) newKeySet(keys []jose.JSONWebKey) *keySet {
 			v.cfg.Logger.Warn("jwks key skipped", "kid", k.KeyID, "reason", "duplicate kid")
 			continue
 		}
-		ks.byKID[k.KeyID] = k
+		thumb, err := k.Thumbprint(crypto.SHA256)
+		if err != nil || len(thumb) != 32 {
+			v.cfg.Logger.Warn("jwks key skipped", "kid", k.KeyID, "reason", "no thumbprint")
+			continue
+		}
+		ks.byKID[k.KeyID] = signingKey{JSONWebKey: k, thumb: [32]byte(thumb)}
 	}
 	return ks
 }
@@ -120,39 +134,47 @@ func (v *Verifier) download(ctx context.Context) (*keySet, error) {
 	return v.parseKeySet(body)
 }
 
-// fetch downloads and installs the key set, joining a fetch already under way.
-// With onlyIfStale it does nothing when the last fetch began less than
-// MinRefetchInterval ago, which bounds what tokens with invented kids can cost
-// the key server.
-func (v *Verifier) fetch(ctx context.Context, onlyIfStale bool) error {
+// startFetch downloads and installs the key set in the background and
+// returns the fetch, joining one already under way. With onlyIfStale it
+// starts nothing, and returns nil, when the last fetch began less than
+// MinRefetchInterval ago, which bounds what tokens with invented kids can
+// cost the key server.
+func (v *Verifier) startFetch(onlyIfStale bool) *fetchCall {
 	v.mu.Lock()
-	call := v.inflight
-	if call == nil {
-		now := v.cfg.Now()
-		if onlyIfStale && !v.lastFetch.IsZero() && now.Sub(v.lastFetch) < v.cfg.MinRefetchInterval {
-			v.mu.Unlock()
-			return nil
-		}
-		call = &fetchCall{done: make(chan struct{})}
-		v.inflight, v.lastFetch = call, now
-		// The shared fetch must outlive the request that started it, since
-		// others wait on it; the deadline keeps a hung server from pinning it.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchDeadline)
-		go func() {
-			defer cancel()
-			ks, err := v.download(fctx)
-			if err == nil {
-				v.keys.Store(ks)
-			}
-			call.err = err
-			v.mu.Lock()
-			v.inflight = nil
-			v.mu.Unlock()
-			close(call.done)
-		}()
+	defer v.mu.Unlock()
+	if v.inflight != nil {
+		return v.inflight
 	}
-	v.mu.Unlock()
+	now := v.cfg.Now()
+	if onlyIfStale && !v.lastFetch.IsZero() && now.Sub(v.lastFetch) < v.cfg.MinRefetchInterval {
+		return nil
+	}
+	call := &fetchCall{done: make(chan struct{})}
+	v.inflight, v.lastFetch = call, now
+	// The fetch outlives whoever started it, since others may join it; the
+	// deadline keeps a hung server from pinning it.
+	ctx, cancel := context.WithTimeout(context.Background(), fetchDeadline)
+	go func() {
+		defer cancel()
+		ks, err := v.download(ctx)
+		if err == nil {
+			v.keys.Store(ks)
+		}
+		call.err = err
+		v.mu.Lock()
+		v.inflight = nil
+		v.mu.Unlock()
+		close(call.done)
+	}()
+	return call
+}
 
+// fetch downloads and installs the key set and waits for it, or for ctx.
+func (v *Verifier) fetch(ctx context.Context, onlyIfStale bool) error {
+	call := v.startFetch(onlyIfStale)
+	if call == nil {
+		return nil
+	}
 	select {
 	case <-call.done:
 		return call.err
@@ -161,29 +183,29 @@ func (v *Verifier) fetch(ctx context.Context, onlyIfStale bool) error {
 	}
 }
 
-// lookup finds the key for kid, refetching the set once when it is unknown
-// in case the issuer has rotated keys since the last fetch.
-func (v *Verifier) lookup(ctx context.Context, kid string) (jose.JSONWebKey, bool) {
+// lookup finds the key for kid. An unknown kid may be a key the issuer has
+// rotated in since the last fetch, so it starts a refetch of the set, at
+// most once per MinRefetchInterval, but never waits for it: a request never
+// waits on the identity provider, whose slowness would otherwise hold
+// whatever the request holds. The client's next request finds the new key.
+func (v *Verifier) lookup(kid string) (signingKey, bool) {
 	if ks := v.keys.Load(); ks != nil {
 		if k, ok := ks.byKID[kid]; ok {
 			return k, true
 		}
 	}
 	if v.cfg.JWKSURL == "" {
-		return jose.JSONWebKey{}, false
+		return signingKey{}, false
 	}
-	if err := v.fetch(ctx, true); err != nil {
-		if ctx.Err() == nil {
-			v.cfg.Logger.Warn("jwks refetch for unknown kid failed", "error", err)
-		}
-		return jose.JSONWebKey{}, false
+	if call := v.startFetch(true); call != nil {
+		go func() {
+			<-call.done
+			if call.err != nil {
+				v.cfg.Logger.Warn("jwks refetch for unknown kid failed", "error", call.err)
+			}
+		}()
 	}
-	if ks := v.keys.Load(); ks != nil {
-		if k, ok := ks.byKID[kid]; ok {
-			return k, true
-		}
-	}
-	return jose.JSONWebKey{}, false
+	return signingKey{}, false
 }
 
 // Run fetches the key set (retrying with capped exponential backoff until the first success), then refreshes it every RefreshInterval until ctx ends, keeping the last good set when a refresh fails; with Config.Keys it returns at once.

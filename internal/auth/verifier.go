@@ -64,16 +64,22 @@ type Config struct {
 	Leeway             time.Duration       // for exp/nbf/iat; 0 means 30s
 	RefreshInterval    time.Duration       // 0 means 10m
 	MinRefetchInterval time.Duration       // unknown-kid refetch at most this often; 0 means 5s
-	HTTPClient         *http.Client        // nil means a client with a 5s timeout
-	Logger             *slog.Logger        // nil means discard
-	Now                func() time.Time    // nil means time.Now (tests inject)
+	// MaxTTL refuses tokens whose exp lies further than this beyond their
+	// iat, or beyond now (with Leeway) when they have none; 0: no limit.
+	MaxTTL time.Duration
+	// CacheSize is how many verified tokens are kept; 0: none.
+	CacheSize  int
+	HTTPClient *http.Client     // nil means a client with a 5s timeout
+	Logger     *slog.Logger     // nil means discard
+	Now        func() time.Time // nil means time.Now (tests inject)
 }
 
 // Verifier checks bearer tokens against the current key set.
 type Verifier struct {
-	cfg  Config
-	algs []jose.SignatureAlgorithm
-	keys atomic.Pointer[keySet]
+	cfg   Config
+	algs  []jose.SignatureAlgorithm
+	keys  atomic.Pointer[keySet]
+	cache *tokenCache // nil: every token is verified in full
 
 	// mu guards the shared fetch state below.
 	mu        sync.Mutex
@@ -104,8 +110,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Audience == "" {
 		return nil, errors.New("auth config: Audience is required")
 	}
-	if cfg.Leeway < 0 || cfg.RefreshInterval < 0 || cfg.MinRefetchInterval < 0 {
-		return nil, errors.New("auth config: Leeway, RefreshInterval and MinRefetchInterval must not be negative")
+	if cfg.Leeway < 0 || cfg.RefreshInterval < 0 || cfg.MinRefetchInterval < 0 || cfg.MaxTTL < 0 || cfg.CacheSize < 0 {
+		return nil, errors.New("auth config: Leeway, RefreshInterval, MinRefetchInterval, MaxTTL and CacheSize must not be negative")
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = defaultLeeway
@@ -140,6 +146,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		algs: []jose.SignatureAlgorithm{
 			jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.ES256, jose.ES384, jose.EdDSA,
 		},
+		cache:     newTokenCache(cfg.CacheSize),
 		retryBase: time.Second,
 		retryMax:  time.Minute,
 	}
@@ -216,46 +223,92 @@ func canonicalCompact(token string) bool {
 	return parts == 3
 }
 
-// Verify checks a compact JWS bearer token and returns its Principal, or an *Error.
+// Verify checks a compact JWS bearer token and returns its Principal, or an
+// *Error. It never waits for the key server: a token signed by a key not
+// in the current set fails at once (and starts a refetch of the set).
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
 	if len(token) > maxTokenBytes {
 		return fail("token too large")
 	}
+	if v.cache == nil {
+		vt, err := v.verify(token)
+		return vt.principal, err
+	}
+	key := tokenKey(token)
+	if hit, ok := v.cache.get(key); ok {
+		if v.stillValid(hit) {
+			return hit.principal, nil
+		}
+		// Expired, or its key left the set: verifying it again gives the
+		// client the precise reason.
+		v.cache.remove(key)
+	}
+	vt, err := v.verify(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	v.cache.put(key, vt)
+	return vt.principal, nil
+}
+
+// stillValid re-checks a cached verification against what may have changed
+// since: the clock, and the key set.
+func (v *Verifier) stillValid(vt verified) bool {
+	now := v.cfg.Now()
+	if now.After(vt.expiry.Add(v.cfg.Leeway)) {
+		return false
+	}
+	if !vt.notBefore.IsZero() && now.Add(v.cfg.Leeway).Before(vt.notBefore) {
+		return false
+	}
+	ks := v.keys.Load()
+	if ks == nil {
+		return false
+	}
+	k, ok := ks.byKID[vt.kid]
+	return ok && k.thumb == vt.thumb
+}
+
+// verify checks a token in full: its form, signature and claims.
+func (v *Verifier) verify(token string) (verified, error) {
 	if !canonicalCompact(token) {
-		return fail("malformed token")
+		return failed("malformed token")
 	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
 		var algErr *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &algErr) {
-			return fail("token algorithm not accepted")
+			return failed("token algorithm not accepted")
 		}
-		return fail("malformed token")
+		return failed("malformed token")
 	}
 	header := jws.Signatures[0].Header
-	if header.KeyID == "" {
-		return fail("token has no key id")
+	if typ, ok := header.ExtraHeaders[jose.HeaderType]; ok && !acceptedType(typ) {
+		return failed("token type not accepted")
 	}
-	key, ok := v.lookup(ctx, header.KeyID)
+	if header.KeyID == "" {
+		return failed("token has no key id")
+	}
+	key, ok := v.lookup(header.KeyID)
 	if !ok {
-		return fail("unknown token signing key")
+		return failed("unknown token signing key")
 	}
 	if key.Algorithm != "" && key.Algorithm != header.Algorithm {
-		return fail("token algorithm does not match its key")
+		return failed("token algorithm does not match its key")
 	}
 	payload, err := jws.Verify(key.Key)
 	if err != nil {
-		return fail("invalid token signature")
+		return failed("invalid token signature")
 	}
 
 	// go-jose's json matches field names case-sensitively, so "TENANT_ID"
 	// cannot stand in for tenant_id.
 	var c tokenClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return fail("malformed token claims")
+		return failed("malformed token claims")
 	}
 	if c.Expiry == nil {
-		return fail("token has no expiry")
+		return failed("token has no expiry")
 	}
 	// jwt.Claims reads a null nbf or iat as absent; RFC 7519 wants numbers.
 	var times struct {
@@ -263,17 +316,57 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		IssuedAt  json.RawMessage `json:"iat"`
 	}
 	if err := json.Unmarshal(payload, &times); err != nil || string(times.NotBefore) == "null" || string(times.IssuedAt) == "null" {
-		return fail("malformed token claims")
+		return failed("malformed token claims")
 	}
+	now := v.cfg.Now()
 	expected := jwt.Expected{
 		Issuer:      v.cfg.Issuer,
 		AnyAudience: jwt.Audience{v.cfg.Audience},
-		Time:        v.cfg.Now(),
+		Time:        now,
 	}
 	if err := c.ValidateWithLeeway(expected, v.cfg.Leeway); err != nil {
-		return fail(claimsFailure(err))
+		return failed(claimsFailure(err))
 	}
-	return principalFrom(&c)
+	if v.cfg.MaxTTL > 0 && tooLong(&c, now, v.cfg.MaxTTL, v.cfg.Leeway) {
+		return failed("token lifetime exceeds the limit")
+	}
+	p, err := principalFrom(&c)
+	if err != nil {
+		return verified{}, err
+	}
+	vt := verified{principal: p, kid: header.KeyID, thumb: key.thumb, expiry: c.Expiry.Time()}
+	if c.NotBefore != nil {
+		vt.notBefore = c.NotBefore.Time()
+	}
+	return vt, nil
+}
+
+func failed(msg string) (verified, error) { return verified{}, &Error{Message: msg} }
+
+// acceptedType reads the typ header (RFC 7515 4.1.9): a JWT or an OAuth
+// access token (RFC 9068), case-insensitively, with or without the
+// "application/" prefix the RFC lets issuers omit. Any other type is a
+// token meant for something else, such as an ID token's logout variant.
+func acceptedType(typ any) bool {
+	s, ok := typ.(string)
+	if !ok {
+		return false
+	}
+	if len(s) > len("application/") && strings.EqualFold(s[:len("application/")], "application/") {
+		s = s[len("application/"):]
+	}
+	return strings.EqualFold(s, "JWT") || strings.EqualFold(s, "at+jwt")
+}
+
+// tooLong reports whether the token's exp lies further than maxTTL beyond
+// its iat, or beyond now (with leeway, for clocks apart) when it has none:
+// a token that lives for a year is a stolen credential that lives for a year.
+func tooLong(c *tokenClaims, now time.Time, maxTTL, leeway time.Duration) bool {
+	exp := c.Expiry.Time()
+	if c.IssuedAt != nil {
+		return exp.Sub(c.IssuedAt.Time()) > maxTTL
+	}
+	return exp.Sub(now) > maxTTL+leeway
 }
 
 func claimsFailure(err error) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,10 +15,19 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
+// TestVerify runs every case without a token cache, then with one, each
+// token twice, so that an answer from the cache is checked against the
+// table too.
 func TestVerify(t *testing.T) {
+	for _, size := range []int{0, 1000} {
+		t.Run(fmt.Sprintf("cache %d", size), func(t *testing.T) { testVerify(t, size) })
+	}
+}
+
+func testVerify(t *testing.T, cacheSize int) {
 	k := keyring(t)
 	srv := newJWKSServer(t, marshalJWKS(t, baseJWKS(k)))
-	v := startVerifier(t, srv, newFakeClock())
+	v := startVerifier(t, srv, newFakeClock(), func(c *Config) { c.CacheSize = cacheSize; c.MaxTTL = 24 * time.Hour })
 
 	rs := func(edits map[string]any) string { return sign(t, jose.RS256, k.rsa, "rsa", claims(edits)) }
 	at := func(d time.Duration) int64 { return testEpoch.Add(d).Unix() }
@@ -72,6 +82,23 @@ func TestVerify(t *testing.T) {
 		{name: "key for encryption only", token: sign(t, jose.ES256, k.p256, "enc-only", claims(nil)), wantErr: "unknown token signing key"},
 		{name: "oversize token", token: rs(map[string]any{"pad": strings.Repeat("x", 8<<10)}), wantErr: "token too large"},
 		{name: "garbage", token: "not.a.token", wantErr: "malformed token"},
+
+		{name: "typ JWT lower-case", token: signTyped(t, "jwt", claims(nil)), want: base},
+		{name: "typ at+jwt", token: signTyped(t, "at+jwt", claims(nil)), want: base},
+		{name: "typ AT+JWT", token: signTyped(t, "AT+JWT", claims(nil)), want: base},
+		{name: "typ application/at+jwt", token: signTyped(t, "application/at+jwt", claims(nil)), want: base},
+		{name: "typ absent", token: signTyped(t, nil, claims(nil)), want: base},
+		{name: "typ logout+jwt", token: signTyped(t, "logout+jwt", claims(nil)), wantErr: "token type not accepted"},
+		{name: "typ JWS", token: signTyped(t, "JWS", claims(nil)), wantErr: "token type not accepted"},
+		{name: "typ empty", token: signTyped(t, "", claims(nil)), wantErr: "token type not accepted"},
+		{name: "typ application/", token: signTyped(t, "application/", claims(nil)), wantErr: "token type not accepted"},
+		{name: "typ a number", token: signTyped(t, 1, claims(nil)), wantErr: "token type not accepted"},
+
+		{name: "lifetime of 24h", token: rs(map[string]any{"exp": at(24 * time.Hour)}), want: base},
+		{name: "lifetime over 24h", token: rs(map[string]any{"exp": at(24*time.Hour + time.Second)}), wantErr: "token lifetime exceeds the limit"},
+		{name: "lifetime counted from iat", token: rs(map[string]any{"iat": at(-time.Hour), "exp": at(23*time.Hour + time.Second)}), wantErr: "token lifetime exceeds the limit"},
+		{name: "no iat: lifetime counted from now", token: rs(map[string]any{"iat": nil, "exp": at(24 * time.Hour)}), want: base},
+		{name: "no iat: over 24h from now, beyond leeway", token: rs(map[string]any{"iat": nil, "exp": at(24*time.Hour + 31*time.Second)}), wantErr: "token lifetime exceeds the limit"},
 		{name: "empty", token: "", wantErr: "malformed token"},
 
 		{name: "expired beyond leeway", token: rs(map[string]any{"exp": at(-31 * time.Second)}), wantErr: "token expired"},
@@ -97,6 +124,13 @@ func TestVerify(t *testing.T) {
 		{name: "tenant 64 chars", token: rs(map[string]any{"tenant_id": strings.Repeat("a", 64)}), want: with(func(p *Principal) { p.Tenant = strings.Repeat("a", 64) })},
 		{name: "tenant 64 code points", token: rs(map[string]any{"tenant_id": strings.Repeat("é", 64)}), want: with(func(p *Principal) { p.Tenant = strings.Repeat("é", 64) })},
 		{name: "tenant with control char", token: rs(map[string]any{"tenant_id": "TN-\n1"}), wantErr: "invalid tenant_id claim"},
+		{name: "tenant with DEL", token: rs(map[string]any{"tenant_id": "TN-\u007f1"}), wantErr: "invalid tenant_id claim"},
+		{name: "tenant with a C1 control", token: rs(map[string]any{"tenant_id": "TN-\u00851"}), wantErr: "invalid tenant_id claim"},
+		{name: "tenant with a zero-width space", token: rs(map[string]any{"tenant_id": "TN-\u200b1"}), wantErr: "invalid tenant_id claim"},
+		{name: "tenant with a right-to-left mark", token: rs(map[string]any{"tenant_id": "TN-\u200f1"}), wantErr: "invalid tenant_id claim"},
+		{name: "tenant with a bidi override", token: rs(map[string]any{"tenant_id": "TN-\u202e1"}), wantErr: "invalid tenant_id claim"},
+		{name: "tenant with a bidi isolate", token: rs(map[string]any{"tenant_id": "TN-\u20661"}), wantErr: "invalid tenant_id claim"},
+		{name: "tenant with a byte order mark", token: rs(map[string]any{"tenant_id": "\ufeffTN-1"}), wantErr: "invalid tenant_id claim"},
 		{name: "tenant with lone surrogate", token: rs(map[string]any{"tenant_id": rawJSON(`"TN-\ud800"`)}), wantErr: "invalid tenant_id claim"},
 
 		{name: "account_id number", token: rs(map[string]any{"account_id": 42}), want: bound(42)},
@@ -121,7 +155,16 @@ func TestVerify(t *testing.T) {
 
 		{name: "uid number", token: rs(map[string]any{"uid": 7}), want: bound(7)},
 		{name: "uid numeric string", token: rs(map[string]any{"uid": "7"}), want: bound(7)},
-		{name: "uid non-numeric string", token: rs(map[string]any{"uid": "user-42"}), want: base},
+		{name: "uid non-numeric string", token: rs(map[string]any{"uid": "user-42"}), wantErr: "invalid uid claim"},
+		{name: "uid with a leading space", token: rs(map[string]any{"uid": " 123"}), wantErr: "invalid uid claim"},
+		{name: "uid negative string", token: rs(map[string]any{"uid": "-123"}), wantErr: "invalid uid claim"},
+		{name: "uid plus sign", token: rs(map[string]any{"uid": "+123"}), wantErr: "invalid uid claim"},
+		{name: "uid empty string", token: rs(map[string]any{"uid": ""}), wantErr: "invalid uid claim"},
+		{name: "uid full-width digits", token: rs(map[string]any{"uid": "１２３"}), wantErr: "invalid uid claim"},
+		{name: "uid bool", token: rs(map[string]any{"uid": true}), wantErr: "invalid uid claim"},
+		{name: "uid null", token: rs(map[string]any{"uid": rawJSON("null")}), wantErr: "invalid uid claim"},
+		{name: "uid exponent", token: rs(map[string]any{"uid": rawJSON("1e3")}), wantErr: "invalid uid claim"},
+		{name: "malformed uid beside account_id", token: rs(map[string]any{"account_id": 42, "uid": "user-42"}), wantErr: "invalid uid claim"},
 		{name: "uid numeric string with leading zero", token: rs(map[string]any{"uid": "007"}), wantErr: "invalid uid claim"},
 		{name: "uid zero", token: rs(map[string]any{"uid": 0}), wantErr: "invalid uid claim"},
 		{name: "uid negative", token: rs(map[string]any{"uid": -3}), wantErr: "invalid uid claim"},
@@ -131,7 +174,7 @@ func TestVerify(t *testing.T) {
 
 		{name: "external_account_id only", token: rs(map[string]any{"external_account_id": "ext-1"}), want: bound(0)},
 		{name: "external_account_id number", token: rs(map[string]any{"external_account_id": 5}), want: bound(0)},
-		{name: "external_account_id with non-numeric uid", token: rs(map[string]any{"uid": "user-42", "external_account_id": "ext-1"}), want: bound(0)},
+		{name: "external_account_id with non-numeric uid", token: rs(map[string]any{"uid": "user-42", "external_account_id": "ext-1"}), wantErr: "invalid uid claim"},
 		{name: "external_account_id null", token: rs(map[string]any{"external_account_id": rawJSON("null")}), want: base},
 
 		{name: "subject absent", token: rs(map[string]any{"sub": nil}), want: with(func(p *Principal) { p.Subject = "" })},
@@ -148,27 +191,35 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := v.Verify(context.Background(), tt.token)
-			if tt.wantErr != "" {
-				var verr *Error
-				if !errors.As(err, &verr) {
-					t.Fatalf("Verify: got error %v (%T); want *Error %q", err, err, tt.wantErr)
-				}
-				if verr.Message != tt.wantErr {
-					t.Errorf("Verify: got message %q; want %q", verr.Message, tt.wantErr)
-				}
-				if tt.token != "" && strings.Contains(verr.Message, tt.token) {
-					t.Errorf("Verify: message %q contains the token", verr.Message)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Verify: got error %v; want nil", err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Verify: got %+v; want %+v", got, tt.want)
+			for range 2 {
+				checkVerify(t, v, tt.token, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+// checkVerify verifies token and checks the principal or the error.
+func checkVerify(t *testing.T, v *Verifier, token string, want Principal, wantErr string) {
+	t.Helper()
+	got, err := v.Verify(context.Background(), token)
+	if wantErr != "" {
+		var verr *Error
+		if !errors.As(err, &verr) {
+			t.Fatalf("Verify: got error %v (%T); want *Error %q", err, err, wantErr)
+		}
+		if verr.Message != wantErr {
+			t.Errorf("Verify: got message %q; want %q", verr.Message, wantErr)
+		}
+		if token != "" && strings.Contains(verr.Message, token) {
+			t.Errorf("Verify: message %q contains the token", verr.Message)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Verify: got error %v; want nil", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Verify: got %+v; want %+v", got, want)
 	}
 }
 

@@ -28,7 +28,15 @@ func TestTokensVerify(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
-	got, err := v.Verify(context.Background(), tok)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Run(ctx)
+	for deadline := time.Now().Add(5 * time.Second); !v.Ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the key set did not load within 5s")
+		}
+	}
+	got, err := v.Verify(ctx, tok)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}

@@ -133,6 +133,9 @@ func (d Draft) checkOptional() error {
 		if strings.ContainsFunc(*d.Extension, unicode.IsControl) {
 			return &FieldError{"extension", "extension must not contain control characters"}
 		}
+		if strings.ContainsFunc(*d.Extension, Invisible) {
+			return &FieldError{"extension", "extension must not contain invisible formatting characters"}
+		}
 	}
 	return nil
 }
