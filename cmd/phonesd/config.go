@@ -37,9 +37,11 @@ type config struct {
 	logLevel       slog.Level
 	debugAddr      string // profiles; empty: off
 	// rateLimit is API requests a second per tenant; 0: off.
-	rateLimit   float64
-	rateBurst   int32
-	maxInFlight int32
+	rateLimit            float64
+	rateBurst            int32
+	maxInFlight          int32
+	maxInFlightPerTenant int32
+	bodyTimeout          time.Duration
 }
 
 // natsConfig is the NATS JetStream sink's part of the configuration; url is
@@ -293,6 +295,18 @@ func (c *config) parseBackPressure(getenv func(string) string) error {
 	}
 	if c.maxInFlight, err = intEnv(getenv, "PHONES_MAX_IN_FLIGHT", defaultMaxInFlight, 1, maxInFlightCap); err != nil {
 		return err
+	}
+	// A quarter by default: four tenants whose requests all stall (slow
+	// bodies, a stuck account) leave the replica to nobody else only when
+	// they are four.
+	if c.maxInFlightPerTenant, err = intEnv(getenv, "PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, c.maxInFlight); err != nil {
+		return err
+	}
+	if c.bodyTimeout, err = durationEnv(getenv, "PHONES_BODY_TIMEOUT", 5*time.Second); err != nil {
+		return err
+	}
+	if c.bodyTimeout == 0 {
+		return errors.New("PHONES_BODY_TIMEOUT: want a positive duration such as 5s")
 	}
 	return nil
 }

@@ -223,8 +223,11 @@ func TestNotReadyUntilKeySetLoaded(t *testing.T) {
 	if r := s.do(http.MethodGet, "/readyz", ""); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "keys") {
 		t.Fatalf("/readyz before the key set: %d %s; want 503 naming the keys", r.status, r.body)
 	}
-	if r := s.create(1, okBody); r.status != http.StatusUnauthorized {
-		t.Errorf("create before the key set: status %d; want 401", r.status)
+	// Not the client's fault: 503 with Retry-After, not a 401 that would
+	// blame its token.
+	if r := s.create(1, okBody); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" ||
+		string(r.body) != `{"message":"Token signing keys are not loaded yet, retry later"}` {
+		t.Errorf("create before the key set: status %d Retry-After %q %s; want 503 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
 	}
 	available.Store(true)
 	s.waitFor("/readyz")

@@ -98,7 +98,8 @@ func TestRateLimitPerTenant(t *testing.T) {
 func TestOverloadSheds503(t *testing.T) {
 	forBackends(t, func(t *testing.T, b backend) {
 		s := b.start(t, map[string]string{
-			"PHONES_MAX_IN_FLIGHT": "2",
+			"PHONES_MAX_IN_FLIGHT":            "2",
+			"PHONES_MAX_IN_FLIGHT_PER_TENANT": "2",
 			// Long enough that the held creates stay in flight for the test
 			// (on SQLite, the group commit's own 5s bounds them).
 			"PHONES_STORAGE_TIMEOUT":      "30s",
@@ -130,15 +131,16 @@ func TestOverloadSheds503(t *testing.T) {
 			t.Errorf("shed: body %s Retry-After %q; want the overload message and Retry-After 1", r.body, r.header.Get("Retry-After"))
 		}
 
-		// With the cap reached, anything else on the API is shed at once,
-		// even without a token (shedding comes before it).
+		// With the cap reached, anything else on the API is shed at once;
+		// a request without a good token is refused for its token, since
+		// it never takes a place.
 		began := time.Now()
 		list := s.do(http.MethodGet, "/accounts/v1/accounts/1/phones", "", bearer(s.token))
 		if took := time.Since(began); list.status != http.StatusServiceUnavailable || took > 2*time.Second {
 			t.Errorf("list at the cap: status %d after %v; want 503 at once", list.status, took)
 		}
-		if r := s.do(http.MethodGet, "/accounts/v1/accounts/1/phones", ""); r.status != http.StatusServiceUnavailable {
-			t.Errorf("no token at the cap: status %d; want 503", r.status)
+		if r := s.do(http.MethodGet, "/accounts/v1/accounts/1/phones", ""); r.status != http.StatusUnauthorized {
+			t.Errorf("no token at the cap: status %d; want 401", r.status)
 		}
 		for _, path := range []string{"/healthz", "/openapi.json"} {
 			if r := s.do(http.MethodGet, path, ""); r.status != http.StatusOK {

@@ -72,16 +72,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	phones := phone.NewService(db, relay.Notify)
 	srv, err := httpapi.NewServer(httpapi.Config{
-		Logger:         log,
-		Phones:         phones,
-		Verifier:       verifier,
-		Storage:        db,
-		Spec:           api.Spec,
-		StorageTimeout: cfg.storageTimeout,
-		IdempotencyTTL: cfg.idempotencyTTL,
-		RateLimit:      cfg.rateLimit,
-		RateBurst:      int(cfg.rateBurst),
-		MaxInFlight:    int(cfg.maxInFlight),
+		Logger:               log,
+		Phones:               phones,
+		Verifier:             verifier,
+		Storage:              db,
+		Spec:                 api.Spec,
+		StorageTimeout:       cfg.storageTimeout,
+		IdempotencyTTL:       cfg.idempotencyTTL,
+		RateLimit:            cfg.rateLimit,
+		RateBurst:            int(cfg.rateBurst),
+		MaxInFlight:          int(cfg.maxInFlight),
+		MaxInFlightPerTenant: int(cfg.maxInFlightPerTenant),
+		BodyTimeout:          cfg.bodyTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("build server: %w", err)

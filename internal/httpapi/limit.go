@@ -9,49 +9,123 @@ import (
 	"time"
 )
 
-// Back-pressure: two guards that keep a replica answering under load.
+// Back-pressure: guards that keep a replica answering under load, and one
+// tenant from taking it from the others.
 //
-// Shedding caps the API requests being served at once. It runs before the
-// token is verified, so that refusing costs almost nothing, and answers 503
-// at once rather than queueing work that would miss its deadline anyway.
-// The operational endpoints are never shed: an orchestrator must still see
-// that an overloaded replica is alive and ready.
+// Requests whose token is not yet known to be good are bounded on their own
+// (MaxInFlight of them); checking a token never waits on I/O, so this bound
+// is reached only by a flood, and then costs the flood alone.
+//
+// Once authenticated, a request takes one of the replica's places
+// (MaxInFlight) and one of its tenant's (MaxInFlightPerTenant) for as long
+// as it is served, its body's arrival included. Beyond the replica's
+// places it answers 503 at once rather than queueing work that would miss
+// its deadline; beyond the tenant's, 429, so that a tenant whose requests
+// stall (slow bodies, say) stalls itself only.
 //
 // Rate limiting gives each tenant a token bucket, so that one tenant's
-// runaway client cannot take a replica from the others. It runs right after
-// the token is verified, the first moment the tenant is known, and answers
-// 429 with the seconds until the bucket holds a token again.
+// runaway client cannot take a replica from the others; it answers 429
+// with the seconds until the bucket holds a token again.
+//
+// The operational endpoints are never refused: an orchestrator must still
+// see that an overloaded replica is alive and ready.
 
-// shedder counts the API requests in flight against a cap.
-type shedder struct {
-	max      int64
-	inFlight atomic.Int64
+// gauge counts requests in progress against a cap.
+type gauge struct {
+	max int64
+	n   atomic.Int64
 }
 
-// newShedder returns a shedder of limit requests in flight; nil, which
-// sheds nothing, when limit is 0 or less.
-func newShedder(limit int) *shedder {
+// newGauge returns a gauge of limit requests; nil, which bounds nothing,
+// when limit is 0 or less.
+func newGauge(limit int) *gauge {
 	if limit <= 0 {
 		return nil
 	}
-	return &shedder{max: int64(limit)}
+	return &gauge{max: int64(limit)}
 }
 
-// shed answers 503 to the requests beyond the cap on requests in flight.
-func (s *Server) shed(next http.Handler) http.Handler {
-	if s.shedder == nil {
-		return next
+// enter takes a place and reports whether there was one.
+func (g *gauge) enter() bool {
+	if g == nil {
+		return true
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.shedder.inFlight.Add(1) > s.shedder.max {
-			s.shedder.inFlight.Add(-1)
-			w.Header().Set("Retry-After", "1")
-			writeMessage(w, http.StatusServiceUnavailable, msgOverloaded)
-			return
-		}
-		defer s.shedder.inFlight.Add(-1)
-		next.ServeHTTP(w, r)
-	})
+	if g.n.Add(1) > g.max {
+		g.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// leave gives back a place enter took.
+func (g *gauge) leave() {
+	if g != nil {
+		g.n.Add(-1)
+	}
+}
+
+// tenantGauges counts each tenant's requests in progress against a cap.
+type tenantGauges struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int // only tenants with requests in progress
+}
+
+// newTenantGauges returns gauges of limit requests per tenant; nil, which
+// bounds nothing, when limit is 0 or less.
+func newTenantGauges(limit int) *tenantGauges {
+	if limit <= 0 {
+		return nil
+	}
+	return &tenantGauges{max: limit, n: map[string]int{}}
+}
+
+func (t *tenantGauges) enter(tenant string) bool {
+	if t == nil {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n[tenant] >= t.max {
+		return false
+	}
+	t.n[tenant]++
+	return true
+}
+
+func (t *tenantGauges) leave(tenant string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n[tenant]--; t.n[tenant] <= 0 {
+		delete(t.n, tenant)
+	}
+}
+
+// admit takes one of the replica's places and one of the tenant's for an
+// authenticated request, answering 503 or 429 when there is none; once
+// admitted, the request calls dismiss when it is served. A full replica is
+// a 503 whoever asks, so that a load balancer moves the request elsewhere.
+func (s *Server) admit(w http.ResponseWriter, tenant string) bool {
+	if !s.served.enter() {
+		writeOverloaded(w)
+		return false
+	}
+	if !s.perTenant.enter(tenant) {
+		s.served.leave()
+		w.Header().Set("Retry-After", "1")
+		writeMessage(w, http.StatusTooManyRequests, msgTenantBusy)
+		return false
+	}
+	return true
+}
+
+// dismiss gives back the places admit took.
+func (s *Server) dismiss(tenant string) {
+	s.served.leave()
+	s.perTenant.leave(tenant)
 }
 
 // allowTenant spends one token of tenant's bucket; when it is empty it

@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"io"
+	"strings"
+
 	"net/http"
 	"net/http/httptest"
-	"sync"
+	"phonesd/internal/auth"
 	"testing"
 	"time"
 )
@@ -163,53 +166,98 @@ func TestRateLimitAnswers429(t *testing.T) {
 	}
 }
 
-func TestShedAnswers503BeyondTheCap(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	s := &Server{shedder: newShedder(2)}
-	h := s.shed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-release
-		w.WriteHeader(http.StatusOK)
-	}))
-	serve := func() *httptest.ResponseRecorder {
+// TestAdmission holds requests in progress with bodies that have not
+// arrived yet and checks the bounds: a tenant over its own share gets 429,
+// a request over the replica's 503, and a request with a bad token is
+// refused for its token, not for places good tokens hold.
+func TestAdmission(t *testing.T) {
+	srv, key := newHandlerWith(t, func(c *Config) {
+		c.MaxInFlight = 2
+		c.MaxInFlightPerTenant = 1
+	})
+	tokenA := mint(t, key, auth.Claims{Tenant: "TN-A"})
+	tokenB := mint(t, key, auth.Claims{Tenant: "TN-B"})
+	tokenC := mint(t, key, auth.Claims{Tenant: "TN-C"})
+
+	// held sends a create whose body is written only when release is closed.
+	type held struct {
+		body *io.PipeWriter
+		done chan *httptest.ResponseRecorder
+	}
+	hold := func(token, number string) held {
+		pr, pw := io.Pipe()
+		h := held{body: pw, done: make(chan *httptest.ResponseRecorder, 1)}
+		req := httptest.NewRequest(http.MethodPost, "/accounts/v1/accounts/1/phones", pr)
+		req.Header.Set("Authorization", "Bearer "+token)
+		go func() {
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, req)
+			h.done <- rec
+		}()
+		// The request holds its places once it waits for its body.
+		if _, err := pw.Write([]byte(`{"number": "` + number + `",`)); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	finish := func(h held) *httptest.ResponseRecorder {
+		_, _ = h.body.Write([]byte(` "type": "MOBILE"}`))
+		_ = h.body.Close()
+		return <-h.done
+	}
+	send := func(token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/accounts/v1/accounts/1/phones", strings.NewReader(`{"number": "9", "type": "MOBILE"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/accounts/v1/accounts/1/phones", nil))
+		srv.ServeHTTP(rec, req)
 		return rec
 	}
-	var wg sync.WaitGroup
-	held := make([]*httptest.ResponseRecorder, 2)
-	for i := range held {
-		wg.Add(1)
-		go func() { defer wg.Done(); held[i] = serve() }()
-		<-entered
+
+	a := hold(tokenA, "1")
+	if rec := send(tokenA); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" ||
+		rec.Body.String() != `{"message":"Too many requests in progress for this tenant, retry later"}` {
+		t.Errorf("tenant A beyond its share: status %d Retry-After %q %s; want 429 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}
-	third := make(chan *httptest.ResponseRecorder, 1)
-	go func() { third <- serve() }()
-	var rec *httptest.ResponseRecorder
-	select {
-	case rec = <-third:
-	case <-entered:
-		close(release)
-		t.Fatalf("third request reached the handler; want it shed at the cap of 2")
+	b := hold(tokenB, "2")
+	if rec := send(tokenC); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" ||
+		rec.Body.String() != `{"message":"Service overloaded, retry later"}` {
+		t.Errorf("tenant C beyond the replica's places: status %d Retry-After %q %s; want 503 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}
-	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
-		t.Fatalf("third request: status %d Retry-After %q; want 503 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"))
+	if rec := send("x.y.z"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("bad token while the places are taken: status %d %s; want 401", rec.Code, rec.Body)
 	}
-	if got := rec.Body.String(); got != `{"message":"Service overloaded, retry later"}` {
-		t.Errorf("body %s", got)
-	}
-	close(release)
-	wg.Wait()
-	for i, r := range held {
-		if r.Code != http.StatusOK {
-			t.Errorf("held request %d: status %d; want 200", i+1, r.Code)
+	for name, h := range map[string]held{"A": a, "B": b} {
+		if rec := finish(h); rec.Code != http.StatusOK {
+			t.Errorf("held create of tenant %s: status %d %s; want 200", name, rec.Code, rec.Body)
 		}
 	}
-	go func() { <-entered }()
-	if rec := serve(); rec.Code != http.StatusOK {
-		t.Errorf("after the held requests ended: status %d; want 200", rec.Code)
+	if rec := send(tokenC); rec.Code != http.StatusOK {
+		t.Errorf("tenant C once the places are free: status %d %s; want 200", rec.Code, rec.Body)
 	}
-	if n := s.shedder.inFlight.Load(); n != 0 {
-		t.Errorf("%d requests counted in flight after all ended; want 0", n)
+	if n := srv.served.n.Load(); n != 0 {
+		t.Errorf("%d requests counted in progress after all ended; want 0", n)
+	}
+	if n := len(srv.perTenant.n); n != 0 {
+		t.Errorf("%d tenants counted in progress after all ended; want 0", n)
+	}
+}
+
+func TestGaugeBounds(t *testing.T) {
+	g := newGauge(2)
+	if !g.enter() || !g.enter() {
+		t.Fatal("two places of two: refused")
+	}
+	if g.enter() {
+		t.Fatal("a third place of two: taken")
+	}
+	g.leave()
+	if !g.enter() {
+		t.Fatal("a place given back: not taken again")
+	}
+	var none *gauge // no bound
+	for range 10 {
+		if !none.enter() {
+			t.Fatal("a nil gauge refused")
+		}
 	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -11,76 +12,79 @@ import (
 	"phonesd/internal/phone"
 )
 
-// handler implements the operations of the contract. Generated types stop
-// here: it speaks phone's types to the service.
-type handler struct{ s *Server }
+// The four operations of the contract. Each receives its request read and
+// checked, calls the service within the storage timeout, and answers with
+// the contract's types.
 
-var _ oas.Handler = handler{}
-
-// PostAccountsV1AccountsAccountIdPhones is Create phone.
-func (h handler) PostAccountsV1AccountsAccountIdPhones(ctx context.Context, req *oas.PhoneRequest, params oas.PostAccountsV1AccountsAccountIdPhonesParams) (oas.PostAccountsV1AccountsAccountIdPhonesRes, error) {
-	p, _ := principalOf(ctx)
-	in := phone.CreateRequest{
-		Tenant:    p.Tenant,
-		AccountID: params.AccountId,
-		Draft:     draftOf(req),
-		Audit:     auditOf(ctx, p),
-	}
-	if c, ok := params.XCustomerID.Get(); ok {
-		in.CustomerID = &c
-	}
-	if key, ok := params.IdempotencyKey.Get(); ok {
-		in.Idempotency = &phone.Idempotency{
-			Scope:       idempotencyScope(p, key),
-			Fingerprint: routeOf(ctx).fingerprint,
-			ExpiresAt:   time.Now().Add(h.s.idempotencyTTL),
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, h.s.storageTimeout)
-	defer cancel()
-	created, err := h.s.phones.Create(ctx, in)
-	var fe *phone.FieldError
-	switch {
-	case err == nil:
-		return &oas.PostAccountsV1AccountsAccountIdPhonesOK{ID: oas.PhoneID(created.ID)}, nil
-	case errors.Is(err, phone.ErrDuplicate):
-		return &oas.PostAccountsV1AccountsAccountIdPhonesConflict{Message: msgDuplicate}, nil
-	case errors.Is(err, phone.ErrKeyInProgress):
-		return &oas.PostAccountsV1AccountsAccountIdPhonesConflict{Message: msgKeyInProgress}, nil
-	case errors.Is(err, phone.ErrKeyMismatch):
-		return &oas.PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity{Message: msgKeyMismatch}, nil
-	case errors.As(err, &fe):
-		return &oas.BadRequestError{Message: fe.Message, Field: fe.Field}, nil
-	}
-	h.s.log.ErrorContext(ctx, "create phone failed", "err", err)
-	return &oas.PostAccountsV1AccountsAccountIdPhonesInternalServerError{Message: msgCreateFailed}, nil
+var createPhone = operation{
+	failMsg: msgCreateFailed,
+	params:  createParams,
+	body: func(in *request, body []byte) error {
+		var err error
+		in.created, err = decodeCreate(body, in.principal.Tenant, in.account, in.customer)
+		return err
+	},
+	do: doCreatePhone,
 }
 
-// GetAccountsV1AccountsAccountIdPhones is List phones.
-func (h handler) GetAccountsV1AccountsAccountIdPhones(ctx context.Context, params oas.GetAccountsV1AccountsAccountIdPhonesParams) (oas.GetAccountsV1AccountsAccountIdPhonesRes, error) {
-	p, _ := principalOf(ctx)
-	q := phone.ListQuery{Tenant: p.Tenant, AccountID: params.AccountId, Limit: params.Limit.Or(defaultLimit)}
-	if v, ok := params.Active.Get(); ok {
-		b := bool(v)
-		q.Active = &b
+var listPhones = operation{failMsg: msgListFailed, params: listPhonesParams, do: doListPhones}
+
+var getPhone = operation{failMsg: msgReadFailed, params: phoneParams, do: doGetPhone}
+
+var updatePhone = operation{
+	failMsg: msgUpdateFailed,
+	params:  updateParams,
+	body: func(in *request, body []byte) error {
+		var err error
+		in.patch, err = decodeUpdate(body)
+		return err
+	},
+	do: doUpdatePhone,
+}
+
+// doCreatePhone is Create phone.
+func doCreatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+	c := phone.CreateRequest{Phone: in.created, Audit: in.audit()}
+	if in.key != "" {
+		c.Idempotency = &phone.Idempotency{
+			Scope:       idempotencyScope(in.principal, in.key),
+			Fingerprint: in.fingerprint,
+			ExpiresAt:   time.Now().Add(s.idempotencyTTL),
+		}
 	}
-	if v, ok := params.Type.Get(); ok {
-		t := phone.Type(v)
-		q.Type = &t
+	created, err := s.phones.Create(ctx, c)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, &oas.PostAccountsV1AccountsAccountIdPhonesOK{ID: oas.PhoneID(created.ID)})
+	case errors.Is(err, phone.ErrDuplicate):
+		writeMessage(w, http.StatusConflict, msgDuplicate)
+	case errors.Is(err, phone.ErrKeyInProgress):
+		writeMessage(w, http.StatusConflict, msgKeyInProgress)
+	case errors.Is(err, phone.ErrKeyMismatch):
+		writeMessage(w, http.StatusUnprocessableEntity, msgKeyMismatch)
+	default:
+		s.log.ErrorContext(ctx, "create phone failed", "err", err)
+		writeMessage(w, http.StatusInternalServerError, msgCreateFailed)
 	}
-	if c, ok := params.Cursor.Get(); ok {
-		after, err := q.AfterCursor(c)
+}
+
+// doListPhones is List phones.
+func doListPhones(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+	l := in.list
+	q := phone.ListQuery{Tenant: in.principal.Tenant, AccountID: in.account, Active: l.active, Type: l.typ, Limit: l.limit}
+	if l.cursor != "" {
+		after, err := q.AfterCursor(l.cursor)
 		if err != nil {
-			return &oas.BadRequestError{Message: "cursor is not a cursor of this list: start again without it", Field: "cursor"}, nil
+			writeFieldError(w, badCursor())
+			return
 		}
 		q.AfterID = after
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.s.storageTimeout)
-	defer cancel()
-	page, err := h.s.phones.List(ctx, q)
+	page, err := s.phones.List(ctx, q)
 	if err != nil {
-		h.s.log.ErrorContext(ctx, "list phones failed", "err", err)
-		return &oas.GetAccountsV1AccountsAccountIdPhonesInternalServerError{Message: msgListFailed}, nil
+		s.log.ErrorContext(ctx, "list phones failed", "err", err)
+		writeMessage(w, http.StatusInternalServerError, msgListFailed)
+		return
 	}
 	out := &oas.PhoneList{Items: make([]oas.Phone, len(page.Phones))}
 	for i, ph := range page.Phones {
@@ -89,60 +93,46 @@ func (h handler) GetAccountsV1AccountsAccountIdPhones(ctx context.Context, param
 	if page.NextAfterID != 0 {
 		out.NextCursor.SetTo(q.Cursor(page.NextAfterID))
 	}
-	return out, nil
+	writeJSON(w, http.StatusOK, out)
 }
 
-// GetAccountsV1AccountsAccountIdPhonesPhoneId is Get phone information.
-func (h handler) GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, params oas.GetAccountsV1AccountsAccountIdPhonesPhoneIdParams) (oas.GetAccountsV1AccountsAccountIdPhonesPhoneIdRes, error) {
-	p, _ := principalOf(ctx)
-	ctx, cancel := context.WithTimeout(ctx, h.s.storageTimeout)
-	defer cancel()
-	ph, err := h.s.phones.Get(ctx, p.Tenant, params.AccountId, params.PhoneId)
+// doGetPhone is Get phone information.
+func doGetPhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+	ph, err := s.phones.Get(ctx, in.principal.Tenant, in.account, in.phoneID)
 	switch {
 	case err == nil:
-		return &oas.PhoneHeaders{ETag: etag(ph), Response: phoneOf(ph)}, nil
+		writePhone(w, ph)
 	case errors.Is(err, phone.ErrNotFound):
-		return &oas.GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound{Message: msgPhoneNotFound}, nil
+		writeMessage(w, http.StatusNotFound, msgPhoneNotFound)
+	default:
+		s.log.ErrorContext(ctx, "read phone failed", "err", err)
+		writeMessage(w, http.StatusInternalServerError, msgReadFailed)
 	}
-	h.s.log.ErrorContext(ctx, "read phone failed", "err", err)
-	return &oas.GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError{Message: msgReadFailed}, nil
 }
 
-// PatchAccountsV1AccountsAccountIdPhonesPhoneId is Update phone.
-func (h handler) PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.Context, req *oas.PhoneUpdateRequest, params oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams) (oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdRes, error) {
-	p, _ := principalOf(ctx)
-	in := phone.UpdateRequest{
-		Tenant:    p.Tenant,
-		AccountID: params.AccountId,
-		ID:        params.PhoneId,
-		Patch:     patchOf(req),
-		Audit:     auditOf(ctx, p),
-	}
-	if v, ok := params.IfMatch.Get(); ok {
-		versions, err := parseIfMatch([]string{v})
-		if err != nil {
-			return &oas.BadRequestError{Message: err.Error(), Field: "If-Match"}, nil
-		}
-		in.IfMatch = versions
-	}
-	ctx, cancel := context.WithTimeout(ctx, h.s.storageTimeout)
-	defer cancel()
-	ph, err := h.s.phones.Update(ctx, in)
-	var fe *phone.FieldError
+// doUpdatePhone is Update phone.
+func doUpdatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+	ph, err := s.phones.Update(ctx, phone.UpdateRequest{
+		Tenant:    in.principal.Tenant,
+		AccountID: in.account,
+		ID:        in.phoneID,
+		Patch:     in.patch,
+		IfMatch:   in.ifMatch,
+		Audit:     in.audit(),
+	})
 	switch {
 	case err == nil:
-		return &oas.PhoneHeaders{ETag: etag(ph), Response: phoneOf(ph)}, nil
+		writePhone(w, ph)
 	case errors.Is(err, phone.ErrNotFound):
-		return &oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound{Message: msgPhoneNotFound}, nil
+		writeMessage(w, http.StatusNotFound, msgPhoneNotFound)
 	case errors.Is(err, phone.ErrPrecondition):
-		return &oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed{Message: msgPrecondition}, nil
+		writeMessage(w, http.StatusPreconditionFailed, msgPrecondition)
 	case errors.Is(err, phone.ErrDuplicate):
-		return &oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict{Message: msgDuplicate}, nil
-	case errors.As(err, &fe):
-		return &oas.BadRequestError{Message: fe.Message, Field: fe.Field}, nil
+		writeMessage(w, http.StatusConflict, msgDuplicate)
+	default:
+		s.log.ErrorContext(ctx, "update phone failed", "err", err)
+		writeMessage(w, http.StatusInternalServerError, msgUpdateFailed)
 	}
-	h.s.log.ErrorContext(ctx, "update phone failed", "err", err)
-	return &oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError{Message: msgUpdateFailed}, nil
 }
 
 // idempotencyScope is an Idempotency-Key within the tenant and, for an
@@ -157,16 +147,13 @@ func idempotencyScope(p auth.Principal, key string) string {
 	return p.Tenant + "\n" + account + "\n" + key
 }
 
-// defaultLimit is a list page's size when the client names none.
-const defaultLimit = 50
-
-func auditOf(ctx context.Context, p auth.Principal) phone.Audit {
-	return phone.Audit{CID: routeOf(ctx).cid, Email: p.Email, Roles: p.Roles, Origin: p.Origin}
-}
-
-// etag is the strong entity tag of a phone's version.
-func etag(p phone.Phone) string {
-	return `"` + strconv.FormatInt(p.Version, 10) + `"`
+// writePhone answers a phone with its strong entity tag, its version.
+func writePhone(w http.ResponseWriter, p phone.Phone) {
+	h := w.Header()
+	h.Set("ETag", `"`+strconv.FormatInt(p.Version, 10)+`"`)
+	h.Set("Access-Control-Expose-Headers", "Etag")
+	out := phoneOf(p)
+	writeJSON(w, http.StatusOK, &out)
 }
 
 // phoneOf is the phone as the contract shows it: area and country codes as
@@ -199,74 +186,4 @@ func phoneOf(p phone.Phone) oas.Phone {
 		out.Extension.SetToNull()
 	}
 	return out
-}
-
-func draftOf(req *oas.PhoneRequest) phone.Draft {
-	number, typ := string(req.Number), string(req.Type)
-	d := phone.Draft{Number: &number, Type: &typ}
-	if v, ok := req.Active.Get(); ok {
-		b := bool(v)
-		d.Active = &b
-	}
-	if v, ok := req.AreaCode.Get(); ok {
-		a := int64(v)
-		d.AreaCode = &a
-	}
-	if v, ok := req.CountryCode.Get(); ok {
-		c := int64(v)
-		d.CountryCode = &c
-	}
-	if v, ok := req.Extension.Get(); ok {
-		e := string(v)
-		d.Extension = &e
-	}
-	return d
-}
-
-func patchOf(req *oas.PhoneUpdateRequest) phone.Patch {
-	var p phone.Patch
-	if v, ok := req.Number.Get(); ok {
-		n := string(v)
-		p.Number = &n
-	}
-	if v, ok := req.Type.Get(); ok {
-		t := string(v)
-		p.Type = &t
-	}
-	if v, ok := req.Active.Get(); ok {
-		b := bool(v)
-		p.Active = &b
-	}
-	if req.AreaCode.IsSet() {
-		if v, ok := req.AreaCode.Get(); ok {
-			a := int64(v)
-			p.AreaCode = &a
-		} else {
-			p.ClearAreaCode = true
-		}
-	}
-	if v, ok := req.CountryCode.Get(); ok {
-		c := int64(v)
-		p.CountryCode = &c
-	}
-	if req.Extension.IsSet() {
-		if v, ok := req.Extension.Get(); ok {
-			p.Extension = &v
-		} else {
-			p.ClearExtension = true
-		}
-	}
-	return p
-}
-
-// securityHandler confirms what the gate established: the gate verifies the
-// token before ogen decodes parameters, because the contract checks the token
-// first, and leaves the principal in the context.
-type securityHandler struct{}
-
-func (securityHandler) HandleBearerAuth(ctx context.Context, _ oas.OperationName, _ oas.BearerAuth) (context.Context, error) {
-	if _, ok := principalOf(ctx); !ok {
-		return ctx, errors.New("request did not pass the gate")
-	}
-	return ctx, nil
 }

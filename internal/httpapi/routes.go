@@ -2,53 +2,107 @@ package httpapi
 
 import (
 	"net/http"
-
-	"phonesd/internal/httpapi/oas"
+	"strings"
 )
 
-// routes is the whole HTTP surface. Three operational endpoints need no
-// token; every other path is the API, routed by the server generated from the
-// contract after the gate has run the contract's checks.
-func (s *Server) routes() http.Handler {
-	operational := map[string]http.HandlerFunc{
+// The API's resources, as api/openapi.json names their paths.
+const (
+	phonesPath = "/accounts/v1/accounts/{accountId}/phones"
+	phonePath  = "/accounts/v1/accounts/{accountId}/phones/{phoneId}"
+)
+
+// resource is a path of the contract and the operations it answers.
+type resource struct {
+	path string
+	// allow lists its methods for a 405's Allow header.
+	allow string
+	ops   map[string]operation
+}
+
+// resourceID names the resources; match returns one.
+type resourceID int
+
+const (
+	phonesResource resourceID = iota
+	phoneResource
+	resourceCount
+)
+
+// routes is the whole HTTP surface: the operational endpoints, which need
+// no token, and the operations of the contract.
+func (s *Server) routes() {
+	s.operational = map[string]http.HandlerFunc{
 		"/healthz":      s.healthz,
 		"/readyz":       s.readyz,
 		"/openapi.json": s.openapi,
 	}
-	api := s.gate(map[string]operation{
-		oas.PostAccountsV1AccountsAccountIdPhonesOperation: {
-			params:  createParams,
-			body:    func(b []byte) error { _, err := decodePhoneRequest(b); return err },
-			failMsg: msgCreateFailed,
-		},
-		oas.GetAccountsV1AccountsAccountIdPhonesOperation: {
-			params:  listParams,
-			failMsg: msgListFailed,
-		},
-		oas.GetAccountsV1AccountsAccountIdPhonesPhoneIdOperation: {
-			params:  phoneParams,
-			failMsg: msgReadFailed,
-		},
-		oas.PatchAccountsV1AccountsAccountIdPhonesPhoneIdOperation: {
-			params:  updateParams,
-			body:    func(b []byte) error { _, err := decodePhoneUpdate(b); return err },
-			failMsg: msgUpdateFailed,
-		},
-	}, s.oas)
-	// Shedding runs before the gate, so that refusing costs no token check;
-	// the operational endpoints below never pass through it.
-	api = s.shed(api)
-	return s.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := operational[r.URL.Path]; ok {
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				w.Header().Set("Allow", "GET, HEAD")
-				writeMessage(w, http.StatusMethodNotAllowed, msgMethodNotAllowed)
-				return
-			}
-			routeOf(r.Context()).route = r.URL.Path
-			h(w, r)
+	s.resources = [resourceCount]resource{
+		phonesResource: {path: phonesPath, allow: "GET,POST", ops: map[string]operation{
+			http.MethodPost: createPhone,
+			http.MethodGet:  listPhones,
+		}},
+		phoneResource: {path: phonePath, allow: "GET,PATCH", ops: map[string]operation{
+			http.MethodGet:   getPhone,
+			http.MethodPatch: updatePhone,
+		}},
+	}
+}
+
+// route answers the operational endpoints, finds the API operation of a
+// request or answers 404 or 405: the first of the contract's checks.
+func (s *Server) route(x *exchange, r *http.Request) {
+	if h, ok := s.operational[r.URL.Path]; ok {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			x.Header().Set("Allow", "GET, HEAD")
+			writeMessage(x, http.StatusMethodNotAllowed, msgMethodNotAllowed)
 			return
 		}
-		api.ServeHTTP(w, r)
-	}))
+		x.route = r.URL.Path
+		h(x, r)
+		return
+	}
+	id, args, ok := match(r.URL.EscapedPath())
+	if !ok {
+		writeMessage(x, http.StatusNotFound, msgNotFound)
+		return
+	}
+	res := &s.resources[id]
+	op, ok := res.ops[r.Method]
+	if !ok {
+		x.Header().Set("Allow", res.allow)
+		writeMessage(x, http.StatusMethodNotAllowed, msgMethodNotAllowed)
+		return
+	}
+	x.route = res.path
+	s.serve(x, r, &op, args)
+}
+
+// match finds the resource of a path as sent, percent-escapes included, so
+// that a parameter reaches its check still encoded: an id spelled %31 or
+// 1%2F..%2F2 is refused, not decoded into another id. A parameter is never
+// empty: /accounts/v1/accounts//phones matches nothing.
+func match(path string) (resourceID, pathArgs, bool) {
+	var args pathArgs
+	rest, ok := strings.CutPrefix(path, "/accounts/v1/accounts/")
+	if !ok {
+		return 0, args, false
+	}
+	args.account, rest, ok = strings.Cut(rest, "/")
+	if !ok || args.account == "" {
+		return 0, args, false
+	}
+	if rest == "phones" {
+		return phonesResource, args, true
+	}
+	args.phone, ok = strings.CutPrefix(rest, "phones/")
+	if !ok || args.phone == "" || strings.Contains(args.phone, "/") {
+		return 0, args, false
+	}
+	return phoneResource, args, true
+}
+
+// pathArgs are a path's parameters as sent.
+type pathArgs struct {
+	account string
+	phone   string // "" on the collection
 }

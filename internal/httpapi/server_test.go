@@ -32,6 +32,12 @@ func newTestServer(t testing.TB) testServer {
 // that signs the tokens it trusts.
 func newHandler(tb testing.TB) (*Server, *auth.DevKey) {
 	tb.Helper()
+	return newHandlerWith(tb, func(*Config) {})
+}
+
+// newHandlerWith is newHandler with a configuration edited by edit.
+func newHandlerWith(tb testing.TB, edit func(*Config)) (*Server, *auth.DevKey) {
+	tb.Helper()
 	dir := tb.TempDir()
 	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"))
 	if err != nil {
@@ -46,13 +52,15 @@ func newHandler(tb testing.TB) (*Server, *auth.DevKey) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := NewServer(Config{
+	cfg := Config{
 		Logger:   slog.New(slog.DiscardHandler),
 		Phones:   phone.NewService(db, nil),
 		Verifier: v,
 		Storage:  db,
 		Spec:     api.Spec,
-	})
+	}
+	edit(&cfg)
+	srv, err := NewServer(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -45,18 +45,25 @@ func createPhones(t *testing.T, db *sqlite.DB, first, n int) {
 	t.Helper()
 	svc := phone.NewService(db, nil)
 	for i := first; i < first+n; i++ {
-		number := fmt.Sprintf("9000-%04d", i)
-		typ := string(phone.Mobile)
 		_, err := svc.Create(context.Background(), phone.CreateRequest{
-			Tenant:    "tenant-a",
-			AccountID: 1,
-			Draft:     phone.Draft{Number: &number, Type: &typ},
-			Audit:     phone.Audit{CID: fmt.Sprintf("cid-%d", i)},
+			Phone: mobile(t, fmt.Sprintf("9000-%04d", i)),
+			Audit: phone.Audit{CID: fmt.Sprintf("cid-%d", i)},
 		})
 		if err != nil {
 			t.Fatalf("create phone %d: %v", i, err)
 		}
 	}
+}
+
+// mobile is a new mobile phone of account 1 of tenant-a.
+func mobile(t *testing.T, number string) phone.Phone {
+	t.Helper()
+	typ := string(phone.Mobile)
+	p, err := phone.New("tenant-a", 1, nil, phone.Draft{Number: &number, Type: &typ})
+	if err != nil {
+		t.Fatalf("new phone %s: %v", number, err)
+	}
+	return p
 }
 
 // allPayloads returns the payloads of all pending events in outbox order.
@@ -163,11 +170,7 @@ func TestRelayDeliversToFile(t *testing.T) {
 	svc := phone.NewService(db, relay.Notify)
 	var wantIDs []int64
 	for i := 70; i < 100; i++ {
-		number, typ := fmt.Sprintf("9000-%04d", i), string(phone.Mobile)
-		p, err := svc.Create(context.Background(), phone.CreateRequest{
-			Tenant: "tenant-a", AccountID: 1,
-			Draft: phone.Draft{Number: &number, Type: &typ},
-		})
+		p, err := svc.Create(context.Background(), phone.CreateRequest{Phone: mobile(t, fmt.Sprintf("9000-%04d", i))})
 		if err != nil {
 			t.Fatalf("create phone %d: %v", i, err)
 		}

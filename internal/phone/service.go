@@ -103,29 +103,22 @@ func NewService(store Store, eventsWritten func()) *Service {
 	return &Service{store: store, written: eventsWritten, running: map[string]bool{}}
 }
 
-// CreateRequest is a create as the transport hands it over: the caller's
-// tenant, the account and customer from the path and headers, the body, and
-// the idempotency key if one was sent.
+// CreateRequest is a create as the transport hands it over: the phone New
+// made of the request, which validated it, what the event says of the
+// caller, and the idempotency key if one was sent.
 type CreateRequest struct {
-	Tenant      string
-	AccountID   int64
-	CustomerID  *int64
-	Draft       Draft
+	Phone       Phone
 	Audit       Audit
 	Idempotency *Idempotency
 }
 
-// Create validates and stores a new phone with its Phone created event. It
-// returns a *FieldError for an invalid draft, ErrDuplicate, or a storage
-// error. With an idempotency key it returns the first answer to that key
-// again (a phone with only its ID, or ErrDuplicate), ErrKeyMismatch when the
-// key was first used for another request, or ErrKeyInProgress while that
-// request is still running here.
+// Create stores a new phone, made by New, with its Phone created event. It
+// returns ErrDuplicate or a storage error. With an idempotency key it
+// returns the first answer to that key again (a phone with only its ID, or
+// ErrDuplicate), ErrKeyMismatch when the key was first used for another
+// request, or ErrKeyInProgress while that request is still running here.
 func (s *Service) Create(ctx context.Context, r CreateRequest) (Phone, error) {
-	p, err := New(r.Tenant, r.AccountID, r.CustomerID, r.Draft)
-	if err != nil {
-		return Phone{}, err
-	}
+	p := r.Phone
 	c := Creation{Phone: p, Key: p.DuplicateKey(), EventID: newEventID(), Audit: r.Audit, Idempotency: r.Idempotency}
 	if c.Idempotency == nil {
 		return s.create(ctx, c)
@@ -138,7 +131,7 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Phone, error) {
 	if p, replayed, err := s.replay(ctx, c.Idempotency); replayed {
 		return p, err
 	}
-	p, err = s.create(ctx, c)
+	p, err := s.create(ctx, c)
 	if errors.Is(err, ErrKeyTaken) {
 		// Another replica committed a create with this key meanwhile.
 		if p, replayed, err := s.replay(ctx, c.Idempotency); replayed {
@@ -243,22 +236,20 @@ type UpdateRequest struct {
 	Tenant    string
 	AccountID int64
 	ID        int64
-	Patch     Patch
+	// Patch has passed Patch.Validate.
+	Patch Patch
 	// IfMatch lists the versions the client accepts; nil accepts any.
 	IfMatch []int64
 	Audit   Audit
 }
 
-// Update applies a patch to a phone and stores it with its Phone updated
-// event; a patch that changes nothing stores nothing and returns the phone as
-// it is. It returns a *FieldError, ErrNotFound, ErrPrecondition when the
-// phone's version is not in IfMatch, ErrDuplicate when the result would be
-// active and equal by duplicate key to another active phone of the account,
-// or a storage error.
+// Update applies a valid patch to a phone and stores it with its Phone
+// updated event; a patch that changes nothing stores nothing and returns the
+// phone as it is. It returns ErrNotFound, ErrPrecondition when the phone's
+// version is not in IfMatch, ErrDuplicate when the result would be active
+// and equal by duplicate key to another active phone of the account, or a
+// storage error.
 func (s *Service) Update(ctx context.Context, r UpdateRequest) (Phone, error) {
-	if err := r.Patch.Validate(); err != nil {
-		return Phone{}, err
-	}
 	changed := false
 	p, err := s.store.UpdatePhone(ctx, Change{
 		Tenant:    r.Tenant,

@@ -26,8 +26,8 @@ type Invoker interface {
 	//
 	// List an account's phones, oldest first, optionally filtered by type and status. phonesd: paginated
 	// by `limit` and `cursor`; an account with no phones answers 200 with no items (phonesd does not own
-	// accounts). Checks run in this order: route, token, path, query parameters (`active`, `type`,
-	// `limit`, `cursor`), account-specific token.
+	// accounts). Checks run in this order: route, token, requests in progress and rate, path, query
+	// parameters (`active`, `type`, `limit`, `cursor`), account-specific token.
 	//
 	// GET /accounts/v1/accounts/{accountId}/phones
 	GetAccountsV1AccountsAccountIdPhones(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesParams) (GetAccountsV1AccountsAccountIdPhonesRes, error)
@@ -61,9 +61,10 @@ type Invoker interface {
 	// phonesd: the phone and its event are durably stored before the 200 is sent. A create answers 409
 	// when it would be active and the account already has an active phone with the same duplicate key
 	// (country code after its default, area code, the digits of `number`, and the extension trimmed and
-	// lower-cased). Checks run in this order: route (404, 405), token (401), path and headers (400),
-	// account-specific token (403), media type and size (415, 413), body (400, fields in schema order),
-	// duplicates (409).
+	// lower-cased). Checks run in this order: route (404, 405), the replica ready to check tokens (503),
+	// token (401), the replica's and the tenant's requests in progress (503, 429), the tenant's rate
+	// (429), path and headers (400), account-specific token (403), media type, size and arrival of the
+	// body (415, 413, 408), body (400, fields in schema order), duplicates (409).
 	//
 	// [Phone created]: https://developers.pismo.io/events/docs/audit-phone-creation-1
 	//
@@ -116,8 +117,8 @@ func (c *Client) requestURL(ctx context.Context) *url.URL {
 //
 // List an account's phones, oldest first, optionally filtered by type and status. phonesd: paginated
 // by `limit` and `cursor`; an account with no phones answers 200 with no items (phonesd does not own
-// accounts). Checks run in this order: route, token, path, query parameters (`active`, `type`,
-// `limit`, `cursor`), account-specific token.
+// accounts). Checks run in this order: route, token, requests in progress and rate, path, query
+// parameters (`active`, `type`, `limit`, `cursor`), account-specific token.
 //
 // GET /accounts/v1/accounts/{accountId}/phones
 func (c *Client) GetAccountsV1AccountsAccountIdPhones(ctx context.Context, params GetAccountsV1AccountsAccountIdPhonesParams) (GetAccountsV1AccountsAccountIdPhonesRes, error) {
@@ -544,9 +545,10 @@ func (c *Client) sendPatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.C
 // phonesd: the phone and its event are durably stored before the 200 is sent. A create answers 409
 // when it would be active and the account already has an active phone with the same duplicate key
 // (country code after its default, area code, the digits of `number`, and the extension trimmed and
-// lower-cased). Checks run in this order: route (404, 405), token (401), path and headers (400),
-// account-specific token (403), media type and size (415, 413), body (400, fields in schema order),
-// duplicates (409).
+// lower-cased). Checks run in this order: route (404, 405), the replica ready to check tokens (503),
+// token (401), the replica's and the tenant's requests in progress (503, 429), the tenant's rate
+// (429), path and headers (400), account-specific token (403), media type, size and arrival of the
+// body (415, 413, 408), body (400, fields in schema order), duplicates (409).
 //
 // POST /accounts/v1/accounts/{accountId}/phones
 //

@@ -1419,6 +1419,35 @@ type PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType SimpleError
 func (*PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) postAccountsV1AccountsAccountIdPhonesRes() {
 }
 
+// RequestTimeoutHeaders wraps SimpleError with response headers.
+type RequestTimeoutHeaders struct {
+	Connection OptString
+	Response   SimpleError
+}
+
+// GetConnection returns the value of Connection.
+func (s *RequestTimeoutHeaders) GetConnection() OptString {
+	return s.Connection
+}
+
+// GetResponse returns the value of Response.
+func (s *RequestTimeoutHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetConnection sets the value of Connection.
+func (s *RequestTimeoutHeaders) SetConnection(val OptString) {
+	s.Connection = val
+}
+
+// SetResponse sets the value of Response.
+func (s *RequestTimeoutHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*RequestTimeoutHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*RequestTimeoutHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
+
 // ServiceUnavailableHeaders wraps SimpleError with response headers.
 type ServiceUnavailableHeaders struct {
 	RetryAfter OptInt

@@ -1,9 +1,15 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"errors"
 	"io"
+	"mime"
+	"net/http"
+	"os"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-faster/jx"
@@ -11,28 +17,108 @@ import (
 	"phonesd/internal/phone"
 )
 
-// The bodies of Create phone and Update phone are checked here, strictly,
-// before ogen decodes them. ogen's decoder reports fields in the order they
-// appear in the document and accepts duplicate keys; the contract wants the
-// first broken field in schema order.
+// maxBody is the largest request body accepted.
+const maxBody = 64 << 10
+
+// readBody enforces the media type (a missing Content-Type is read as
+// JSON), the size limit and the body's deadline, and returns the body.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	switch cts := r.Header.Values("Content-Type"); len(cts) {
+	case 0:
+	case 1:
+		if !isJSON(cts[0]) {
+			writeMessage(w, http.StatusUnsupportedMediaType, msgMediaType)
+			return nil, false
+		}
+	default:
+		writeMessage(w, http.StatusUnsupportedMediaType, msgMediaType)
+		return nil, false
+	}
+	if r.ContentLength > maxBody {
+		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		return nil, false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection cannot carry another request after a body cut
+		// short: close it, and with it everything the request held.
+		w.Header().Set("Connection", "close")
+		writeMessage(w, http.StatusRequestTimeout, msgBodyTimeout)
+		return nil, false
+	case err != nil:
+		writeFieldError(w, &phone.FieldError{Field: "body", Message: "request body could not be read"})
+		return nil, false
+	}
+	if s.bodyTimeout > 0 {
+		// The deadline was the body's; the rest of the exchange runs under
+		// the storage timeout. Left in place, it would end the request's
+		// context while the service still works on it.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
+	return body, true
+}
+
+// isJSON accepts application/json and application/*+json, with parameters;
+// a charset other than UTF-8 is refused, since JSON is UTF-8.
+func isJSON(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	sub, ok := strings.CutPrefix(mt, "application/")
+	if !ok || (sub != "json" && !strings.HasSuffix(sub, "+json")) {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return true
+}
+
+// fingerprint digests what makes two creates the same request.
+func fingerprint(path, customer string, body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write([]byte(customer))
+	h.Write([]byte{0})
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// The bodies of Create phone and Update phone are decoded here, strictly,
+// in one pass: ogen's generated decoder would report fields in the order
+// they appear in the document and accept duplicate keys, where the contract
+// wants the first broken field in schema order.
 //
 // Whole-body faults (empty, invalid UTF-8, not JSON, not an object, trailing
 // data) win over field faults, since no field can be trusted then. Among
 // fields, a wrong JSON type and a broken rule compete by schema order.
 
-// decodePhoneRequest reads a Create phone body and returns its draft, or the
-// *phone.FieldError to answer with.
-func decodePhoneRequest(body []byte) (phone.Draft, error) {
+// decodeCreate reads a Create phone body into the phone it creates for the
+// account of a tenant, defaults applied, or returns the *phone.FieldError
+// to answer with.
+func decodeCreate(body []byte, tenant string, account int64, customer *int64) (phone.Phone, error) {
 	b, err := decodeBody(body, false)
 	if err != nil {
-		return phone.Draft{}, err
+		return phone.Phone{}, err
 	}
-	return b.draft, b.first(b.draft.Validate())
+	p, err := phone.New(tenant, account, customer, b.draft)
+	if err := b.first(err); err != nil {
+		return phone.Phone{}, err
+	}
+	return p, nil
 }
 
-// decodePhoneUpdate reads an Update phone body, where null clears area_code
-// and extension, and returns its patch, or the *phone.FieldError to answer with.
-func decodePhoneUpdate(body []byte) (phone.Patch, error) {
+// decodeUpdate reads an Update phone body, where null clears area_code and
+// extension, into its validated patch, or returns the *phone.FieldError to
+// answer with.
+func decodeUpdate(body []byte) (phone.Patch, error) {
 	b, err := decodeBody(body, true)
 	if err != nil {
 		return phone.Patch{}, err
@@ -41,7 +127,10 @@ func decodePhoneUpdate(body []byte) (phone.Patch, error) {
 	if p.Empty() && b.typeErr == nil {
 		return p, bodyError("request body must set at least one of number, type, active, area_code, country_code, extension")
 	}
-	return p, b.first(p.Validate())
+	if err := b.first(p.Validate()); err != nil {
+		return phone.Patch{}, err
+	}
+	return p, nil
 }
 
 // decodedBody is a body whose JSON is sound: the values of well-typed fields,

@@ -195,18 +195,32 @@ func FuzzListParams(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, account, rawQuery string) {
 		r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/accounts/v1/accounts/" + account + "/phones", RawQuery: rawQuery}, Header: http.Header{}}
-		got, err := listParams(r, []string{account})
+		var in request
+		err := listPhonesParams(&in, r, pathArgs{account: account})
 		if err != nil {
 			var fe *phone.FieldError
 			if !errors.As(err, &fe) || !slices.Contains(listFields, fe.Field) || fe.Message == "" {
-				t.Fatalf("listParams(%q, %q): error %v; want a 400 on one of %v", account, rawQuery, err, listFields)
+				t.Fatalf("listPhonesParams(%q, %q): error %v; want a 400 on one of %v", account, rawQuery, err, listFields)
 			}
 			return
 		}
-		if id, ok := parseID(account); !ok || got != id {
-			t.Fatalf("listParams(%q, %q) = %d; parseID reads %d, %v", account, rawQuery, got, id, ok)
+		if id, ok := parseID(account); !ok || in.account != id {
+			t.Fatalf("listPhonesParams(%q, %q): account %d; parseID reads %d, %v", account, rawQuery, in.account, id, ok)
 		}
 		query := r.URL.Query()
+		got := in.list
+		if v := query.Get("active"); (got.active != nil) != query.Has("active") || (got.active != nil && strconv.FormatBool(*got.active) != v) {
+			t.Fatalf("listPhonesParams(%q): active %v; url.Query reads %q", rawQuery, got.active, query["active"])
+		}
+		if v := query.Get("type"); (got.typ != nil) != query.Has("type") || (got.typ != nil && string(*got.typ) != v) {
+			t.Fatalf("listPhonesParams(%q): type %v; url.Query reads %q", rawQuery, got.typ, query["type"])
+		}
+		if v := query.Get("limit"); (query.Has("limit") && strconv.Itoa(got.limit) != v) || (!query.Has("limit") && got.limit != defaultLimit) {
+			t.Fatalf("listPhonesParams(%q): limit %d; url.Query reads %q", rawQuery, got.limit, query["limit"])
+		}
+		if got.cursor != query.Get("cursor") {
+			t.Fatalf("listPhonesParams(%q): cursor %q; url.Query reads %q", rawQuery, got.cursor, query["cursor"])
+		}
 		valid := map[string]func(string) bool{
 			"active": func(v string) bool { return v == "true" || v == "false" },
 			"type":   func(v string) bool { return v == "RESIDENTIAL" || v == "COMMERCIAL" || v == "MOBILE" },
@@ -299,10 +313,11 @@ func TestListRefusesMalformedFilters(t *testing.T) {
 	} {
 		t.Run(tt.query, func(t *testing.T) {
 			r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/accounts/v1/accounts/1/phones", RawQuery: tt.query}, Header: http.Header{}}
-			_, err := listParams(r, []string{"1"})
+			var in request
+			err := listPhonesParams(&in, r, pathArgs{account: "1"})
 			var fe *phone.FieldError
 			if !errors.As(err, &fe) || fe.Field != tt.field {
-				t.Errorf("listParams(%q): error %v; want a 400 on %s", tt.query, err, tt.field)
+				t.Errorf("listPhonesParams(%q): error %v; want a 400 on %s", tt.query, err, tt.field)
 			}
 		})
 	}

@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"phonesd/internal/auth"
+	"phonesd/internal/phone"
+)
+
+// operation is one operation of the contract: how its parameters and body
+// are read into a request, and what it does with it.
+type operation struct {
+	// failMsg is the body of the operation's 500.
+	failMsg string
+	// params reads the path arguments, query and headers into in, and
+	// sets in.account, which the account rule checks; its error is a
+	// *phone.FieldError.
+	params func(in *request, r *http.Request, args pathArgs) error
+	// body decodes a JSON body into in; nil for operations without one.
+	body func(in *request, body []byte) error
+	// do calls the service and answers.
+	do func(s *Server, w http.ResponseWriter, ctx context.Context, in *request)
+}
+
+// request is an API request once read: the caller and everything the
+// operation needs, in the domain's types.
+type request struct {
+	principal auth.Principal
+	cid       string
+	account   int64
+	phoneID   int64
+	customer  *int64
+	// key is the Idempotency-Key; "" when none was sent. fingerprint
+	// digests what makes two creates the same request.
+	key         string
+	fingerprint []byte
+	// ifMatch lists the versions If-Match accepts; nil accepts any.
+	ifMatch []int64
+	list    listParams
+	created phone.Phone
+	patch   phone.Patch
+}
+
+// audit is what the request's event says of its caller.
+func (in *request) audit() phone.Audit {
+	p := in.principal
+	return phone.Audit{CID: in.cid, Email: p.Email, Roles: p.Roles, Origin: p.Origin}
+}
+
+// serve runs the contract's checks on a routed request in their order, each
+// once: draining (503), the key set loaded (503), the token (401), the
+// replica's and the tenant's places (503, 429), the tenant's rate (429), path
+// and headers (400), the account rule (403), media type, size and arrival
+// of the body (415, 413, 408), the body (400); then the operation.
+func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArgs) {
+	x.failMsg = op.failMsg
+	if s.draining.Load() {
+		writeDraining(x)
+		return
+	}
+	if op.body != nil && s.bodyTimeout > 0 {
+		// Counted from the headers' arrival, so that a body trickled in
+		// byte by byte cannot hold what the request takes below for longer.
+		_ = http.NewResponseController(x).SetReadDeadline(x.start.Add(s.bodyTimeout))
+	}
+	if !s.verifier.Ready() {
+		x.Header().Set("Retry-After", "1")
+		writeMessage(x, http.StatusServiceUnavailable, msgKeysNotLoaded)
+		return
+	}
+	p, ok := s.authenticate(x, r)
+	if !ok {
+		return
+	}
+	x.tenant = p.Tenant
+	if !s.admit(x, p.Tenant) {
+		return
+	}
+	defer s.dismiss(p.Tenant)
+	if !s.allowTenant(x, p.Tenant) {
+		return
+	}
+	in := request{principal: p, cid: x.cid}
+	if err := op.params(&in, r, args); err != nil {
+		s.refuse(x, err)
+		return
+	}
+	if !p.MayAccess(in.account) {
+		writeMessage(x, http.StatusForbidden, msgForbidden)
+		return
+	}
+	if op.body != nil {
+		body, ok := s.readBody(x, r)
+		if !ok {
+			return
+		}
+		if err := op.body(&in, body); err != nil {
+			s.refuse(x, err)
+			return
+		}
+		if in.key != "" {
+			in.fingerprint = fingerprint(r.URL.EscapedPath(), r.Header.Get("X-Customer-Id"), body)
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.storageTimeout)
+	defer cancel()
+	op.do(s, x, ctx, &in)
+}
+
+// authenticate reads the bearer token and verifies it, answering 401 when
+// it is missing or invalid. The work before a token is known to be good is
+// bounded on its own (s.verifying), apart from the authenticated requests'
+// share of the replica: junk tokens cannot take the places of good ones.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+	vals := r.Header.Values("Authorization")
+	switch {
+	case len(vals) == 0:
+		writeUnauthorized(w, msgUnauthorized)
+		return auth.Principal{}, false
+	case len(vals) > 1:
+		writeUnauthorized(w, msgTwoAuthorizations)
+		return auth.Principal{}, false
+	}
+	scheme, token, _ := strings.Cut(vals[0], " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		writeUnauthorized(w, msgNotBearer)
+		return auth.Principal{}, false
+	}
+	if !s.verifying.enter() {
+		writeOverloaded(w)
+		return auth.Principal{}, false
+	}
+	p, err := s.verifier.Verify(r.Context(), token)
+	s.verifying.leave()
+	if err != nil {
+		msg := msgInvalidToken
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			msg = ae.Message
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="phonesd", error="invalid_token"`)
+		writeMessage(w, http.StatusUnauthorized, msg)
+		return auth.Principal{}, false
+	}
+	return p, true
+}
