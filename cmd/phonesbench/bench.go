@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"phonesd/internal/idp"
@@ -109,11 +110,23 @@ func (b *bench) run(ctx context.Context) (report, error) {
 		keep = true
 		return rep, err
 	}
+	builds := []build{{name: "this", bin: bin}}
+	if b.opts.baselineRef != "" {
+		b.say("building phonesd at %s", b.opts.baselineRef)
+		base, err := buildRef(ctx, work, b.opts.baselineRef)
+		if err != nil {
+			keep = true
+			return rep, err
+		}
+		builds = append([]build{base}, builds...)
+	}
 	for _, backend := range b.opts.backends {
 		for _, preload := range b.preloads() {
-			r, err := b.runBackend(ctx, backend, preload, work, bin, iss.JWKSURL, tokens)
-			if r.Storage != nil || len(r.Levels) > 0 {
-				rep.Runs = append(rep.Runs, r)
+			runs, err := b.runBackend(ctx, backend, preload, work, builds, iss.JWKSURL, tokens)
+			for _, r := range runs {
+				if r.Storage != nil || len(r.Levels) > 0 {
+					rep.Runs = append(rep.Runs, r)
+				}
 			}
 			if err != nil {
 				keep = true
@@ -124,17 +137,78 @@ func (b *bench) run(ctx context.Context) (report, error) {
 	return rep, nil
 }
 
-// runBackend starts a phonesd on fresh storage of backend, holding preload
-// phones, and measures each concurrency on it in turn.
-func (b *bench) runBackend(ctx context.Context, backend string, preload int, work, bin, jwksURL string, tokens []string) (res runResult, err error) {
-	res = runResult{Backend: backend, Preload: preload}
+// build is a phonesd binary under test: this checkout's, or the
+// --baseline-ref one's.
+type build struct {
+	name string // "this", or "baseline <ref>"
+	bin  string
+}
+
+// deployment is one build running on fresh storage of its own.
+type deployment struct {
+	build   build
+	name    string
+	svc     *service
+	target  *target
+	events  *lineCounter
+	created int64 // 200s answered, warm-ups included: events to deliver
+}
+
+// runBackend starts each build on fresh storage of backend holding preload
+// phones, and measures each concurrency on them in turn: --rounds rounds,
+// the builds alternating within a round and their order turning from one
+// round to the next, so that a machine's drift falls on both alike. It
+// returns a run per build, whose levels are the medians of its rounds.
+func (b *bench) runBackend(ctx context.Context, backend string, preload int, work string, builds []build, jwksURL string, tokens []string) (runs []runResult, err error) {
+	runs = make([]runResult, len(builds))
+	deps := make([]*deployment, len(builds))
+	for i, bd := range builds {
+		runs[i] = runResult{Backend: backend, Preload: preload, Build: bd.name}
+		d, stop, err := b.deploy(ctx, backend, preload, work, bd, len(builds) > 1, jwksURL, tokens, &runs[i])
+		if stop != nil {
+			defer func() { err = errors.Join(err, stop()) }()
+		}
+		if err != nil {
+			return runs, err
+		}
+		deps[i] = d
+	}
+	for _, c := range b.opts.concurrency {
+		rounds := make([][]levelResult, len(deps))
+		for round := range b.opts.rounds {
+			for k := range deps {
+				i := k
+				if round%2 == 1 {
+					i = len(deps) - 1 - k
+				}
+				lvl, err := b.measure(ctx, deps[i], c, round)
+				if err != nil {
+					return runs, err
+				}
+				rounds[i] = append(rounds[i], lvl)
+			}
+		}
+		for i := range deps {
+			runs[i].Levels = append(runs[i].Levels, medianLevel(rounds[i]))
+		}
+	}
+	return runs, nil
+}
+
+// deploy starts bd on fresh storage of backend, holding preload phones,
+// after timing the storage's bare commits into res. stop stops phonesd and
+// drops a PostgreSQL database; it is set whenever something needs undoing.
+func (b *bench) deploy(ctx context.Context, backend string, preload int, work string, bd build, named bool, jwksURL string, tokens []string, res *runResult) (d *deployment, stop func() error, err error) {
 	name := backend
 	if preload > 0 {
 		name += "-preload-" + strconv.Itoa(preload)
 	}
+	if named {
+		name += "-" + strings.ReplaceAll(bd.name, " ", "-")
+	}
 	dataDir := filepath.Join(work, name)
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return res, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	env := map[string]string{
 		"PHONES_DATA_DIR":     dataDir,
@@ -148,6 +222,14 @@ func (b *bench) runBackend(ctx context.Context, backend string, preload int, wor
 		"PHONES_RATE_LIMIT": "0",
 	}
 
+	var undo []func() error
+	stop = func() error {
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			errs = append(errs, undo[i]())
+		}
+		return errors.Join(errs...)
+	}
 	var store storageTarget
 	switch backend {
 	case "sqlite":
@@ -155,20 +237,18 @@ func (b *bench) runBackend(ctx context.Context, backend string, preload int, wor
 	case "postgres":
 		db, err := createDatabase(ctx, b.opts.postgresURL)
 		if err != nil {
-			return res, err
+			return nil, nil, err
 		}
 		b.say("%s: created database %s", name, db.name)
-		defer func() {
+		undo = append(undo, func() error {
 			// The caller's context may have ended: the drop must still run.
 			dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			if dropErr := db.drop(dropCtx); dropErr != nil {
-				err = errors.Join(err, dropErr)
-			}
-		}()
+			return db.drop(dropCtx)
+		})
 		store = postgresTarget{url: db.url}
 	default:
-		return res, fmt.Errorf("unknown backend %q", backend)
+		return nil, nil, fmt.Errorf("unknown backend %q", backend)
 	}
 	env["PHONES_DATABASE_URL"] = store.databaseURL()
 
@@ -178,7 +258,7 @@ func (b *bench) runBackend(ctx context.Context, backend string, preload int, wor
 			b.say("%s: preloaded %d/%d phones (%.0f/s)", name, done, preload, float64(done)/elapsed.Seconds())
 		})
 		if err != nil {
-			return res, fmt.Errorf("%s: preload: %w", name, err)
+			return nil, stop, fmt.Errorf("%s: preload: %w", name, err)
 		}
 		res.PreloadSeconds = took.Seconds()
 	}
@@ -186,51 +266,62 @@ func (b *bench) runBackend(ctx context.Context, backend string, preload int, wor
 	b.say("%s: timing %d bare commits", name, b.opts.commits)
 	st, err := store.commitLatency(ctx, b.opts.commits)
 	if err != nil {
-		return res, fmt.Errorf("%s: commit latency: %w", name, err)
+		return nil, stop, fmt.Errorf("%s: commit latency: %w", name, err)
 	}
 	res.Storage = &st
 
-	svc, err := startPhonesd(ctx, bin, dataDir, env, b.opts.env)
+	svc, err := startPhonesd(ctx, bd.bin, dataDir, env, b.opts.env)
 	if err != nil {
-		return res, fmt.Errorf("%s: %w", name, err)
+		return nil, stop, fmt.Errorf("%s: %w", name, err)
 	}
 	b.say("%s: phonesd pid %d at %s, logs in %s", name, svc.pid(), svc.base, svc.logPath)
-	defer func() {
-		if stopErr := svc.stop(); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("%s: %w", name, stopErr))
+	undo = append(undo, func() error {
+		if err := svc.stop(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
-	}()
+		return nil
+	})
+	return &deployment{
+		build:  bd,
+		name:   name,
+		svc:    svc,
+		target: &target{base: svc.base, tokens: tokens, accounts: b.opts.accounts, numbers: b.numbers, cpu: svc.cpuTime},
+		events: &lineCounter{path: filepath.Join(dataDir, "events.jsonl")},
+	}, stop, nil
+}
 
-	t := &target{base: svc.base, tokens: tokens, accounts: b.opts.accounts, numbers: b.numbers}
-	events := &lineCounter{path: filepath.Join(dataDir, "events.jsonl")}
-	var created int64
-	for _, c := range b.opts.concurrency {
-		lvl := levelResult{Concurrency: c}
-		b.say("%s: concurrency %d: creates", name, c)
-		if lvl.Creates, err = t.load(ctx, createMode, c, b.opts.warmup, b.opts.duration); err != nil {
-			return res, err
-		}
-		created += lvl.Creates.answered[200]
-		caughtUp, behind, err := waitForEvents(ctx, events, created, relayWait)
-		if err != nil {
-			return res, err
-		}
-		lvl.RelayCatchUpSeconds, lvl.RelayBehind = caughtUp.Seconds(), behind
-		if behind > 0 {
-			b.say("%s: the relay is %d events behind after %s; measuring the floor anyway", name, behind, relayWait)
-		}
-		b.say("%s: concurrency %d: floor", name, c)
-		if lvl.Floor, err = t.load(ctx, floorMode, c, b.opts.warmup, b.opts.duration); err != nil {
-			return res, err
-		}
-		lvl.finish()
-		if rss, err := svc.peakRSS(); err == nil {
-			lvl.PeakRSSBytes = rss
-		}
-		b.say("%s: concurrency %d: %.0f creates/s, %.0f floor/s, ratio %.3f", name, c, lvl.Creates.PerSecond, lvl.Floor.PerSecond, lvl.Ratio)
-		res.Levels = append(res.Levels, lvl)
+// measure measures concurrency c on d: creates, then, once the relay has
+// delivered their events, the floor.
+func (b *bench) measure(ctx context.Context, d *deployment, c, round int) (levelResult, error) {
+	lvl := levelResult{Concurrency: c}
+	what := fmt.Sprintf("%s: concurrency %d", d.name, c)
+	if b.opts.rounds > 1 {
+		what += fmt.Sprintf(", round %d", round+1)
 	}
-	return res, nil
+	var err error
+	b.say("%s: creates", what)
+	if lvl.Creates, err = d.target.load(ctx, createMode, c, b.opts.warmup, b.opts.duration); err != nil {
+		return lvl, err
+	}
+	d.created += lvl.Creates.answered[200]
+	caughtUp, behind, err := waitForEvents(ctx, d.events, d.created, relayWait)
+	if err != nil {
+		return lvl, err
+	}
+	lvl.RelayCatchUpSeconds, lvl.RelayBehind = caughtUp.Seconds(), behind
+	if behind > 0 {
+		b.say("%s: the relay is %d events behind after %s; measuring the floor anyway", what, behind, relayWait)
+	}
+	b.say("%s: floor", what)
+	if lvl.Floor, err = d.target.load(ctx, floorMode, c, b.opts.warmup, b.opts.duration); err != nil {
+		return lvl, err
+	}
+	lvl.finish()
+	if rss, err := d.svc.peakRSS(); err == nil {
+		lvl.PeakRSSBytes = rss
+	}
+	b.say("%s: %.0f creates/s, %.0f floor/s, ratio %.3f", what, lvl.Creates.PerSecond, lvl.Floor.PerSecond, lvl.Ratio)
+	return lvl, nil
 }
 
 // runExternal measures the phonesd at --url with --token.

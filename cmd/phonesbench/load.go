@@ -77,6 +77,9 @@ type target struct {
 	tokens   []string
 	accounts int64
 	numbers  *numberSource
+	// cpu reads the CPU phonesd has used so far; nil when the bench did
+	// not start it.
+	cpu func() (time.Duration, error)
 }
 
 // body returns a Create phone body with the next number.
@@ -133,11 +136,27 @@ func (t *target) load(ctx context.Context, m mode, concurrency int, warmup, dura
 		workers[i] = w
 		wg.Go(func() { t.loop(ctx, client, w, m, authz[i%len(authz)], from, end) })
 	}
+	// phonesd's CPU over the measured span, read when the warm-up ends and
+	// once every counted request has ended.
+	cpuFrom := make(chan time.Duration, 1)
+	if t.cpu != nil {
+		go func() {
+			time.Sleep(time.Until(from))
+			used, _ := t.cpu()
+			cpuFrom <- used
+		}()
+	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return phaseResult{}, err
 	}
-	return merge(workers, m, from), nil
+	r := merge(workers, m, from)
+	if t.cpu != nil {
+		if used, err := t.cpu(); err == nil {
+			r.setCPU(used - <-cpuFrom)
+		}
+	}
+	return r, nil
 }
 
 // loop sends requests until end.

@@ -62,6 +62,8 @@ type options struct {
 	dir         string
 	keep        bool
 	env         []string // KEY=VALUE pairs for the phonesd the bench starts
+	baselineRef string   // a git revision whose phonesd is measured beside this one
+	rounds      int
 }
 
 const usage = `phonesbench measures phonesd's Create phone throughput and latency.
@@ -83,6 +85,8 @@ Examples:
       --postgres-url 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' --json bench.json
   # growth: empty storage, then 1,000,000 phones preloaded
   go run ./cmd/phonesbench --preload 1000000 --growth
+  # this checkout against an earlier commit, side by side, median of 3 rounds
+  go run ./cmd/phonesbench --baseline-ref e4cc1e3 --rounds 3 --concurrency 64 --duration 10s --warmup 2s
   # a phonesd already running
   go run ./cmd/phonesbench --url http://127.0.0.1:8080 --token "$TOKEN"
 
@@ -135,6 +139,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.token, "token", "", "with --url: the bearer token of the requests, tenant-wide")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.dir, "dir", "", "where the work directory (data, logs) is made; it should be on the disk under test (default the system's temporary directory)")
+	fs.StringVar(&o.baselineRef, "baseline-ref", "", "also build phonesd at this git revision (from a worktree of this repository) and measure it beside this checkout's, alternating, in the same run")
+	fs.IntVar(&o.rounds, "rounds", 1, "measurements of each concurrency per phonesd; the report gives their medians")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (SQLite files, events, phonesd logs) afterwards; it is always kept after a failure (PostgreSQL databases are dropped regardless)")
 	fs.Func("env", "KEY=VALUE set for the phonesd the bench starts, e.g. PHONES_DB_MAX_CONNS=32 or GOMAXPROCS=4 (repeatable; a PHONES_* variable or one of the Go runtime's GOMAXPROCS, GOGC, GOMEMLIMIT, GODEBUG; the caller's own PHONES_* variables are not passed on)", func(v string) error {
 		k, _, ok := strings.Cut(v, "=")
@@ -172,6 +178,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, errors.New("--preload-batch must be at least 1")
 	case o.commits < 1:
 		return o, errors.New("--commits must be at least 1")
+	case o.rounds < 1:
+		return o, errors.New("--rounds must be at least 1")
 	}
 	if o.url != "" {
 		o.url = strings.TrimRight(o.url, "/")
@@ -181,8 +189,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		if o.token == "" {
 			return o, errors.New("--url needs --token, a tenant-wide token the server accepts")
 		}
-		if o.preload > 0 || len(o.env) > 0 {
-			return o, errors.New("--preload and --env need a phonesd started by the bench, not --url")
+		if o.preload > 0 || len(o.env) > 0 || o.baselineRef != "" {
+			return o, errors.New("--preload, --env and --baseline-ref need a phonesd started by the bench, not --url")
 		}
 		return o, nil
 	}

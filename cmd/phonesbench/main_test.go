@@ -71,6 +71,9 @@ func checkRun(t *testing.T, run runResult, backend string, preload int) {
 		if c.p.P50ms <= 0 || c.p.P99ms < c.p.P50ms || c.p.MaxMs < c.p.P99ms {
 			t.Errorf("%s %s: latencies p50 %v p99 %v max %v; want 0 < p50 <= p99 <= max", run.label(), c.name, c.p.P50ms, c.p.P99ms, c.p.MaxMs)
 		}
+		if c.p.CPUSeconds <= 0 || c.p.CPUPerRequestMicros <= 0 {
+			t.Errorf("%s %s: phonesd's CPU %vs, %vµs a request; want both > 0", run.label(), c.name, c.p.CPUSeconds, c.p.CPUPerRequestMicros)
+		}
 	}
 	if l.Ratio <= 0 {
 		t.Errorf("%s: ratio %v; want > 0", run.label(), l.Ratio)
@@ -118,6 +121,24 @@ func TestGrowth(t *testing.T) {
 	}
 }
 
+// TestBaseline builds phonesd at another revision (here the same one) and
+// measures both, alternating over two rounds.
+func TestBaseline(t *testing.T) {
+	rep := runBench(t, "--baseline-ref", "HEAD", "--rounds", "2", "--duration", "1s", "--warmup", "200ms", "--concurrency", "2", "--commits", "20")
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs; want 2 (the baseline, this build)", len(rep.Runs))
+	}
+	if !strings.HasPrefix(rep.Runs[0].Build, "baseline ") || rep.Runs[1].Build != "this" {
+		t.Errorf("builds %q and %q; want the baseline, then this", rep.Runs[0].Build, rep.Runs[1].Build)
+	}
+	for _, run := range rep.Runs {
+		checkRun(t, run, "sqlite", 0)
+		if n := len(run.Levels[0].Rounds); n != 2 {
+			t.Errorf("%s: %d rounds kept; want 2", run.Build, n)
+		}
+	}
+}
+
 func TestParseOptions(t *testing.T) {
 	noEnv := func(string) string { return "" }
 	for _, tc := range []struct {
@@ -139,6 +160,9 @@ func TestParseOptions(t *testing.T) {
 		{"env not phonesd's", []string{"--env", "HOME=/"}, "PHONES_NAME=VALUE or a Go runtime variable"},
 		{"env of phonesd", []string{"--env", "PHONES_DB_MAX_CONNS=32", "--env", "GOMAXPROCS=4", "--env", "GOGC=200"}, ""},
 		{"zero duration", []string{"--duration", "0s"}, "--duration"},
+		{"baseline, rounds", []string{"--baseline-ref", "main", "--rounds", "3"}, ""},
+		{"zero rounds", []string{"--rounds", "0"}, "--rounds"},
+		{"url with a baseline", []string{"--url", "http://127.0.0.1:8080", "--token", "x", "--baseline-ref", "main"}, "--baseline-ref"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseOptions(tc.args, noEnv, &bytes.Buffer{})

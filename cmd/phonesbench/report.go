@@ -28,8 +28,9 @@ type report struct {
 
 // runResult is one phonesd on fresh storage: a backend at one preload.
 type runResult struct {
-	Backend        string         `json:"backend"` // sqlite, postgres, or url for --url
-	Preload        int            `json:"preload"` // phones stored before phonesd started
+	Backend        string         `json:"backend"`         // sqlite, postgres, or url for --url
+	Build          string         `json:"build,omitempty"` // "this", or "baseline <commit>" with --baseline-ref
+	Preload        int            `json:"preload"`         // phones stored before phonesd started
 	PreloadSeconds float64        `json:"preload_seconds,omitempty"`
 	Storage        *storageResult `json:"storage,omitempty"` // absent for --url
 	Levels         []levelResult  `json:"levels"`
@@ -65,6 +66,9 @@ type levelResult struct {
 	// PeakRSSBytes is phonesd's VmHWM after this level: the peak since it
 	// started. Absent for --url.
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
+	// Rounds are the level's measurements with --rounds over 1; the
+	// figures above are then their medians.
+	Rounds []levelResult `json:"rounds,omitempty"`
 }
 
 // phaseResult is one measurement: creates or the floor.
@@ -82,6 +86,11 @@ type phaseResult struct {
 	Statuses        map[string]int64 `json:"statuses"`
 	TransportErrors int64            `json:"transport_errors"`
 	FirstError      string           `json:"first_error,omitempty"`
+	// CPUSeconds is phonesd's CPU, user and system, over the measured
+	// span, and CPUPerRequestMicros that divided by the requests it
+	// answered; absent when the bench did not start phonesd.
+	CPUSeconds          float64 `json:"cpu_seconds,omitempty"`
+	CPUPerRequestMicros float64 `json:"cpu_per_request_us,omitempty"`
 	// answered counts answers by status, warm-up included: the events the
 	// relay must deliver.
 	answered map[int]int64
@@ -96,6 +105,18 @@ func newReport(o options, started time.Time) report {
 		Duration:  o.duration.String(),
 		Accounts:  o.accounts,
 		ExtraEnv:  o.env,
+	}
+}
+
+// setCPU records phonesd's CPU over the measured span.
+func (p *phaseResult) setCPU(used time.Duration) {
+	p.CPUSeconds = used.Seconds()
+	var answered int64
+	for _, n := range p.Statuses {
+		answered += n
+	}
+	if answered > 0 {
+		p.CPUPerRequestMicros = float64(used.Microseconds()) / float64(answered)
 	}
 }
 
@@ -160,7 +181,12 @@ func printReport(w io.Writer, r report) {
 	fmt.Fprintln(w, "Latencies in ms: p50/p90/p99/max.")
 	fmt.Fprintln(w)
 
-	t := table{header: []string{"backend", "preload", "conc", "creates/s", "floor/s", "ratio", "creates ms", "floor ms", "statuses creates | floor", "relay", "peak rss"}}
+	compared := slices.ContainsFunc(r.Runs, func(run runResult) bool { return run.Build != "" && run.Build != "this" })
+	header := []string{"backend", "preload", "conc", "creates/s", "floor/s", "ratio", "creates ms", "floor ms", "cpu µs/create", "cpu µs/floor", "statuses creates | floor", "relay", "peak rss"}
+	if compared {
+		header = append([]string{"phonesd"}, header...)
+	}
+	t := table{header: header}
 	for _, run := range r.Runs {
 		for _, l := range run.Levels {
 			relay := "n/a"
@@ -174,15 +200,20 @@ func printReport(w io.Writer, r report) {
 			if l.PeakRSSBytes > 0 {
 				rss = fmt.Sprintf("%.0f MiB", float64(l.PeakRSSBytes)/(1<<20))
 			}
-			t.add(run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
+			row := []string{run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
 				fmt.Sprintf("%.0f", l.Creates.PerSecond), fmt.Sprintf("%.0f", l.Floor.PerSecond), fmt.Sprintf("%.3f", l.Ratio),
-				latencies(l.Creates), latencies(l.Floor),
-				statuses(l.Creates)+" | "+statuses(l.Floor), relay, rss)
+				latencies(l.Creates), latencies(l.Floor), cpu(l.Creates), cpu(l.Floor),
+				statuses(l.Creates) + " | " + statuses(l.Floor), relay, rss}
+			if compared {
+				row = append([]string{run.Build}, row...)
+			}
+			t.add(row...)
 		}
 	}
 	if len(t.rows) > 0 {
 		t.write(w)
 	}
+	printComparison(w, r)
 
 	var stored []runResult
 	for _, run := range r.Runs {
@@ -194,7 +225,11 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Storage: one bare insert + commit, repeated, on the same disk with the service's durability settings, before phonesd started.")
 		fmt.Fprintln(w, "\"one at a time\" is 1000 ÷ p50: the creates/s of a service paying one commit per create, one after another.")
-		st := table{header: []string{"backend", "preload", "commits", "p50 ms", "p99 ms", "one at a time", "settings"}}
+		stHeader := []string{"backend", "preload", "commits", "p50 ms", "p99 ms", "one at a time", "settings"}
+		if compared {
+			stHeader = append([]string{"phonesd"}, stHeader...)
+		}
+		st := table{header: stHeader}
 		for _, run := range stored {
 			s := run.Storage
 			var settings []string
@@ -205,7 +240,11 @@ func printReport(w io.Writer, r report) {
 			if s.P50ms > 0 {
 				oneAtATime = fmt.Sprintf("%.0f/s", 1000/s.P50ms)
 			}
-			st.add(run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(s.Commits), ms(s.P50ms), ms(s.P99ms), oneAtATime, strings.Join(settings, " "))
+			row := []string{run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(s.Commits), ms(s.P50ms), ms(s.P99ms), oneAtATime, strings.Join(settings, " ")}
+			if compared {
+				row = append([]string{run.Build}, row...)
+			}
+			st.add(row...)
 		}
 		st.write(w)
 	}
@@ -222,18 +261,71 @@ func printReport(w io.Writer, r report) {
 	}
 }
 
+// printComparison gives, for each backend, preload and concurrency that
+// --baseline-ref measured, this build's figures over the baseline's.
+func printComparison(w io.Writer, r report) {
+	type key struct {
+		backend       string
+		preload, conc int
+	}
+	base := map[key]levelResult{}
+	for _, run := range r.Runs {
+		if strings.HasPrefix(run.Build, "baseline") {
+			for _, l := range run.Levels {
+				base[key{run.Backend, run.Preload, l.Concurrency}] = l
+			}
+		}
+	}
+	if len(base) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "This build ÷ the baseline, measured alternately in this run (medians of the rounds):")
+	t := table{header: []string{"backend", "preload", "conc", "creates/s", "floor/s", "creates p99", "cpu/create", "cpu/floor"}}
+	div := func(a, b float64) string {
+		if b == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	for _, run := range r.Runs {
+		if run.Build != "this" {
+			continue
+		}
+		for _, l := range run.Levels {
+			b, ok := base[key{run.Backend, run.Preload, l.Concurrency}]
+			if !ok {
+				continue
+			}
+			t.add(run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
+				div(l.Creates.PerSecond, b.Creates.PerSecond), div(l.Floor.PerSecond, b.Floor.PerSecond),
+				div(l.Creates.P99ms, b.Creates.P99ms),
+				div(l.Creates.CPUPerRequestMicros, b.Creates.CPUPerRequestMicros), div(l.Floor.CPUPerRequestMicros, b.Floor.CPUPerRequestMicros))
+		}
+	}
+	t.write(w)
+}
+
+// cpu formats phonesd's CPU per request in microseconds.
+func cpu(p phaseResult) string {
+	if p.CPUPerRequestMicros == 0 {
+		return "n/a"
+	}
+	return strconv.FormatFloat(p.CPUPerRequestMicros, 'f', 0, 64)
+}
+
 // printGrowth compares, for each backend and concurrency measured both
 // empty and preloaded, the ratios of the two.
 func printGrowth(w io.Writer, r report) {
 	type key struct {
-		backend     string
-		concurrency int
+		backend, build string
+		concurrency    int
 	}
 	empty := map[key]levelResult{}
 	for _, run := range r.Runs {
 		if run.Preload == 0 {
 			for _, l := range run.Levels {
-				empty[key{run.Backend, l.Concurrency}] = l
+				empty[key{run.Backend, run.Build, l.Concurrency}] = l
 			}
 		}
 	}
@@ -243,7 +335,7 @@ func printGrowth(w io.Writer, r report) {
 			continue
 		}
 		for _, l := range run.Levels {
-			e, ok := empty[key{run.Backend, l.Concurrency}]
+			e, ok := empty[key{run.Backend, run.Build, l.Concurrency}]
 			if !ok || e.Ratio == 0 {
 				continue
 			}

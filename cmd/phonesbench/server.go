@@ -164,6 +164,35 @@ func (s *service) peakRSS() (int64, error) {
 	return 0, errors.New("no VmHWM in /proc status")
 }
 
+// clockTicks is the unit of /proc's CPU times: USER_HZ, 100 on Linux.
+const clockTicks = 100
+
+// cpuTime returns the CPU phonesd has used so far, user and system, from
+// /proc/PID/stat (fields 14 and 15, after the command name in parentheses).
+func (s *service) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid()) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("/proc stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("/proc stat: too few fields")
+	}
+	var ticks int64
+	for _, v := range f[11:13] { // utime, stime
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // logTail returns the last lines of phonesd's log, for an error message.
 func (s *service) logTail() string { return launch.LogTail(s.logPath, 20) }
 

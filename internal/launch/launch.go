@@ -30,13 +30,21 @@ const (
 // tools measure latency and kill processes. It must run inside the phonesd
 // module.
 func Build(ctx context.Context, dir string, tags ...string) (string, error) {
+	return BuildFrom(ctx, "", dir, tags...)
+}
+
+// BuildFrom is Build of the phonesd module checked out in src ("" for the
+// one the caller runs in), for comparing two versions.
+func BuildFrom(ctx context.Context, src, dir string, tags ...string) (string, error) {
 	bin := filepath.Join(dir, "phonesd")
 	args := []string{"build"}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	args = append(args, "-o", bin, "phonesd/cmd/phonesd")
-	if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go %s (run inside the phonesd module): %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin, nil
