@@ -61,6 +61,10 @@ func scenarios() []*scenario {
 			backends: both, shortBackends: both, sink: "file", drive: driveSigterm},
 		{name: "hostile", about: "slowloris, header floods, deep JSON and 2 MiB bodies beside a normal client",
 			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveHostile},
+		{name: "slow-bodies", about: "one tenant's 600 requests whose body stops after a byte, beside a normal client",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveSlowBodies},
+		{name: "junk-tokens", about: "100 tokens a second with unknown key ids while the key set takes 4s to serve, beside a normal client",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveJunkTokens},
 	}
 }
 
@@ -494,60 +498,14 @@ const normalRate = 20
 // few hundred requests moves with the box's own noise (the figure alone
 // shows how much).
 func driveHostile(ctx context.Context, s *trial) error {
-	if err := s.startAll(ctx); err != nil {
-		return err
-	}
-	r := s.replicas[0]
-	stop := make(chan struct{})
-	paced := make(chan struct{})
-	go func() {
-		defer close(paced)
-		s.load.paced(normalRate, stop)
-	}()
-	if err := sleep(ctx, s.c.opts.duration/3); err != nil {
-		close(stop)
-		<-paced
-		return err
-	}
-	attack := time.Now()
 	slow := 100
 	if !s.c.opts.short {
 		slow = 300
 	}
-	h := startHostile(r.addr, s.c.tokens[tokenKey{hostileTenant, 0}], slow, stop)
-	err := sleep(ctx, s.c.opts.duration)
-	close(stop)
-	<-paced
-	stats := h.wait()
-	for _, st := range stats {
-		s.note("%s", st.String())
-		for _, u := range st.unexpected {
-			s.violate("hostile", "%s: %s", st.kind, u)
-		}
-	}
-	if !r.running() {
-		s.violate("hostile", "phonesd exited under hostile clients (status %d)\n%s", r.exitCode(), r.logTail())
-	}
-	creates, _ := s.ledger.snapshot()
-	var alone, attacked []time.Duration
-	for _, e := range creates {
-		// A timeout counts as the client's whole wait.
-		if e.Start.Before(attack) {
-			alone = append(alone, e.End.Sub(e.Start))
-		} else {
-			attacked = append(attacked, e.End.Sub(e.Start))
-		}
-	}
-	s.note("normal client alone: %s", latencies(alone))
-	s.note("normal client beside the hostile clients: %s (limit %s)", latencies(attacked), s.c.opts.p99Limit)
-	if p99 := percentile(attacked, 0.99); p99 >= s.c.opts.p99Limit {
-		if s.c.opts.short {
-			s.note("p99 over the limit: reported, not judged, with --short")
-		} else {
-			s.violate("latency", "the normal client's p99 is %.1fms beside hostile clients (alone: %.1fms); want under %s", ms(p99), ms(percentile(alone, 0.99)), s.c.opts.p99Limit)
-		}
-	}
-	return err
+	token := s.c.tokens[tokenKey{hostileTenant, 0}]
+	return s.besideNormalClient(ctx, "hostile clients", func(addr string, stop <-chan struct{}) []*hostileStat {
+		return startHostile(addr, token, slow, stop).wait()
+	})
 }
 
 // latencies summarises a normal client's latencies.

@@ -6,12 +6,19 @@ package idp
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"phonesd/internal/auth"
 )
@@ -23,6 +30,7 @@ type Provider struct {
 	JWKSURL string
 	srv     *http.Server
 	served  chan error
+	delay   atomic.Int64 // nanoseconds each answer waits, to play a slow provider
 }
 
 // Start generates the key and starts serving its key set on a free
@@ -40,19 +48,30 @@ func Start() (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for the key set: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
-	})
 	p := &Provider{
 		key:     key,
 		JWKSURL: "http://" + ln.Addr().String() + "/jwks.json",
-		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		served:  make(chan error, 1),
 	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(time.Duration(p.delay.Load())):
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { p.served <- p.srv.Serve(ln) }()
 	return p, nil
+}
+
+// SetDelay makes every answer of the key set wait d from now on, as a
+// provider under strain would; 0 answers at once again.
+func (p *Provider) SetDelay(d time.Duration) {
+	p.delay.Store(int64(d))
 }
 
 // Mint signs a token with c's claims.
@@ -69,4 +88,35 @@ func (p *Provider) Close() error {
 		err = errors.Join(err, serveErr)
 	}
 	return err
+}
+
+// Signer signs tokens with a key of its own that no key set publishes, as
+// a forger would, under any key id.
+type Signer struct {
+	key *ecdsa.PrivateKey
+}
+
+// NewSigner generates the forger's key.
+func NewSigner() (*Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate a signing key: %w", err)
+	}
+	return &Signer{key: key}, nil
+}
+
+// Mint signs an ES256 token with c's issuer, audience, tenant and lifetime
+// under kid.
+func (s *Signer) Mint(kid string, c auth.Claims) (string, error) {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: s.key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+	if err != nil {
+		return "", fmt.Errorf("signer: %w", err)
+	}
+	now := time.Now()
+	claims := map[string]any{
+		"iss": c.Issuer, "aud": c.Audience, "tenant_id": c.Tenant,
+		"iat": now.Unix(), "exp": now.Add(c.TTL).Unix(),
+	}
+	return jwt.Signed(signer).Claims(claims).Serialize()
 }
