@@ -222,7 +222,9 @@ func TestJunkTokensWhileKeyServerIsSlow(t *testing.T) {
 		}
 		close(stop)
 		wg.Wait()
-		if junkSent.Load() < 200 {
+		// About 300 on a quiet machine; enough to have reached the refetch
+		// on a busy one.
+		if junkSent.Load() < 30 {
 			t.Errorf("%d junk requests sent in 3 s; want about 300", junkSent.Load())
 		}
 		if n := junkSlow.Load(); n > 0 {

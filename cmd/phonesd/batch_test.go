@@ -14,7 +14,9 @@ import (
 // gets its own id or its own 409.
 func TestConcurrentCreatesWithDuplicates(t *testing.T) {
 	forBackends(t, func(t *testing.T, b backend) {
-		s := b.start(t, nil)
+		// 128 requests in flight on a machine that may be running other
+		// tests too: this checks answers, not latency, so give storage time.
+		s := b.start(t, map[string]string{"PHONES_STORAGE_TIMEOUT": "30s", "PHONES_DB_STATEMENT_TIMEOUT": "30s"})
 		type req struct {
 			account int64
 			body    string
