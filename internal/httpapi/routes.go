@@ -35,6 +35,7 @@ func (s *Server) routes() {
 		"/healthz":      s.healthz,
 		"/readyz":       s.readyz,
 		"/openapi.json": s.openapi,
+		"/docs":         docsPage(),
 	}
 	s.resources = [resourceCount]resource{
 		phonesResource: {path: phonesPath, allow: "GET,POST", ops: map[string]operation{
