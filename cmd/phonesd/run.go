@@ -43,10 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.logLevel})
-	if cfg.dev() {
-		handler = slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: cfg.logLevel})
-	}
+	handler := newLogHandler(stdout, cfg.logLevel, cfg.dev())
 	log := slog.New(handler)
 
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
