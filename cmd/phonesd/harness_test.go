@@ -222,7 +222,7 @@ func launch(t *testing.T, vars map[string]string) *phonesd {
 	s := &phonesd{t: t, base: "http://" + vars["PHONES_ADDR"], dataDir: vars["PHONES_DATA_DIR"], databaseURL: vars["PHONES_DATABASE_URL"], logs: &syncBuffer{}, stderr: &syncBuffer{}}
 	s.done = make(chan error, 1)
 	go func() {
-		s.done <- run(ctx, []string{"phonesd"}, func(k string) string { return vars[k] }, s.logs, s.stderr)
+		s.done <- run(ctx, []string{"phonesd"}, vars, s.logs, s.stderr)
 	}()
 	var once sync.Once
 	var stopErr error

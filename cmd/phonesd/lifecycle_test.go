@@ -157,7 +157,7 @@ func TestDevelopmentMode(t *testing.T) {
 	}
 
 	var minted bytes.Buffer
-	if err := run(context.Background(), []string{"phonesd", "token", "-tenant", "TN-dev", "-account", "5"}, func(k string) string { return vars[k] }, &minted, &bytes.Buffer{}); err != nil {
+	if err := run(context.Background(), []string{"phonesd", "token", "-tenant", "TN-dev", "-account", "5"}, vars, &minted, &bytes.Buffer{}); err != nil {
 		t.Fatalf("token command: %v", err)
 	}
 	s.token = strings.TrimSpace(minted.String())
@@ -189,7 +189,7 @@ func TestConfigurationErrors(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := run(ctx, []string{"phonesd"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
+			err := run(ctx, []string{"phonesd"}, env, &bytes.Buffer{}, &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run: %v; want one line mentioning %q", err, c.want)
 			}

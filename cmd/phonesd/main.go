@@ -6,14 +6,25 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args, environment(), os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "phonesd:", err)
 		os.Exit(1)
 	}
+}
+
+// environment is the process's environment, by name.
+func environment() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		name, value, _ := strings.Cut(kv, "=")
+		env[name] = value
+	}
+	return env
 }

@@ -268,7 +268,7 @@ func TestNATSRefusesStreamNotCoveringItsSubjects(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"phonesd"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
+	err := run(ctx, []string{"phonesd"}, env, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "PHONES_NATS_STREAM") || !strings.Contains(err.Error(), st.Name) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("run: %v; want one line naming PHONES_NATS_STREAM and the stream", err)
 	}
@@ -299,7 +299,7 @@ func TestNATSConfigurationErrors(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := run(ctx, []string{"phonesd"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
+			err := run(ctx, []string{"phonesd"}, env, &bytes.Buffer{}, &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("run: %v; want one line mentioning %q", err, c.want)
 			}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"phonesd/api"
@@ -30,13 +32,16 @@ const (
 )
 
 // run is the whole program; main only supplies the process's environment.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) error {
+	getenv := func(name string) string { return env[name] }
 	if len(args) > 1 {
 		switch args[1] {
 		case "token":
 			return mintCommand(args[2:], getenv, stdout)
+		case "help", "-h", "-help", "--help":
+			return printHelp(stdout)
 		default:
-			return fmt.Errorf("unknown command %q (the only command is: token)", args[1])
+			return fmt.Errorf("unknown command %q (phonesd help lists the commands)", args[1])
 		}
 	}
 	cfg, err := loadConfig(getenv)
@@ -45,6 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	handler := newLogHandler(stdout, cfg.logLevel, cfg.dev())
 	log := slog.New(handler)
+	warnUnknownVariables(log, env)
 
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("PHONES_DATA_DIR: %w", err)
@@ -152,6 +158,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// warnUnknownVariables logs each PHONES_ variable of env that phonesd does
+// not read, with the known name closest to it: a misspelt variable would
+// otherwise leave its setting at the default without a word.
+func warnUnknownVariables(log *slog.Logger, env map[string]string) {
+	unknown := unknownVariables(env)
+	for _, name := range slices.Sorted(maps.Keys(unknown)) {
+		log.Warn("unknown variable ignored", "variable", name, "closest_known", unknown[name])
+	}
 }
 
 // purgeInterval is how often expired idempotency keys are deleted.

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// usage lists the commands; the variables follow it in the help.
+const usage = `phonesd serves the phone resource of a bank's Accounts API.
+
+Usage:
+  phonesd                 run the service, configured by the variables below
+  phonesd token [flags]   print a token of development mode's key (-h: flags)
+  phonesd help            print this help (also -h, --help)
+
+Environment (a bad value stops the start with one line naming it; an
+unknown PHONES_ variable is a warning):
+`
+
+// printHelp writes the commands and every variable with its default.
+func printHelp(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString(usage)
+	for _, v := range variables() {
+		b.WriteString("\n  " + v.name)
+		if def := v.defaultText(); def != "" {
+			b.WriteString("  (default: " + plainText(def) + ")")
+		}
+		b.WriteString("\n")
+		wrap(&b, plainText(v.meaning), "      ", 78)
+	}
+	_, err := fmt.Fprint(w, b.String())
+	return err
+}
+
+// wrap writes text in lines of at most width columns, each after indent.
+func wrap(b *strings.Builder, text, indent string, width int) {
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if len(line) > len(indent) && len(line)+1+len(word) > width {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += word
+	}
+	b.WriteString(line + "\n")
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+)
+
+// variable is one PHONES_ environment variable of the service. The table
+// below is what `phonesd help` prints and what the unknown-variable warning
+// knows; tests check the README's configuration table against it, and each
+// default against what loadConfig does with the variable unset.
+type variable struct {
+	name string
+	// def is the default, spelt as a value of the variable; "<data dir>"
+	// stands for the data directory. Empty when unset means off, or has no
+	// value to spell.
+	def string
+	// devDef is the default in development mode, where it differs.
+	devDef string
+	// defNote says what the default is, in Markdown, where def alone would
+	// not (a default that follows another variable, or no value at all).
+	defNote string
+	// meaning is Markdown, as in the README.
+	meaning string
+}
+
+// variables is every PHONES_ variable phonesd reads, in the README's order.
+// To add one: read it in loadConfig, add its row here and the same row to
+// the README's configuration table (go test ./cmd/phonesd says where they
+// differ).
+func variables() []variable {
+	return []variable{
+		{name: "PHONES_ADDR", def: "127.0.0.1:8080", meaning: "listen address"},
+		{name: "PHONES_DATA_DIR", def: "./data", meaning: "data directory (SQLite database, events file, development key)"},
+		{name: "PHONES_DATABASE_URL", def: "sqlite:<data dir>/phones.db", defNote: "`sqlite:` + `phones.db` in the data directory",
+			meaning: "`sqlite:relative/path.db`, `sqlite:/abs/path.db` or `sqlite:///abs/path.db`; or `postgres://user:password@host:5432/db` (also `postgresql://`)"},
+		{name: "PHONES_JWKS_URL", defNote: "development mode", meaning: "key set of the token issuer; `https`, or `http` for a loopback host only"},
+		{name: "PHONES_JWT_ISSUER", meaning: "required with `PHONES_JWKS_URL`; must equal `iss`"},
+		{name: "PHONES_JWT_AUDIENCE", meaning: "required with `PHONES_JWKS_URL`; `aud` must be it or contain it"},
+		{name: "PHONES_JWT_LEEWAY", def: "30s", meaning: "clock leeway for `exp`, `nbf`, `iat`"},
+		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat` (after now when there is no `iat`); `0` accepts any"},
+		{name: "PHONES_TOKEN_CACHE_SIZE", def: "10000", meaning: "verified tokens kept, so that a token sent again is not verified again; `0` turns the cache off"},
+		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/events.jsonl", defNote: "`file://` + `events.jsonl` in the data directory",
+			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](#running-with-nats-jetstream)"},
+		{name: "PHONES_NATS_CREDS", meaning: "NATS: credentials file (user JWT and seed)"},
+		{name: "PHONES_NATS_SUBJECT_PREFIX", def: "accounts", meaning: "NATS: events go to `<prefix>.<domain>.<event_type>`"},
+		{name: "PHONES_NATS_STREAM", def: "ACCOUNTS_EVENTS", meaning: "NATS: the stream that must hold them, created when missing"},
+		{name: "PHONES_NATS_DUPLICATE_WINDOW", def: "10m", meaning: "NATS: duplicate window of a stream phonesd creates"},
+		{name: "PHONES_OUTBOX_RETENTION", def: "168h", meaning: "how long delivered events stay in the outbox table"},
+		{name: "PHONES_IDEMPOTENCY_TTL", def: "24h", meaning: "how long the answer to an `Idempotency-Key` is kept"},
+		{name: "PHONES_STORAGE_TIMEOUT", def: "1500ms", meaning: "the longest a request waits for storage before answering 500: a lost database costs a client under 2 s, not a hang"},
+		{name: "PHONES_DB_MAX_CONNS", def: "16", meaning: "PostgreSQL: connections in the pool"},
+		{name: "PHONES_DB_STATEMENT_TIMEOUT", def: "5s", meaning: "PostgreSQL: `statement_timeout` (and `idle_in_transaction_session_timeout`) of every connection"},
+		{name: "PHONES_RATE_LIMIT", def: "1000", devDef: "0",
+			meaning: "API requests a second per tenant, per replica (0.01 or more, decimals allowed); `0` turns the limit off; see [Back-pressure](#back-pressure)"},
+		{name: "PHONES_RATE_BURST", def: "2000", defNote: "twice `PHONES_RATE_LIMIT`", meaning: "requests a tenant may send at once above its rate; an error when the limit is off"},
+		{name: "PHONES_MAX_IN_FLIGHT", def: "512",
+			meaning: "authenticated API requests a replica serves at once (1 to 4096); more answer 503 at once. Requests whose token is being checked are bounded apart by the same number"},
+		{name: "PHONES_MAX_IN_FLIGHT_PER_TENANT", def: "128", defNote: "a quarter of `PHONES_MAX_IN_FLIGHT`", meaning: "requests one tenant may have in progress on a replica; more answer 429"},
+		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers; a slower one answers 408 and its connection is closed"},
+		{name: "PHONES_LOG_LEVEL", def: "info", meaning: "`debug`, `info`, `warn`, `error`"},
+		{name: "PHONES_DEBUG_ADDR", defNote: "off", meaning: "a loopback address serving Go's profiles at `/debug/pprof/`"},
+	}
+}
+
+// notServiceVariable reports PHONES_ names that are not the service's
+// configuration but are no typo either: those of the test suites
+// (PHONES_TEST_*), of the benchmark (PHONES_BENCH_*), and the failpoints of
+// a build with the failpoints tag.
+func notServiceVariable(name string) bool {
+	return strings.HasPrefix(name, "PHONES_TEST_") || strings.HasPrefix(name, "PHONES_BENCH_") || name == "PHONES_FAILPOINTS"
+}
+
+// defaultText is the default as the README and the help show it, in Markdown.
+func (v variable) defaultText() string {
+	switch {
+	case v.defNote != "":
+		return v.defNote
+	case v.def == "":
+		return ""
+	case v.devDef != "":
+		return "`" + v.def + "`; `" + v.devDef + "` in development mode"
+	}
+	return "`" + v.def + "`"
+}
+
+// unknownVariables returns, for each PHONES_ variable of env that phonesd
+// does not read, the known name closest to it: most likely a typo.
+func unknownVariables(env map[string]string) map[string]string {
+	vars := variables()
+	known := map[string]bool{}
+	for _, v := range vars {
+		known[v.name] = true
+	}
+	out := map[string]string{}
+	for name := range env {
+		if !strings.HasPrefix(name, "PHONES_") || known[name] || notServiceVariable(name) {
+			continue
+		}
+		closest, best := "", -1
+		for _, v := range vars {
+			if d := editDistance(name, v.name); best < 0 || d < best {
+				closest, best = v.name, d
+			}
+		}
+		out[name] = closest
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes:
+// variable names are ASCII.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// markdownLink is a Markdown link; the help keeps its text.
+var markdownLink = regexp.MustCompile(`\[([^\]]+)\]\([^)]*\)`)
+
+// plainText turns the Markdown of the table into what a terminal shows.
+func plainText(md string) string {
+	return strings.ReplaceAll(markdownLink.ReplaceAllString(md, "$1"), "`", "")
+}
