@@ -12,6 +12,7 @@ const usage = `phonesd serves the phone resource of a bank's Accounts API.
 Usage:
   phonesd                 run the service, configured by the variables below
   phonesd token [flags]   print a token of development mode's key (-h: flags)
+  phonesd version         print the version and the VCS revision built
   phonesd help            print this help (also -h, --help)
 
 Environment (a bad value stops the start with one line naming it; an
