@@ -49,11 +49,7 @@ More tokens: go run ./cmd/phonesd token -tenant TN-dev -account 123
 // mintCommand signs a development token with the data directory's key.
 func mintCommand(args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("phonesd token", flag.ContinueOnError)
-	tenant := fs.String("tenant", devTenant, "tenant_id claim")
-	account := fs.Int64("account", 0, "account_id claim: the token may touch only this account (0: any account of the tenant)")
-	roles := fs.String("roles", "developer", "comma-separated roles claim")
-	email := fs.String("email", "", "email claim")
-	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	claims := claimFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,25 +64,36 @@ func mintCommand(args []string, getenv func(string) string, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("development key: %w", err)
 	}
-	var roleList []string
-	for _, r := range strings.Split(*roles, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			roleList = append(roleList, r)
+	c := claims()
+	c.Issuer, c.Audience = auth.DevIssuer, auth.DevAudience
+	return printToken(stdout, key, c)
+}
+
+// claimFlags defines on fs the flags of a command that prints a token, and
+// returns the claims they give once fs is parsed.
+func claimFlags(fs *flag.FlagSet) func() auth.Claims {
+	tenant := fs.String("tenant", devTenant, "tenant_id claim")
+	account := fs.Int64("account", 0, "account_id claim: the token may touch only this account (0: any account of the tenant)")
+	roles := fs.String("roles", "developer", "comma-separated roles claim")
+	email := fs.String("email", "", "email claim")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	return func() auth.Claims {
+		var roleList []string
+		for _, r := range strings.Split(*roles, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				roleList = append(roleList, r)
+			}
 		}
+		return auth.Claims{Subject: "developer", Tenant: *tenant, Account: *account, Roles: roleList, Email: *email, TTL: *ttl}
 	}
-	token, err := key.Mint(auth.Claims{
-		Issuer:   auth.DevIssuer,
-		Audience: auth.DevAudience,
-		Subject:  "developer",
-		Tenant:   *tenant,
-		Account:  *account,
-		Roles:    roleList,
-		Email:    *email,
-		TTL:      *ttl,
-	})
+}
+
+// printToken signs c with key and prints the token on a line of its own.
+func printToken(w io.Writer, key *auth.DevKey, c auth.Claims) error {
+	token, err := key.Mint(c)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(stdout, token)
+	_, err = fmt.Fprintln(w, token)
 	return err
 }

@@ -12,6 +12,10 @@ const usage = `phonesd serves the phone resource of a bank's Accounts API.
 Usage:
   phonesd                 run the service, configured by the variables below
   phonesd token [flags]   print a token of development mode's key (-h: flags)
+  phonesd issuer [flags]  serve the key set of a token issuer, to run production
+                          mode on one machine (-h: flags)
+  phonesd issuer token [flags]
+                          print a token of that issuer (-h: flags)
   phonesd version         print the version and the VCS revision built
   phonesd help            print this help (also -h, --help)
 

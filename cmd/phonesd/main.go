@@ -3,6 +3,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,7 +15,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, environment(), os.Stdout, os.Stderr); err != nil {
+	// flag.ErrHelp: a command's -h printed its flags, as asked.
+	if err := run(ctx, os.Args, environment(), os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "phonesd:", err)
 		os.Exit(1)
 	}

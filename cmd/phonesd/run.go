@@ -38,6 +38,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		switch args[1] {
 		case "token":
 			return mintCommand(args[2:], getenv, stdout)
+		case "issuer":
+			return issuerCommand(ctx, args[2:], getenv, stdout)
 		case "version":
 			return printVersion(stdout)
 		case "help", "-h", "-help", "--help":

@@ -31,7 +31,7 @@ type variable struct {
 func variables() []variable {
 	return []variable{
 		{name: "PHONES_ADDR", def: "127.0.0.1:8080", meaning: "listen address"},
-		{name: "PHONES_DATA_DIR", def: "./data", meaning: "data directory (SQLite database, events file, development key)"},
+		{name: "PHONES_DATA_DIR", def: "./data", meaning: "data directory (SQLite database, events file, development key, token issuer's key)"},
 		{name: "PHONES_DATABASE_URL", def: "sqlite:<data dir>/phones.db", defNote: "`sqlite:` + `phones.db` in the data directory",
 			meaning: "`sqlite:relative/path.db`, `sqlite:/abs/path.db` or `sqlite:///abs/path.db`; or `postgres://user:password@host:5432/db` (also `postgresql://`)"},
 		{name: "PHONES_JWKS_URL", defNote: "development mode", meaning: "key set of the token issuer; `https`, or `http` for a loopback host only"},

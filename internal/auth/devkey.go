@@ -46,10 +46,15 @@ type Claims struct {
 
 // LoadOrCreateDevKey reads the RSA-2048 key in dir/dev-signing-key.pem, creating it (mode 0600, dir created 0700 if missing) on first use.
 func LoadOrCreateDevKey(dir string) (*DevKey, error) {
-	path := filepath.Join(dir, devKeyFile)
+	return LoadOrCreateKeyFile(filepath.Join(dir, devKeyFile))
+}
+
+// LoadOrCreateKeyFile is LoadOrCreateDevKey for a key file of any name, such
+// as the local token issuer's.
+func LoadOrCreateKeyFile(path string) (*DevKey, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		data, err = createDevKey(dir, path)
+		data, err = createDevKey(filepath.Dir(path), path)
 	}
 	if err != nil {
 		return nil, err

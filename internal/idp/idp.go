@@ -1,7 +1,8 @@
 // Package idp is an identity provider on loopback for phonesd's own tools
-// (the benchmark and the fault checker): a fresh RSA-2048 key whose key set
-// it serves at /jwks.json, as a real provider would, and the RS256 tokens
-// it signs with that key.
+// (the benchmark and the fault checker): a fresh RSA-2048 key, kept only in
+// memory, whose key set it serves at /jwks.json with internal/issuer's
+// handler, as a real provider would, and the RS256 tokens it signs with
+// that key.
 package idp
 
 import (
@@ -9,7 +10,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"phonesd/internal/auth"
+	"phonesd/internal/issuer"
 )
 
 // Provider serves its key set until Close.
@@ -40,9 +41,9 @@ func Start() (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(key.KeySet())
+	keySet, err := issuer.KeySetHandler(key)
 	if err != nil {
-		return nil, fmt.Errorf("encode key set: %w", err)
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,20 +51,18 @@ func Start() (*Provider, error) {
 	}
 	p := &Provider{
 		key:     key,
-		JWKSURL: "http://" + ln.Addr().String() + "/jwks.json",
+		JWKSURL: "http://" + ln.Addr().String() + issuer.JWKSPath,
 		served:  make(chan error, 1),
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(time.Duration(p.delay.Load())):
 		case <-r.Context().Done():
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
+		keySet.ServeHTTP(w, r)
 	})
-	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	p.srv = &http.Server{Handler: slow, ReadHeaderTimeout: 5 * time.Second}
 	go func() { p.served <- p.srv.Serve(ln) }()
 	return p, nil
 }

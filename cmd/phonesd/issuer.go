@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"phonesd/internal/auth"
+	"phonesd/internal/issuer"
+)
+
+// issuerCommand runs `phonesd issuer`, a token issuer for production mode
+// on one machine: it serves the key set of its key until ctx ends. As
+// `phonesd issuer token`, it prints a token signed with that key instead.
+func issuerCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return issuerTokenCommand(args[1:], getenv, stdout)
+	}
+	fs := flag.NewFlagSet("phonesd issuer", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address of the key set (phonesd takes an http key set only from a loopback host)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, path, err := issuerKey(getenv)
+	if err != nil {
+		return err
+	}
+	is, err := issuer.Listen(key, *addr)
+	if err != nil {
+		return fmt.Errorf("issuer: %w", err)
+	}
+	token, err := key.Mint(auth.Claims{
+		Issuer: issuer.Name, Audience: issuer.Audience, Subject: "developer",
+		Tenant: devTenant, Roles: []string{"developer"}, TTL: 24 * time.Hour,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, `phonesd issuer: serving the key set of %s at %s
+
+Run phonesd in production mode against it with:
+
+  PHONES_JWKS_URL=%s PHONES_JWT_ISSUER=%s PHONES_JWT_AUDIENCE=%s
+
+A token for tenant %s, valid for 24 hours:
+
+export TOKEN=%s
+
+More tokens: phonesd issuer token -tenant TN-1 -account 123 (-h: flags)
+
+`, path, is.JWKSURL(), is.JWKSURL(), issuer.Name, issuer.Audience, devTenant, token)
+	if err != nil {
+		return err
+	}
+	return is.Serve(ctx)
+}
+
+// issuerTokenCommand prints a token signed with the issuer's key.
+func issuerTokenCommand(args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("phonesd issuer token", flag.ContinueOnError)
+	claims := claimFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, _, err := issuerKey(getenv)
+	if err != nil {
+		return err
+	}
+	c := claims()
+	c.Issuer, c.Audience = issuer.Name, issuer.Audience
+	return printToken(stdout, key, c)
+}
+
+// issuerKey loads the issuer's key from the data directory, creating it on
+// first use, and returns it with its path.
+func issuerKey(getenv func(string) string) (*auth.DevKey, string, error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(cfg.dataDir, issuer.KeyFile)
+	key, err := auth.LoadOrCreateKeyFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("issuer key: %w", err)
+	}
+	return key, path, nil
+}
