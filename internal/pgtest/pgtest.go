@@ -172,3 +172,30 @@ func withDatabase(admin, name string) (string, error) {
 	}
 	return u.String(), nil
 }
+
+// Name returns a fresh database name, made as Database makes them, for a
+// test whose subject creates the database itself (such as the README's
+// createdb), and drops the database when t ends if it exists by then. It
+// skips t when the variable is unset.
+func Name(t testing.TB) string {
+	t.Helper()
+	admin := os.Getenv(envVar)
+	if admin == "" {
+		t.Skip(skipReason)
+	}
+	name := newName(time.Now())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if err := drop(ctx, conn, name); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return name
+}
