@@ -16,6 +16,8 @@ Usage:
                           mode on one machine (-h: flags)
   phonesd issuer token [flags]
                           print a token of that issuer (-h: flags)
+  phonesd healthcheck     exit 0 when the phonesd of PHONES_ADDR on this machine
+                          answers /healthz (a container's health check)
   phonesd version         print the version and the VCS revision built
   phonesd help            print this help (also -h, --help)
 

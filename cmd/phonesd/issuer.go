@@ -77,7 +77,16 @@ func issuerTokenCommand(args []string, getenv func(string) string, stdout io.Wri
 // issuerKey loads the issuer's key from the data directory, creating it on
 // first use, and returns it with its path.
 func issuerKey(getenv func(string) string) (*auth.DevKey, string, error) {
-	cfg, err := loadConfig(getenv)
+	// The issuer is not the service: of the service's configuration only
+	// the data directory concerns it, read as the service reads it. The
+	// rest may be set for the service (in a container image's environment,
+	// say) and must not stop the issuer.
+	cfg, err := loadConfig(func(name string) string {
+		if name == "PHONES_DATA_DIR" {
+			return getenv(name)
+		}
+		return ""
+	})
 	if err != nil {
 		return nil, "", err
 	}

@@ -40,6 +40,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 			return mintCommand(args[2:], getenv, stdout)
 		case "issuer":
 			return issuerCommand(ctx, args[2:], getenv, stdout)
+		case "healthcheck":
+			return healthcheckCommand(ctx, getenv)
 		case "version":
 			return printVersion(stdout)
 		case "help", "-h", "-help", "--help":
