@@ -59,6 +59,8 @@ type options struct {
 	url         string
 	token       string
 	jsonPath    string
+	plotPath    string // chart of the results
+	plotFrom    string // --json file to draw instead of measuring
 	dir         string
 	keep        bool
 	env         []string // KEY=VALUE pairs for the phonesd the bench starts
@@ -83,6 +85,8 @@ Examples:
   # both backends, several concurrencies, results also as JSON
   go run ./cmd/phonesbench --backend sqlite,postgres --concurrency 1,16,64,256 \
       --postgres-url 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' --json bench.json
+  # the README's chart, drawn again from the results of that run
+  go run ./cmd/phonesbench --plot-from bench.json --plot docs/bench.svg
   # growth: empty storage, then 1,000,000 phones preloaded
   go run ./cmd/phonesbench --preload 1000000 --growth
   # this checkout against an earlier commit, side by side, median of 3 rounds
@@ -138,6 +142,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.url, "url", "", "load a phonesd already running at this base URL instead of starting one (needs --token; --backend is then ignored)")
 	fs.StringVar(&o.token, "token", "", "with --url: the bearer token of the requests, tenant-wide")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&o.plotPath, "plot", "", "also draw creates/s and floor/s against the concurrency, per backend, to this file (.svg, .png or .pdf)")
+	fs.StringVar(&o.plotFrom, "plot-from", "", "with --plot: draw the results of this --json file instead of measuring")
 	fs.StringVar(&o.dir, "dir", "", "where the work directory (data, logs) is made; it should be on the disk under test (default the system's temporary directory)")
 	fs.StringVar(&o.baselineRef, "baseline-ref", "", "also build phonesd at this git revision (from a worktree of this repository) and measure it beside this checkout's, alternating, in the same run")
 	fs.IntVar(&o.rounds, "rounds", 1, "measurements of each concurrency per phonesd; the report gives their medians")
@@ -162,6 +168,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.plotFrom != "" && o.plotPath == "" {
+		return o, errors.New("--plot-from draws to the file of --plot: give --plot FILE.svg too")
 	}
 	switch {
 	case o.duration <= 0:
@@ -211,12 +220,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if o.plotFrom != "" {
+		rep, err := readJSON(o.plotFrom)
+		if err != nil {
+			return err
+		}
+		return drawPlot(o.plotPath, rep)
+	}
 	b := &bench{opts: o, progress: stderr}
 	rep, runErr := b.run(ctx)
 	if len(rep.Runs) > 0 {
 		printReport(stdout, rep)
 		if o.jsonPath != "" {
 			if err := writeJSON(o.jsonPath, rep); err != nil {
+				return errors.Join(runErr, err)
+			}
+		}
+		if o.plotPath != "" {
+			if err := drawPlot(o.plotPath, rep); err != nil {
 				return errors.Join(runErr, err)
 			}
 		}
