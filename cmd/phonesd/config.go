@@ -36,6 +36,7 @@ type config struct {
 	dbStmtTimeout  time.Duration
 	logLevel       slog.Level
 	debugAddr      string // profiles; empty: off
+	metricsAddr    string // /metrics on an address of its own; empty: on the API's
 	// rateLimit is API requests a second per tenant; 0: off.
 	rateLimit            float64
 	rateBurst            int32
@@ -68,6 +69,14 @@ func (c config) databaseName() string {
 		return "postgres"
 	}
 	return "postgres://" + u.Host + u.Path
+}
+
+// databaseSystem names the database engine, for traces.
+func (c config) databaseSystem() string {
+	if c.postgresURL == "" {
+		return "sqlite"
+	}
+	return "postgresql"
 }
 
 // eventsName names where events go, for the log, without credentials.
@@ -120,6 +129,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.debugAddr = getenv("PHONES_DEBUG_ADDR"); c.debugAddr != "" && !loopback(c.debugAddr) {
 		return c, fmt.Errorf("PHONES_DEBUG_ADDR: profiles are served only on a loopback address, not %q", c.debugAddr)
+	}
+	if c.metricsAddr = getenv("PHONES_METRICS_ADDR"); c.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.metricsAddr); err != nil {
+			return c, fmt.Errorf("PHONES_METRICS_ADDR: want host:port, got %q", c.metricsAddr)
+		}
 	}
 	if err := c.logLevel.UnmarshalText([]byte(envOr(getenv, "PHONES_LOG_LEVEL", "info"))); err != nil {
 		return c, fmt.Errorf("PHONES_LOG_LEVEL: want debug, info, warn or error")

@@ -20,20 +20,26 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return serveAside(ctx, "PHONES_DEBUG_ADDR", addr, mux, log)
+}
+
+// serveAside serves h on addr, apart from the API, until ctx ends; env
+// names the variable addr came from, for errors.
+func serveAside(ctx context.Context, env, addr string, h http.Handler, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("PHONES_DEBUG_ADDR: %w", err)
+		return fmt.Errorf("%s: %w", env, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
 	}()
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-			log.Warn("debug server stopped", "err", err)
+			log.Warn("server stopped", "variable", env, "err", err)
 		}
 	}()
-	log.Info("debug server listening", "addr", ln.Addr().String())
+	log.Info("listening", "variable", env, "addr", ln.Addr().String())
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"phonesd/internal/phone"
 	"phonesd/internal/postgres"
 	"phonesd/internal/sqlite"
+	"phonesd/internal/telemetry"
 )
 
 // Shutdown budgets: in-flight requests get drainTimeout to finish, then the
@@ -79,7 +80,34 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return err
 	}
 
-	phones := phone.NewService(db, relay.Notify)
+	metrics := telemetry.NewMetrics()
+	if pool, ok := db.(interface{ PoolStats() (int32, int32, int32) }); ok {
+		if err := metrics.RegisterPool(pool.PoolStats); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	tracing, err := telemetry.StartTracing(ctx, getenv, serviceVersion())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(shutdownCtx); err != nil {
+			log.Warn("spans left unexported", "err", err)
+		}
+	}()
+	var store phone.Store = db
+	if tracing.Tracer != nil {
+		store = telemetry.TraceStore(db, tracing.Tracer, cfg.databaseSystem())
+	}
+	// /metrics is served with the API unless it has an address of its own.
+	apiMetrics := metrics.Handler()
+	if cfg.metricsAddr != "" {
+		apiMetrics = nil
+	}
+
+	phones := phone.NewService(store, relay.Notify)
 	srv, err := httpapi.NewServer(httpapi.Config{
 		Logger:               log,
 		Phones:               phones,
@@ -93,6 +121,10 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		MaxInFlight:          int(cfg.maxInFlight),
 		MaxInFlightPerTenant: int(cfg.maxInFlightPerTenant),
 		BodyTimeout:          cfg.bodyTimeout,
+		Observer:             metrics,
+		Metrics:              apiMetrics,
+		Tracer:               tracing.Tracer,
+		Propagator:           tracing.Propagator,
 	})
 	if err != nil {
 		return fmt.Errorf("build server: %w", err)
@@ -115,6 +147,11 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	defer stopBackground()
 	if cfg.debugAddr != "" {
 		if err := serveDebug(bg, cfg.debugAddr, log); err != nil {
+			return err
+		}
+	}
+	if cfg.metricsAddr != "" {
+		if err := serveAside(bg, "PHONES_METRICS_ADDR", cfg.metricsAddr, metrics.Handler(), log); err != nil {
 			return err
 		}
 	}

@@ -60,6 +60,7 @@ func variables() []variable {
 		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers; a slower one answers 408 and its connection is closed"},
 		{name: "PHONES_LOG_LEVEL", def: "info", meaning: "`debug`, `info`, `warn`, `error`"},
 		{name: "PHONES_DEBUG_ADDR", defNote: "off", meaning: "a loopback address serving Go's profiles at `/debug/pprof/`"},
+		{name: "PHONES_METRICS_ADDR", defNote: "the API's address", meaning: "an address serving `/metrics` instead of the API's, so that the metrics need not be exposed with the API"},
 	}
 }
 

@@ -7,28 +7,64 @@ import (
 	"runtime/debug"
 )
 
+// buildStamp is what the Go toolchain stamped into the binary.
+type buildStamp struct {
+	module, goVersion string
+	revision, time    string // "" without VCS information
+	modified          bool
+}
+
+// readBuildStamp reads the binary's build information.
+func readBuildStamp() (buildStamp, bool) {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return buildStamp{}, false
+	}
+	b := buildStamp{module: info.Main.Version, goVersion: info.GoVersion}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.revision = s.Value
+		case "vcs.time":
+			b.time = s.Value
+		case "vcs.modified":
+			b.modified = s.Value == "true"
+		}
+	}
+	return b, true
+}
+
 // printVersion writes the module version and the VCS revision that the Go
 // toolchain stamped into the binary. A build outside a git clone, or with
 // -buildvcs=false, has no revision, and says so.
 func printVersion(w io.Writer) error {
-	info, ok := debug.ReadBuildInfo()
+	b, ok := readBuildStamp()
 	if !ok {
 		return errors.New("version: this binary carries no build information")
 	}
-	vcs := map[string]string{}
-	for _, s := range info.Settings {
-		vcs[s.Key] = s.Value
-	}
 	revision := "revision unknown (built without VCS information)"
-	if r := vcs["vcs.revision"]; r != "" {
-		revision = "revision " + r
-		if t := vcs["vcs.time"]; t != "" {
-			revision += ", committed " + t
+	if b.revision != "" {
+		revision = "revision " + b.revision
+		if b.time != "" {
+			revision += ", committed " + b.time
 		}
-		if vcs["vcs.modified"] == "true" {
+		if b.modified {
 			revision += ", with uncommitted changes"
 		}
 	}
-	_, err := fmt.Fprintf(w, "phonesd %s\n%s\nbuilt with %s\n", info.Main.Version, revision, info.GoVersion)
+	_, err := fmt.Fprintf(w, "phonesd %s\n%s\nbuilt with %s\n", b.module, revision, b.goVersion)
 	return err
+}
+
+// serviceVersion names this build in one line, for traces: the module
+// version, and the revision when the build has it.
+func serviceVersion() string {
+	b, ok := readBuildStamp()
+	if !ok {
+		return "unknown"
+	}
+	if b.revision == "" {
+		return b.module
+	}
+	return b.module + " " + b.revision
 }

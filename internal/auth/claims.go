@@ -14,7 +14,7 @@ const maxTenantRunes = 64
 func principalFrom(c *tokenClaims) (Principal, error) {
 	tenant, ok := parseTenant(c.Tenant)
 	if !ok {
-		return fail("invalid tenant_id claim")
+		return fail(errTenant)
 	}
 	p := Principal{
 		Tenant:  tenant,
@@ -30,13 +30,13 @@ func principalFrom(c *tokenClaims) (Principal, error) {
 		// scoping the token, so it is refused rather than ignored.
 		account, ok := parseAccountID(c.AccountID)
 		if !ok {
-			return fail("invalid account_id claim")
+			return fail(errAccountID)
 		}
 		p.AccountBound, p.Account = true, account
 	case c.UID != nil:
 		account, ok := parseAccountID(c.UID)
 		if !ok {
-			return fail("invalid uid claim")
+			return fail(errUID)
 		}
 		p.AccountBound, p.Account = true, account
 	case c.ExternalAccountID != nil && string(c.ExternalAccountID) != "null":
@@ -46,7 +46,7 @@ func principalFrom(c *tokenClaims) (Principal, error) {
 	// refused: whatever names an account is read strictly or not at all.
 	if c.AccountID != nil && c.UID != nil {
 		if _, ok := parseAccountID(c.UID); !ok {
-			return fail("invalid uid claim")
+			return fail(errUID)
 		}
 	}
 	return p, nil

@@ -49,8 +49,38 @@ func (p Principal) MayAccess(account int64) bool {
 	return !p.AccountBound || (p.Account != 0 && p.Account == account)
 }
 
-// Error is a verification failure whose Message is safe to send to the client (it never contains the token).
-type Error struct{ Message string }
+// Error is a verification failure whose Message is safe to send to the
+// client (it never contains the token), and whose Reason, one of a few
+// words, counts it in the metrics.
+type Error struct {
+	Reason  string
+	Message string
+}
+
+// The failures of a verification. Each names a reason of its own except
+// the claims', which share "claims".
+var (
+	errTooLarge       = &Error{"too_large", "token too large"}
+	errMalformed      = &Error{"malformed", "malformed token"}
+	errAlgorithm      = &Error{"algorithm", "token algorithm not accepted"}
+	errType           = &Error{"type", "token type not accepted"}
+	errNoKeyID        = &Error{"unknown_key", "token has no key id"}
+	errUnknownKey     = &Error{"unknown_key", "unknown token signing key"}
+	errKeyAlgorithm   = &Error{"algorithm", "token algorithm does not match its key"}
+	errSignature      = &Error{"signature", "invalid token signature"}
+	errMalformedClaim = &Error{"malformed", "malformed token claims"}
+	errNoExpiry       = &Error{"expired", "token has no expiry"}
+	errExpired        = &Error{"expired", "token expired"}
+	errNotYetValid    = &Error{"not_yet_valid", "token not yet valid"}
+	errIssuedFuture   = &Error{"not_yet_valid", "token issued in the future"}
+	errIssuer         = &Error{"issuer", "token issuer not accepted"}
+	errAudience       = &Error{"audience", "token audience not accepted"}
+	errClaims         = &Error{"claims", "invalid token claims"}
+	errLifetime       = &Error{"lifetime", "token lifetime exceeds the limit"}
+	errTenant         = &Error{"claims", "invalid tenant_id claim"}
+	errAccountID      = &Error{"claims", "invalid account_id claim"}
+	errUID            = &Error{"claims", "invalid uid claim"}
+)
 
 // Error returns the client-safe message.
 func (e *Error) Error() string { return e.Message }
@@ -199,7 +229,7 @@ type tokenClaims struct {
 	Origin            json.RawMessage `json:"origin"`
 }
 
-func fail(msg string) (Principal, error) { return Principal{}, &Error{Message: msg} }
+func fail(e *Error) (Principal, error) { return Principal{}, e }
 
 // canonicalCompact reports whether token is three segments of canonical
 // base64url: only the alphabet, no padding, and zero unused bits in the last
@@ -228,7 +258,7 @@ func canonicalCompact(token string) bool {
 // in the current set fails at once (and starts a refetch of the set).
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
 	if len(token) > maxTokenBytes {
-		return fail("token too large")
+		return fail(errTooLarge)
 	}
 	if v.cache == nil {
 		vt, err := v.verify(token)
@@ -272,43 +302,43 @@ func (v *Verifier) stillValid(vt verified) bool {
 // verify checks a token in full: its form, signature and claims.
 func (v *Verifier) verify(token string) (verified, error) {
 	if !canonicalCompact(token) {
-		return failed("malformed token")
+		return failed(errMalformed)
 	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
 		var algErr *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &algErr) {
-			return failed("token algorithm not accepted")
+			return failed(errAlgorithm)
 		}
-		return failed("malformed token")
+		return failed(errMalformed)
 	}
 	header := jws.Signatures[0].Header
 	if typ, ok := header.ExtraHeaders[jose.HeaderType]; ok && !acceptedType(typ) {
-		return failed("token type not accepted")
+		return failed(errType)
 	}
 	if header.KeyID == "" {
-		return failed("token has no key id")
+		return failed(errNoKeyID)
 	}
 	key, ok := v.lookup(header.KeyID)
 	if !ok {
-		return failed("unknown token signing key")
+		return failed(errUnknownKey)
 	}
 	if key.Algorithm != "" && key.Algorithm != header.Algorithm {
-		return failed("token algorithm does not match its key")
+		return failed(errKeyAlgorithm)
 	}
 	payload, err := jws.Verify(key.Key)
 	if err != nil {
-		return failed("invalid token signature")
+		return failed(errSignature)
 	}
 
 	// go-jose's json matches field names case-sensitively, so "TENANT_ID"
 	// cannot stand in for tenant_id.
 	var c tokenClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return failed("malformed token claims")
+		return failed(errMalformedClaim)
 	}
 	if c.Expiry == nil {
-		return failed("token has no expiry")
+		return failed(errNoExpiry)
 	}
 	// jwt.Claims reads a null nbf or iat as absent; RFC 7519 wants numbers.
 	var times struct {
@@ -316,7 +346,7 @@ func (v *Verifier) verify(token string) (verified, error) {
 		IssuedAt  json.RawMessage `json:"iat"`
 	}
 	if err := json.Unmarshal(payload, &times); err != nil || string(times.NotBefore) == "null" || string(times.IssuedAt) == "null" {
-		return failed("malformed token claims")
+		return failed(errMalformedClaim)
 	}
 	now := v.cfg.Now()
 	expected := jwt.Expected{
@@ -328,7 +358,7 @@ func (v *Verifier) verify(token string) (verified, error) {
 		return failed(claimsFailure(err))
 	}
 	if v.cfg.MaxTTL > 0 && tooLong(&c, now, v.cfg.MaxTTL, v.cfg.Leeway) {
-		return failed("token lifetime exceeds the limit")
+		return failed(errLifetime)
 	}
 	p, err := principalFrom(&c)
 	if err != nil {
@@ -341,7 +371,7 @@ func (v *Verifier) verify(token string) (verified, error) {
 	return vt, nil
 }
 
-func failed(msg string) (verified, error) { return verified{}, &Error{Message: msg} }
+func failed(e *Error) (verified, error) { return verified{}, e }
 
 // acceptedType reads the typ header (RFC 7515 4.1.9): a JWT or an OAuth
 // access token (RFC 9068), case-insensitively, with or without the
@@ -369,19 +399,19 @@ func tooLong(c *tokenClaims, now time.Time, maxTTL, leeway time.Duration) bool {
 	return exp.Sub(now) > maxTTL+leeway
 }
 
-func claimsFailure(err error) string {
+func claimsFailure(err error) *Error {
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
-		return "token expired"
+		return errExpired
 	case errors.Is(err, jwt.ErrNotValidYet):
-		return "token not yet valid"
+		return errNotYetValid
 	case errors.Is(err, jwt.ErrIssuedInTheFuture):
-		return "token issued in the future"
+		return errIssuedFuture
 	case errors.Is(err, jwt.ErrInvalidIssuer):
-		return "token issuer not accepted"
+		return errIssuer
 	case errors.Is(err, jwt.ErrInvalidAudience):
-		return "token audience not accepted"
+		return errAudience
 	default:
-		return "invalid token claims"
+		return errClaims
 	}
 }

@@ -45,6 +45,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
 		return nil, false
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.observer.Refused("body_timeout")
 		// The connection cannot carry another request after a body cut
 		// short: close it, and with it everything the request held.
 		w.Header().Set("Connection", "close")

@@ -110,10 +110,12 @@ func (t *tenantGauges) leave(tenant string) {
 // a 503 whoever asks, so that a load balancer moves the request elsewhere.
 func (s *Server) admit(w http.ResponseWriter, tenant string) bool {
 	if !s.served.enter() {
+		s.observer.Refused("overloaded")
 		writeOverloaded(w)
 		return false
 	}
 	if !s.perTenant.enter(tenant) {
+		s.observer.Refused("tenant_busy")
 		s.served.leave()
 		w.Header().Set("Retry-After", "1")
 		writeMessage(w, http.StatusTooManyRequests, msgTenantBusy)
@@ -138,6 +140,7 @@ func (s *Server) allowTenant(w http.ResponseWriter, tenant string) bool {
 	if ok {
 		return true
 	}
+	s.observer.Refused("rate_limited")
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
 	writeMessage(w, http.StatusTooManyRequests, msgRateLimited)
 	return false

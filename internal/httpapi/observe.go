@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // exchange is one request and its answer as the access log sees them.
@@ -18,6 +21,11 @@ type exchange struct {
 	cid    string
 	route  string
 	tenant string
+	// operation names the request's operation for metrics: the contract's,
+	// an operational endpoint's, or "unmatched".
+	operation string
+	traceID   string     // the W3C trace the request belongs to; "" if none
+	span      trace.Span // the request's server span; nil untraced
 	// failMsg is the body of a 500 for the request's operation.
 	failMsg string
 }
@@ -25,7 +33,7 @@ type exchange struct {
 // newExchange gives a request its correlation ID (the x-cid header when it
 // is 1-128 printable ASCII characters, else a new UUID) and echoes it.
 func newExchange(w http.ResponseWriter, r *http.Request) *exchange {
-	x := &exchange{ResponseWriter: w, start: time.Now(), cid: correlationID(r.Header), route: "unmatched", failMsg: msgInternal}
+	x := &exchange{ResponseWriter: w, start: time.Now(), cid: correlationID(r.Header), route: "unmatched", operation: "unmatched", failMsg: msgInternal}
 	w.Header().Set("x-cid", x.cid)
 	return x
 }
@@ -41,14 +49,27 @@ func (s *Server) finish(x *exchange, r *http.Request) {
 			writeMessage(x, http.StatusInternalServerError, x.failMsg)
 		}
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+	took := time.Since(x.start)
+	s.observer.Answered(x.operation, r.Method, x.status, took)
+	if x.span != nil {
+		x.span.SetAttributes(attribute.Int("http.response.status_code", x.status))
+		if x.status >= 500 {
+			x.span.SetStatus(codes.Error, "")
+		}
+		x.span.End()
+	}
+	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("route", x.route),
 		slog.Int("status", x.status),
-		slog.Float64("duration_ms", float64(time.Since(x.start).Microseconds())/1000),
+		slog.Float64("duration_ms", float64(took.Microseconds())/1000),
 		slog.String("cid", x.cid),
 		slog.String("tenant", x.tenant),
-	)
+	}
+	if x.traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", x.traceID))
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 func correlationID(h http.Header) string {

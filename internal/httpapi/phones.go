@@ -16,7 +16,8 @@ import (
 // checked, calls the service within the storage timeout, and answers with
 // the contract's types.
 
-var createPhone = operation{
+var createPhone = &operation{
+	name:    "createPhone",
 	failMsg: msgCreateFailed,
 	params:  createParams,
 	body: func(in *request, body []byte) error {
@@ -27,11 +28,12 @@ var createPhone = operation{
 	do: doCreatePhone,
 }
 
-var listPhones = operation{failMsg: msgListFailed, params: listPhonesParams, do: doListPhones}
+var listPhones = &operation{name: "listPhones", failMsg: msgListFailed, params: listPhonesParams, do: doListPhones}
 
-var getPhone = operation{failMsg: msgReadFailed, params: phoneParams, do: doGetPhone}
+var getPhone = &operation{name: "getPhone", failMsg: msgReadFailed, params: phoneParams, do: doGetPhone}
 
-var updatePhone = operation{
+var updatePhone = &operation{
+	name:    "updatePhone",
 	failMsg: msgUpdateFailed,
 	params:  updateParams,
 	body: func(in *request, body []byte) error {

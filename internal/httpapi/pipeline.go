@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"phonesd/internal/auth"
 	"phonesd/internal/phone"
 )
@@ -13,6 +17,8 @@ import (
 // operation is one operation of the contract: how its parameters and body
 // are read into a request, and what it does with it.
 type operation struct {
+	// name names it in metrics and traces.
+	name string
 	// failMsg is the body of the operation's 500.
 	failMsg string
 	// params reads the path arguments, query and headers into in, and
@@ -57,7 +63,9 @@ func (in *request) audit() phone.Audit {
 // of the body (415, 413, 408), the body (400); then the operation.
 func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArgs) {
 	x.failMsg = op.failMsg
+	ctx := s.traceContext(x, r, op)
 	if s.draining.Load() {
+		s.observer.Refused("draining")
 		writeDraining(x)
 		return
 	}
@@ -67,6 +75,7 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 		_ = http.NewResponseController(x).SetReadDeadline(x.start.Add(s.bodyTimeout))
 	}
 	if !s.verifier.Ready() {
+		s.observer.Refused("keys_not_loaded")
 		x.Header().Set("Retry-After", "1")
 		writeMessage(x, http.StatusServiceUnavailable, msgKeysNotLoaded)
 		return
@@ -105,9 +114,31 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 			in.fingerprint = fingerprint(r.URL.EscapedPath(), r.Header.Get("X-Customer-Id"), body)
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.storageTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.storageTimeout)
 	defer cancel()
 	op.do(s, x, ctx, &in)
+}
+
+// traceContext is the request's context with its W3C trace: the one the
+// client sent in traceparent, and with a tracer a server span of the
+// operation's under it, ended once the answer is written.
+func (s *Server) traceContext(x *exchange, r *http.Request, op *operation) context.Context {
+	ctx := r.Context()
+	if s.propagator != nil && r.Header.Get("Traceparent") != "" {
+		ctx = s.propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, op.name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+			attribute.String("http.request.method", r.Method),
+			attribute.String("http.route", x.route),
+		))
+		x.span = span
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		x.traceID = sc.TraceID().String()
+	}
+	return ctx
 }
 
 // authenticate reads the bearer token and verifies it, answering 401 when
@@ -118,30 +149,35 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Prin
 	vals := r.Header.Values("Authorization")
 	switch {
 	case len(vals) == 0:
+		s.observer.TokenRejected("missing")
 		writeUnauthorized(w, msgUnauthorized)
 		return auth.Principal{}, false
 	case len(vals) > 1:
+		s.observer.TokenRejected("not_bearer")
 		writeUnauthorized(w, msgTwoAuthorizations)
 		return auth.Principal{}, false
 	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		s.observer.TokenRejected("not_bearer")
 		writeUnauthorized(w, msgNotBearer)
 		return auth.Principal{}, false
 	}
 	if !s.verifying.enter() {
+		s.observer.Refused("overloaded_unauthenticated")
 		writeOverloaded(w)
 		return auth.Principal{}, false
 	}
 	p, err := s.verifier.Verify(r.Context(), token)
 	s.verifying.leave()
 	if err != nil {
-		msg := msgInvalidToken
+		msg, reason := msgInvalidToken, "invalid"
 		var ae *auth.Error
 		if errors.As(err, &ae) {
-			msg = ae.Message
+			msg, reason = ae.Message, ae.Reason
 		}
+		s.observer.TokenRejected(reason)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="phonesd", error="invalid_token"`)
 		writeMessage(w, http.StatusUnauthorized, msg)
 		return auth.Principal{}, false

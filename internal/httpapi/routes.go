@@ -16,7 +16,7 @@ type resource struct {
 	path string
 	// allow lists its methods for a 405's Allow header.
 	allow string
-	ops   map[string]operation
+	ops   map[string]*operation
 }
 
 // resourceID names the resources; match returns one.
@@ -28,21 +28,30 @@ const (
 	resourceCount
 )
 
+// endpoint is an operational endpoint: no token, GET and HEAD only.
+type endpoint struct {
+	name    string // its operation, for metrics
+	handler http.Handler
+}
+
 // routes is the whole HTTP surface: the operational endpoints, which need
 // no token, and the operations of the contract.
 func (s *Server) routes() {
-	s.operational = map[string]http.HandlerFunc{
-		"/healthz":      s.healthz,
-		"/readyz":       s.readyz,
-		"/openapi.json": s.openapi,
-		"/docs":         docsPage(),
+	s.operational = map[string]endpoint{
+		"/healthz":      {"healthz", http.HandlerFunc(s.healthz)},
+		"/readyz":       {"readyz", http.HandlerFunc(s.readyz)},
+		"/openapi.json": {"openapi", http.HandlerFunc(s.openapi)},
+		"/docs":         {"docs", docsPage()},
+	}
+	if s.metrics != nil {
+		s.operational["/metrics"] = endpoint{"metrics", s.metrics}
 	}
 	s.resources = [resourceCount]resource{
-		phonesResource: {path: phonesPath, allow: "GET,POST", ops: map[string]operation{
+		phonesResource: {path: phonesPath, allow: "GET,POST", ops: map[string]*operation{
 			http.MethodPost: createPhone,
 			http.MethodGet:  listPhones,
 		}},
-		phoneResource: {path: phonePath, allow: "GET,PATCH", ops: map[string]operation{
+		phoneResource: {path: phonePath, allow: "GET,PATCH", ops: map[string]*operation{
 			http.MethodGet:   getPhone,
 			http.MethodPatch: updatePhone,
 		}},
@@ -52,14 +61,14 @@ func (s *Server) routes() {
 // route answers the operational endpoints, finds the API operation of a
 // request or answers 404 or 405: the first of the contract's checks.
 func (s *Server) route(x *exchange, r *http.Request) {
-	if h, ok := s.operational[r.URL.Path]; ok {
+	if e, ok := s.operational[r.URL.Path]; ok {
+		x.route, x.operation = r.URL.Path, e.name
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			x.Header().Set("Allow", "GET, HEAD")
 			writeMessage(x, http.StatusMethodNotAllowed, msgMethodNotAllowed)
 			return
 		}
-		x.route = r.URL.Path
-		h(x, r)
+		e.handler.ServeHTTP(x, r)
 		return
 	}
 	id, args, ok := match(r.URL.EscapedPath())
@@ -74,8 +83,8 @@ func (s *Server) route(x *exchange, r *http.Request) {
 		writeMessage(x, http.StatusMethodNotAllowed, msgMethodNotAllowed)
 		return
 	}
-	x.route = res.path
-	s.serve(x, r, &op, args)
+	x.route, x.operation = res.path, op.name
+	s.serve(x, r, op, args)
 }
 
 // match finds the resource of a path as sent, percent-escapes included, so

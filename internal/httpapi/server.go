@@ -22,6 +22,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"phonesd/internal/auth"
 	"phonesd/internal/phone"
 )
@@ -46,6 +49,19 @@ type Phones interface {
 type Storage interface {
 	Ping(ctx context.Context) error
 	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
+}
+
+// Observer counts what the API answers, for metrics. Its arguments come
+// from small fixed sets: operation names, methods, statuses and reasons.
+type Observer interface {
+	// Answered counts a request of operation, answered with status.
+	Answered(operation, method string, status int, took time.Duration)
+	// Refused counts an API request refused to protect the replica:
+	// rate_limited, tenant_busy, overloaded, overloaded_unauthenticated,
+	// body_timeout, keys_not_loaded or draining.
+	Refused(reason string)
+	// TokenRejected counts a 401, by the reason of auth.Error or missing.
+	TokenRejected(reason string)
 }
 
 // Config holds what NewServer needs.
@@ -77,6 +93,16 @@ type Config struct {
 	// BodyTimeout is how long a request body may take to arrive after the
 	// headers; a slower one answers 408. 0: only the server's own timeouts.
 	BodyTimeout time.Duration
+	// Metrics counts what the API answers; nil counts nothing. Metrics
+	// serves /metrics among the operational endpoints; nil serves none
+	// (when they are served on an address of their own).
+	Observer Observer
+	Metrics  http.Handler
+	// Tracer makes a server span per API request, the parent of the
+	// service's; nil makes none. Propagator reads a request's W3C trace
+	// context, traced or not, for its log line and its events.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 }
 
 // Server is phonesd's HTTP handler.
@@ -90,14 +116,18 @@ type Server struct {
 	idempotencyTTL time.Duration
 	bodyTimeout    time.Duration
 	draining       atomic.Bool
-	operational    map[string]http.HandlerFunc
+	operational    map[string]endpoint
 	resources      [resourceCount]resource
 	limiter        *limiter // nil: no rate limit
 	// verifying bounds the requests whose token is being checked, served
 	// bounds the authenticated ones, perTenant each tenant's; nil: no bound.
-	verifying *gauge
-	served    *gauge
-	perTenant *tenantGauges
+	verifying  *gauge
+	served     *gauge
+	perTenant  *tenantGauges
+	observer   Observer
+	metrics    http.Handler
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
 }
 
 // NewServer returns the HTTP handler of the whole service.
@@ -115,6 +145,13 @@ func NewServer(cfg Config) (*Server, error) {
 		verifying:      newGauge(cfg.MaxInFlight),
 		served:         newGauge(cfg.MaxInFlight),
 		perTenant:      newTenantGauges(cfg.MaxInFlightPerTenant),
+		observer:       cfg.Observer,
+		metrics:        cfg.Metrics,
+		tracer:         cfg.Tracer,
+		propagator:     cfg.Propagator,
+	}
+	if s.observer == nil {
+		s.observer = noObserver{}
 	}
 	if s.storageTimeout == 0 {
 		s.storageTimeout = 5 * time.Second
@@ -138,3 +175,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Drain() {
 	s.draining.Store(true)
 }
+
+// noObserver counts nothing.
+type noObserver struct{}
+
+func (noObserver) Answered(string, string, int, time.Duration) {}
+func (noObserver) Refused(string)                              {}
+func (noObserver) TokenRejected(string)                        {}

@@ -154,6 +154,12 @@ func (db *DB) Close() error {
 	return nil
 }
 
+// PoolStats counts the pool's connections: in use, idle, and open in all.
+func (db *DB) PoolStats() (acquired, idle, total int32) {
+	st := db.pool.Stat()
+	return st.AcquiredConns(), st.IdleConns(), st.TotalConns()
+}
+
 // Ping makes a round trip to the server, so it fails when no connection can
 // be had.
 func (db *DB) Ping(ctx context.Context) error {
