@@ -217,9 +217,11 @@ func (b *bench) deploy(ctx context.Context, backend string, preload int, work st
 		"PHONES_JWT_AUDIENCE": benchAudience,
 		"PHONES_EVENTS_URL":   "file://" + filepath.Join(dataDir, "events.jsonl"),
 		"PHONES_LOG_LEVEL":    "info",
-		// The bench is one tenant at full speed: a per-tenant rate limit
-		// would measure the limit, not the service (--env may set one).
-		"PHONES_RATE_LIMIT": "0",
+		// The bench is one tenant at full speed: a per-tenant rate limit,
+		// or a tenant's share of the requests in flight, would measure the
+		// limit, not the service (--env may set them).
+		"PHONES_RATE_LIMIT":               "0",
+		"PHONES_MAX_IN_FLIGHT_PER_TENANT": "4096",
 	}
 
 	var undo []func() error

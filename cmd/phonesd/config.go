@@ -313,7 +313,7 @@ func (c *config) parseBackPressure(getenv func(string) string) error {
 	// A quarter by default: four tenants whose requests all stall (slow
 	// bodies, a stuck account) leave the replica to nobody else only when
 	// they are four.
-	if c.maxInFlightPerTenant, err = intEnv(getenv, "PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, c.maxInFlight); err != nil {
+	if c.maxInFlightPerTenant, err = intEnv(getenv, "PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, maxInFlightCap); err != nil {
 		return err
 	}
 	if c.bodyTimeout, err = durationEnv(getenv, "PHONES_BODY_TIMEOUT", 5*time.Second); err != nil {
