@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-faster/jx"
 
-	"phonesd/internal/httpapi/oas"
+	"phonesd/client"
 	"phonesd/internal/phone"
 )
 
@@ -56,11 +56,11 @@ func writeJSON(w http.ResponseWriter, status int, v interface{ Encode(*jx.Encode
 }
 
 func writeMessage(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, &oas.SimpleError{Message: msg})
+	writeJSON(w, status, &client.SimpleError{Message: msg})
 }
 
 func writeFieldError(w http.ResponseWriter, fe *phone.FieldError) {
-	writeJSON(w, http.StatusBadRequest, &oas.BadRequestError{Message: fe.Message, Field: fe.Field})
+	writeJSON(w, http.StatusBadRequest, &client.BadRequestError{Message: fe.Message, Field: fe.Field})
 }
 
 // refuse answers a parameter or body the contract forbids: a

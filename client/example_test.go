@@ -1,0 +1,100 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+
+	"phonesd/api"
+	"phonesd/client"
+	"phonesd/internal/auth"
+	"phonesd/internal/httpapi"
+	"phonesd/internal/phone"
+	"phonesd/internal/sqlite"
+)
+
+// Example creates a phone with an Idempotency-Key, then reads it back, on a
+// phonesd the example runs on loopback (in development mode: a SQLite file
+// and a key of its own). Against a deployed phonesd, only the URL and the
+// token differ.
+func Example() {
+	base, token, stop := startPhonesd()
+	defer stop()
+	ctx := context.Background()
+
+	c, err := client.NewClient(base, client.Token(token))
+	if err != nil {
+		log.Fatal(err)
+	}
+	created, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, &client.PhoneRequest{
+		Number:   "91234-5678",
+		Type:     client.PhoneTypeMOBILE,
+		AreaCode: client.NewOptAreaCode2(11),
+	}, client.PostAccountsV1AccountsAccountIdPhonesParams{
+		AccountId:      123,
+		IdempotencyKey: client.NewOptString("order-42"),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ok, isOK := created.(*client.PostAccountsV1AccountsAccountIdPhonesOK)
+	if !isOK {
+		log.Fatalf("create answered %T", created)
+	}
+
+	got, err := c.GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx, client.GetAccountsV1AccountsAccountIdPhonesPhoneIdParams{
+		AccountId: 123,
+		PhoneId:   int64(ok.ID),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := got.(*client.PhoneHeaders)
+	fmt.Println(p.Response.Number, p.Response.Type, p.Response.CountryCode.Value, p.Response.Active, "ETag", p.ETag)
+	// Output: 91234-5678 MOBILE 55 true ETag "1"
+}
+
+// startPhonesd runs phonesd's handler on loopback over a new SQLite file,
+// and returns its URL, a token it accepts, and what stops it.
+func startPhonesd() (url, token string, stop func()) {
+	dir, err := os.MkdirTemp("", "phonesd-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	key, err := auth.LoadOrCreateDevKey(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.Config{Keys: key.KeySet(), Issuer: auth.DevIssuer, Audience: auth.DevAudience})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv, err := httpapi.NewServer(httpapi.Config{
+		Logger:   slog.New(slog.DiscardHandler),
+		Phones:   phone.NewService(db, nil),
+		Verifier: v,
+		Storage:  db,
+		Spec:     api.Spec,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	token, err = key.Mint(auth.Claims{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Tenant: "TN-example"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	return ts.URL, token, func() {
+		ts.Close()
+		db.Close()
+		os.RemoveAll(dir)
+	}
+}
