@@ -41,14 +41,14 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ok, isOK := created.(*client.PostAccountsV1AccountsAccountIdPhonesOK)
+	ok, isOK := created.(*client.PostAccountsV1AccountsAccountIdPhonesOKHeaders)
 	if !isOK {
 		log.Fatalf("create answered %T", created)
 	}
 
 	got, err := c.GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx, client.GetAccountsV1AccountsAccountIdPhonesPhoneIdParams{
 		AccountId: 123,
-		PhoneId:   int64(ok.ID),
+		PhoneId:   int64(ok.Response.ID),
 	})
 	if err != nil {
 		log.Fatal(err)

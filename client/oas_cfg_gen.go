@@ -10,9 +10,14 @@ import (
 )
 
 var regexMap = map[string]ogenregex.Regexp{
-	"^[\\x20-\\x7E]+$":                  ogenregex.MustCompile("^[\\x20-\\x7E]+$"),
-	"^[^\\p{Cc}]*$":                     ogenregex.MustCompile("^[^\\p{Cc}]*$"),
-	"^\\+?[0-9 ().-]*[0-9][0-9 ().-]*$": ogenregex.MustCompile("^\\+?[0-9 ().-]*[0-9][0-9 ().-]*$"),
+	"^\"[1-9][0-9]{0,18}\"$":         ogenregex.MustCompile("^\"[1-9][0-9]{0,18}\"$"),
+	"^\"tenant\";q=[0-9]+;w=[0-9]+$": ogenregex.MustCompile("^\"tenant\";q=[0-9]+;w=[0-9]+$"),
+	"^\"tenant\";r=[0-9]+;t=[0-9]+$": ogenregex.MustCompile("^\"tenant\";r=[0-9]+;t=[0-9]+$"),
+	"^[0-9]+$":                       ogenregex.MustCompile("^[0-9]+$"),
+	"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$": ogenregex.MustCompile("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$"),
+	"^[\\x20-\\x7E]+$": ogenregex.MustCompile("^[\\x20-\\x7E]+$"),
+	"^[^\\p{Cc}\\u200B-\\u200F\\u202A-\\u202E\\u2066-\\u2069\\uFEFF]*$": ogenregex.MustCompile("^[^\\p{Cc}\\u200B-\\u200F\\u202A-\\u202E\\u2066-\\u2069\\uFEFF]*$"),
+	"^\\+?[0-9 ().-]*[0-9][0-9 ().-]*$":                                 ogenregex.MustCompile("^\\+?[0-9 ().-]*[0-9][0-9 ().-]*$"),
 }
 
 type (

@@ -197,7 +197,7 @@ func (c *Client) sendGetAccountsV1AccountsAccountIdPhones(ctx context.Context, p
 
 		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
 			if val, ok := params.Limit.Get(); ok {
-				return e.EncodeValue(conv.IntToString(val))
+				return e.EncodeValue(conv.Int32ToString(val))
 			}
 			return nil
 		}); err != nil {

@@ -5,7 +5,7 @@ package client
 // setDefaults set default value of fields.
 func (s *PhoneRequest) setDefaults() {
 	{
-		val := int(55)
+		val := int32(55)
 		s.CountryCode.SetTo(PhoneCountryCode2(val))
 	}
 }

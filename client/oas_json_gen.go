@@ -66,7 +66,7 @@ func (s *BadRequestError) encodeFields(e *jx.Encoder) {
 	}
 	{
 		e.FieldStart("field")
-		e.Str(s.Field)
+		s.Field.Encode(e)
 	}
 }
 
@@ -99,9 +99,7 @@ func (s *BadRequestError) Decode(d *jx.Decoder) error {
 		case "field":
 			requiredBitSet[0] |= 1 << 1
 			if err := func() error {
-				v, err := d.Str()
-				s.Field = string(v)
-				if err != nil {
+				if err := s.Field.Decode(d); err != nil {
 					return err
 				}
 				return nil
@@ -164,40 +162,66 @@ func (s *BadRequestError) UnmarshalJSON(data []byte) error {
 	return s.Decode(d)
 }
 
-// Encode encodes GetAccountsV1AccountsAccountIdPhonesForbidden as json.
-func (s *GetAccountsV1AccountsAccountIdPhonesForbidden) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
+// Encode encodes BadRequestErrorField as json.
+func (s BadRequestErrorField) Encode(e *jx.Encoder) {
+	e.Str(string(s))
 }
 
-// Decode decodes GetAccountsV1AccountsAccountIdPhonesForbidden from json.
-func (s *GetAccountsV1AccountsAccountIdPhonesForbidden) Decode(d *jx.Decoder) error {
+// Decode decodes BadRequestErrorField from json.
+func (s *BadRequestErrorField) Decode(d *jx.Decoder) error {
 	if s == nil {
-		return errors.New("invalid: unable to decode GetAccountsV1AccountsAccountIdPhonesForbidden to nil")
+		return errors.New("invalid: unable to decode BadRequestErrorField to nil")
 	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
+	v, err := d.StrBytes()
+	if err != nil {
+		return err
 	}
-	*s = GetAccountsV1AccountsAccountIdPhonesForbidden(unwrapped)
+	// Try to use constant string.
+	switch BadRequestErrorField(v) {
+	case BadRequestErrorFieldBody:
+		*s = BadRequestErrorFieldBody
+	case BadRequestErrorFieldNumber:
+		*s = BadRequestErrorFieldNumber
+	case BadRequestErrorFieldType:
+		*s = BadRequestErrorFieldType
+	case BadRequestErrorFieldActive:
+		*s = BadRequestErrorFieldActive
+	case BadRequestErrorFieldAreaCode:
+		*s = BadRequestErrorFieldAreaCode
+	case BadRequestErrorFieldCountryCode:
+		*s = BadRequestErrorFieldCountryCode
+	case BadRequestErrorFieldExtension:
+		*s = BadRequestErrorFieldExtension
+	case BadRequestErrorFieldAccountId:
+		*s = BadRequestErrorFieldAccountId
+	case BadRequestErrorFieldPhoneId:
+		*s = BadRequestErrorFieldPhoneId
+	case BadRequestErrorFieldXCustomerID:
+		*s = BadRequestErrorFieldXCustomerID
+	case BadRequestErrorFieldIdempotencyKey:
+		*s = BadRequestErrorFieldIdempotencyKey
+	case BadRequestErrorFieldIfMatch:
+		*s = BadRequestErrorFieldIfMatch
+	case BadRequestErrorFieldLimit:
+		*s = BadRequestErrorFieldLimit
+	case BadRequestErrorFieldCursor:
+		*s = BadRequestErrorFieldCursor
+	default:
+		*s = BadRequestErrorField(v)
+	}
+
 	return nil
 }
 
 // MarshalJSON implements stdjson.Marshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesForbidden) MarshalJSON() ([]byte, error) {
+func (s BadRequestErrorField) MarshalJSON() ([]byte, error) {
 	e := jx.Encoder{}
 	s.Encode(&e)
 	return e.Bytes(), nil
 }
 
 // UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesForbidden) UnmarshalJSON(data []byte) error {
+func (s *BadRequestErrorField) UnmarshalJSON(data []byte) error {
 	d := jx.DecodeBytes(data)
 	return s.Decode(d)
 }
@@ -274,120 +298,6 @@ func (s *GetAccountsV1AccountsAccountIdPhonesNotFound) MarshalJSON() ([]byte, er
 
 // UnmarshalJSON implements stdjson.Unmarshaler.
 func (s *GetAccountsV1AccountsAccountIdPhonesNotFound) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden as json.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden from json.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError as json.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError from json.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound as json.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound from json.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) UnmarshalJSON(data []byte) error {
 	d := jx.DecodeBytes(data)
 	return s.Decode(d)
 }
@@ -517,37 +427,37 @@ func (s *OptAreaCode2) UnmarshalJSON(data []byte) error {
 	return s.Decode(d)
 }
 
-// Encode encodes int as json.
-func (o OptInt) Encode(e *jx.Encoder) {
+// Encode encodes int32 as json.
+func (o OptInt32) Encode(e *jx.Encoder) {
 	if !o.Set {
 		return
 	}
-	e.Int(int(o.Value))
+	e.Int32(int32(o.Value))
 }
 
-// Decode decodes int from json.
-func (o *OptInt) Decode(d *jx.Decoder) error {
+// Decode decodes int32 from json.
+func (o *OptInt32) Decode(d *jx.Decoder) error {
 	if o == nil {
-		return errors.New("invalid: unable to decode OptInt to nil")
+		return errors.New("invalid: unable to decode OptInt32 to nil")
 	}
 	o.Set = true
-	v, err := d.Int()
+	v, err := d.Int32()
 	if err != nil {
 		return err
 	}
-	o.Value = int(v)
+	o.Value = int32(v)
 	return nil
 }
 
 // MarshalJSON implements stdjson.Marshaler.
-func (s OptInt) MarshalJSON() ([]byte, error) {
+func (s OptInt32) MarshalJSON() ([]byte, error) {
 	e := jx.Encoder{}
 	s.Encode(&e)
 	return e.Bytes(), nil
 }
 
 // UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *OptInt) UnmarshalJSON(data []byte) error {
+func (s *OptInt32) UnmarshalJSON(data []byte) error {
 	d := jx.DecodeBytes(data)
 	return s.Decode(d)
 }
@@ -850,272 +760,6 @@ func (s OptString) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON implements stdjson.Unmarshaler.
 func (s *OptString) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict as json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict from json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden as json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden from json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError as json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError from json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound as json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound from json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed as json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed from json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge as json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge from json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType as json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType from json.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType) UnmarshalJSON(data []byte) error {
 	d := jx.DecodeBytes(data)
 	return s.Decode(d)
 }
@@ -1434,9 +1078,9 @@ func (s *PhoneActive) UnmarshalJSON(data []byte) error {
 
 // Encode encodes PhoneCountryCode2 as json.
 func (s PhoneCountryCode2) Encode(e *jx.Encoder) {
-	unwrapped := int(s)
+	unwrapped := int32(s)
 
-	e.Int(unwrapped)
+	e.Int32(unwrapped)
 }
 
 // Decode decodes PhoneCountryCode2 from json.
@@ -1444,10 +1088,10 @@ func (s *PhoneCountryCode2) Decode(d *jx.Decoder) error {
 	if s == nil {
 		return errors.New("invalid: unable to decode PhoneCountryCode2 to nil")
 	}
-	var unwrapped int
+	var unwrapped int32
 	if err := func() error {
-		v, err := d.Int()
-		unwrapped = int(v)
+		v, err := d.Int32()
+		unwrapped = int32(v)
 		if err != nil {
 			return err
 		}
@@ -2083,82 +1727,6 @@ func (s *PhoneUpdateRequest) UnmarshalJSON(data []byte) error {
 	return s.Decode(d)
 }
 
-// Encode encodes PostAccountsV1AccountsAccountIdPhonesConflict as json.
-func (s *PostAccountsV1AccountsAccountIdPhonesConflict) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PostAccountsV1AccountsAccountIdPhonesConflict from json.
-func (s *PostAccountsV1AccountsAccountIdPhonesConflict) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PostAccountsV1AccountsAccountIdPhonesConflict to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PostAccountsV1AccountsAccountIdPhonesConflict(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesConflict) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesConflict) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PostAccountsV1AccountsAccountIdPhonesForbidden as json.
-func (s *PostAccountsV1AccountsAccountIdPhonesForbidden) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PostAccountsV1AccountsAccountIdPhonesForbidden from json.
-func (s *PostAccountsV1AccountsAccountIdPhonesForbidden) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PostAccountsV1AccountsAccountIdPhonesForbidden to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PostAccountsV1AccountsAccountIdPhonesForbidden(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesForbidden) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesForbidden) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
 // Encode encodes PostAccountsV1AccountsAccountIdPhonesInternalServerError as json.
 func (s *PostAccountsV1AccountsAccountIdPhonesInternalServerError) Encode(e *jx.Encoder) {
 	unwrapped := (*SimpleError)(s)
@@ -2325,120 +1893,6 @@ func (s *PostAccountsV1AccountsAccountIdPhonesOK) MarshalJSON() ([]byte, error) 
 
 // UnmarshalJSON implements stdjson.Unmarshaler.
 func (s *PostAccountsV1AccountsAccountIdPhonesOK) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge as json.
-func (s *PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge from json.
-func (s *PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity as json.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity from json.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) UnmarshalJSON(data []byte) error {
-	d := jx.DecodeBytes(data)
-	return s.Decode(d)
-}
-
-// Encode encodes PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType as json.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) Encode(e *jx.Encoder) {
-	unwrapped := (*SimpleError)(s)
-
-	unwrapped.Encode(e)
-}
-
-// Decode decodes PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType from json.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) Decode(d *jx.Decoder) error {
-	if s == nil {
-		return errors.New("invalid: unable to decode PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType to nil")
-	}
-	var unwrapped SimpleError
-	if err := func() error {
-		if err := unwrapped.Decode(d); err != nil {
-			return err
-		}
-		return nil
-	}(); err != nil {
-		return errors.Wrap(err, "alias")
-	}
-	*s = PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType(unwrapped)
-	return nil
-}
-
-// MarshalJSON implements stdjson.Marshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) MarshalJSON() ([]byte, error) {
-	e := jx.Encoder{}
-	s.Encode(&e)
-	return e.Bytes(), nil
-}
-
-// UnmarshalJSON implements stdjson.Unmarshaler.
-func (s *PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) UnmarshalJSON(data []byte) error {
 	d := jx.DecodeBytes(data)
 	return s.Decode(d)
 }

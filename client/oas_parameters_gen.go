@@ -12,7 +12,7 @@ type GetAccountsV1AccountsAccountIdPhonesParams struct {
 	// Filter results on the phone type.
 	Type OptAccountPhoneTypeQuery `json:",omitempty,omitzero"`
 	// Phonesd addition: the most phones in one page.
-	Limit OptInt `json:",omitempty,omitzero"`
+	Limit OptInt32 `json:",omitempty,omitzero"`
 	// Phonesd addition: the `next_cursor` of the previous page. Opaque, and valid only with the tenant,
 	// account and filters it was made for.
 	Cursor OptString `json:",omitempty,omitzero"`

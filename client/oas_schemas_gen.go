@@ -77,7 +77,7 @@ type BadRequestError struct {
 	// Message describing the error.
 	Message string `json:"message"`
 	// Text identifying the ill-formatted field.
-	Field string `json:"field"`
+	Field BadRequestErrorField `json:"field"`
 }
 
 // GetMessage returns the value of Message.
@@ -86,7 +86,7 @@ func (s *BadRequestError) GetMessage() string {
 }
 
 // GetField returns the value of Field.
-func (s *BadRequestError) GetField() string {
+func (s *BadRequestError) GetField() BadRequestErrorField {
 	return s.Field
 }
 
@@ -96,14 +96,215 @@ func (s *BadRequestError) SetMessage(val string) {
 }
 
 // SetField sets the value of Field.
-func (s *BadRequestError) SetField(val string) {
+func (s *BadRequestError) SetField(val BadRequestErrorField) {
 	s.Field = val
 }
 
-func (*BadRequestError) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
-func (*BadRequestError) getAccountsV1AccountsAccountIdPhonesRes()          {}
-func (*BadRequestError) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
-func (*BadRequestError) postAccountsV1AccountsAccountIdPhonesRes()         {}
+// Text identifying the ill-formatted field.
+type BadRequestErrorField string
+
+const (
+	BadRequestErrorFieldBody           BadRequestErrorField = "body"
+	BadRequestErrorFieldNumber         BadRequestErrorField = "number"
+	BadRequestErrorFieldType           BadRequestErrorField = "type"
+	BadRequestErrorFieldActive         BadRequestErrorField = "active"
+	BadRequestErrorFieldAreaCode       BadRequestErrorField = "area_code"
+	BadRequestErrorFieldCountryCode    BadRequestErrorField = "country_code"
+	BadRequestErrorFieldExtension      BadRequestErrorField = "extension"
+	BadRequestErrorFieldAccountId      BadRequestErrorField = "accountId"
+	BadRequestErrorFieldPhoneId        BadRequestErrorField = "phoneId"
+	BadRequestErrorFieldXCustomerID    BadRequestErrorField = "x-customer-id"
+	BadRequestErrorFieldIdempotencyKey BadRequestErrorField = "Idempotency-Key"
+	BadRequestErrorFieldIfMatch        BadRequestErrorField = "If-Match"
+	BadRequestErrorFieldLimit          BadRequestErrorField = "limit"
+	BadRequestErrorFieldCursor         BadRequestErrorField = "cursor"
+)
+
+// AllValues returns all BadRequestErrorField values.
+func (BadRequestErrorField) AllValues() []BadRequestErrorField {
+	return []BadRequestErrorField{
+		BadRequestErrorFieldBody,
+		BadRequestErrorFieldNumber,
+		BadRequestErrorFieldType,
+		BadRequestErrorFieldActive,
+		BadRequestErrorFieldAreaCode,
+		BadRequestErrorFieldCountryCode,
+		BadRequestErrorFieldExtension,
+		BadRequestErrorFieldAccountId,
+		BadRequestErrorFieldPhoneId,
+		BadRequestErrorFieldXCustomerID,
+		BadRequestErrorFieldIdempotencyKey,
+		BadRequestErrorFieldIfMatch,
+		BadRequestErrorFieldLimit,
+		BadRequestErrorFieldCursor,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s BadRequestErrorField) MarshalText() ([]byte, error) {
+	switch s {
+	case BadRequestErrorFieldBody:
+		return []byte(s), nil
+	case BadRequestErrorFieldNumber:
+		return []byte(s), nil
+	case BadRequestErrorFieldType:
+		return []byte(s), nil
+	case BadRequestErrorFieldActive:
+		return []byte(s), nil
+	case BadRequestErrorFieldAreaCode:
+		return []byte(s), nil
+	case BadRequestErrorFieldCountryCode:
+		return []byte(s), nil
+	case BadRequestErrorFieldExtension:
+		return []byte(s), nil
+	case BadRequestErrorFieldAccountId:
+		return []byte(s), nil
+	case BadRequestErrorFieldPhoneId:
+		return []byte(s), nil
+	case BadRequestErrorFieldXCustomerID:
+		return []byte(s), nil
+	case BadRequestErrorFieldIdempotencyKey:
+		return []byte(s), nil
+	case BadRequestErrorFieldIfMatch:
+		return []byte(s), nil
+	case BadRequestErrorFieldLimit:
+		return []byte(s), nil
+	case BadRequestErrorFieldCursor:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *BadRequestErrorField) UnmarshalText(data []byte) error {
+	switch BadRequestErrorField(data) {
+	case BadRequestErrorFieldBody:
+		*s = BadRequestErrorFieldBody
+		return nil
+	case BadRequestErrorFieldNumber:
+		*s = BadRequestErrorFieldNumber
+		return nil
+	case BadRequestErrorFieldType:
+		*s = BadRequestErrorFieldType
+		return nil
+	case BadRequestErrorFieldActive:
+		*s = BadRequestErrorFieldActive
+		return nil
+	case BadRequestErrorFieldAreaCode:
+		*s = BadRequestErrorFieldAreaCode
+		return nil
+	case BadRequestErrorFieldCountryCode:
+		*s = BadRequestErrorFieldCountryCode
+		return nil
+	case BadRequestErrorFieldExtension:
+		*s = BadRequestErrorFieldExtension
+		return nil
+	case BadRequestErrorFieldAccountId:
+		*s = BadRequestErrorFieldAccountId
+		return nil
+	case BadRequestErrorFieldPhoneId:
+		*s = BadRequestErrorFieldPhoneId
+		return nil
+	case BadRequestErrorFieldXCustomerID:
+		*s = BadRequestErrorFieldXCustomerID
+		return nil
+	case BadRequestErrorFieldIdempotencyKey:
+		*s = BadRequestErrorFieldIdempotencyKey
+		return nil
+	case BadRequestErrorFieldIfMatch:
+		*s = BadRequestErrorFieldIfMatch
+		return nil
+	case BadRequestErrorFieldLimit:
+		*s = BadRequestErrorFieldLimit
+		return nil
+	case BadRequestErrorFieldCursor:
+		*s = BadRequestErrorFieldCursor
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// BadRequestErrorHeaders wraps BadRequestError with response headers.
+type BadRequestErrorHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        BadRequestError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *BadRequestErrorHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *BadRequestErrorHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *BadRequestErrorHeaders) GetResponse() BadRequestError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *BadRequestErrorHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *BadRequestErrorHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *BadRequestErrorHeaders) SetResponse(val BadRequestError) {
+	s.Response = val
+}
+
+func (*BadRequestErrorHeaders) postAccountsV1AccountsAccountIdPhonesRes() {}
+
+// BadRequestHeaders wraps BadRequestError with response headers.
+type BadRequestHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        BadRequestError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *BadRequestHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *BadRequestHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *BadRequestHeaders) GetResponse() BadRequestError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *BadRequestHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *BadRequestHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *BadRequestHeaders) SetResponse(val BadRequestError) {
+	s.Response = val
+}
+
+func (*BadRequestHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*BadRequestHeaders) getAccountsV1AccountsAccountIdPhonesRes()          {}
+func (*BadRequestHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
 
 type BearerAuth struct {
 	Token string
@@ -130,9 +331,47 @@ func (s *BearerAuth) SetRoles(val []string) {
 	s.Roles = val
 }
 
-type GetAccountsV1AccountsAccountIdPhonesForbidden SimpleError
+// ForbiddenHeaders wraps SimpleError with response headers.
+type ForbiddenHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
+}
 
-func (*GetAccountsV1AccountsAccountIdPhonesForbidden) getAccountsV1AccountsAccountIdPhonesRes() {}
+// GetRateLimit returns the value of RateLimit.
+func (s *ForbiddenHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *ForbiddenHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *ForbiddenHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *ForbiddenHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *ForbiddenHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *ForbiddenHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*ForbiddenHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*ForbiddenHeaders) getAccountsV1AccountsAccountIdPhonesRes()          {}
+func (*ForbiddenHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*ForbiddenHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
 
 type GetAccountsV1AccountsAccountIdPhonesInternalServerError SimpleError
 
@@ -143,29 +382,62 @@ type GetAccountsV1AccountsAccountIdPhonesNotFound SimpleError
 
 func (*GetAccountsV1AccountsAccountIdPhonesNotFound) getAccountsV1AccountsAccountIdPhonesRes() {}
 
-type GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden SimpleError
+type MethodNotAllowedAllow string
 
-func (*GetAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) getAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+const (
+	MethodNotAllowedAllowGETPOST  MethodNotAllowedAllow = "GET,POST"
+	MethodNotAllowedAllowGETPATCH MethodNotAllowedAllow = "GET,PATCH"
+	MethodNotAllowedAllowGETHEAD  MethodNotAllowedAllow = "GET, HEAD"
+)
+
+// AllValues returns all MethodNotAllowedAllow values.
+func (MethodNotAllowedAllow) AllValues() []MethodNotAllowedAllow {
+	return []MethodNotAllowedAllow{
+		MethodNotAllowedAllowGETPOST,
+		MethodNotAllowedAllowGETPATCH,
+		MethodNotAllowedAllowGETHEAD,
+	}
 }
 
-type GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError SimpleError
-
-func (*GetAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) getAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// MarshalText implements encoding.TextMarshaler.
+func (s MethodNotAllowedAllow) MarshalText() ([]byte, error) {
+	switch s {
+	case MethodNotAllowedAllowGETPOST:
+		return []byte(s), nil
+	case MethodNotAllowedAllowGETPATCH:
+		return []byte(s), nil
+	case MethodNotAllowedAllowGETHEAD:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
 }
 
-type GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound SimpleError
-
-func (*GetAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) getAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *MethodNotAllowedAllow) UnmarshalText(data []byte) error {
+	switch MethodNotAllowedAllow(data) {
+	case MethodNotAllowedAllowGETPOST:
+		*s = MethodNotAllowedAllowGETPOST
+		return nil
+	case MethodNotAllowedAllowGETPATCH:
+		*s = MethodNotAllowedAllowGETPATCH
+		return nil
+	case MethodNotAllowedAllowGETHEAD:
+		*s = MethodNotAllowedAllowGETHEAD
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
 }
 
 // MethodNotAllowedHeaders wraps SimpleError with response headers.
 type MethodNotAllowedHeaders struct {
-	Allow    OptString
+	Allow    OptMethodNotAllowedAllow
 	Response SimpleError
 }
 
 // GetAllow returns the value of Allow.
-func (s *MethodNotAllowedHeaders) GetAllow() OptString {
+func (s *MethodNotAllowedHeaders) GetAllow() OptMethodNotAllowedAllow {
 	return s.Allow
 }
 
@@ -175,7 +447,7 @@ func (s *MethodNotAllowedHeaders) GetResponse() SimpleError {
 }
 
 // SetAllow sets the value of Allow.
-func (s *MethodNotAllowedHeaders) SetAllow(val OptString) {
+func (s *MethodNotAllowedHeaders) SetAllow(val OptMethodNotAllowedAllow) {
 	s.Allow = val
 }
 
@@ -417,38 +689,38 @@ func (o OptAreaCode2) Or(d AreaCode2) AreaCode2 {
 	return d
 }
 
-// NewOptInt returns new OptInt with value set to v.
-func NewOptInt(v int) OptInt {
-	return OptInt{
+// NewOptInt32 returns new OptInt32 with value set to v.
+func NewOptInt32(v int32) OptInt32 {
+	return OptInt32{
 		Value: v,
 		Set:   true,
 	}
 }
 
-// OptInt is optional int.
-type OptInt struct {
-	Value int
+// OptInt32 is optional int32.
+type OptInt32 struct {
+	Value int32
 	Set   bool
 }
 
-// IsSet returns true if OptInt was set.
-func (o OptInt) IsSet() bool { return o.Set }
+// IsSet returns true if OptInt32 was set.
+func (o OptInt32) IsSet() bool { return o.Set }
 
 // Reset unsets value.
-func (o *OptInt) Reset() {
-	var v int
+func (o *OptInt32) Reset() {
+	var v int32
 	o.Value = v
 	o.Set = false
 }
 
 // SetTo sets value to v.
-func (o *OptInt) SetTo(v int) {
+func (o *OptInt32) SetTo(v int32) {
 	o.Set = true
 	o.Value = v
 }
 
 // Get returns value and boolean that denotes whether value was set.
-func (o OptInt) Get() (v int, ok bool) {
+func (o OptInt32) Get() (v int32, ok bool) {
 	if !o.Set {
 		return v, false
 	}
@@ -456,7 +728,7 @@ func (o OptInt) Get() (v int, ok bool) {
 }
 
 // Or returns value if set, or given parameter if does not.
-func (o OptInt) Or(d int) int {
+func (o OptInt32) Or(d int32) int32 {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -503,6 +775,52 @@ func (o OptInt64) Get() (v int64, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptInt64) Or(d int64) int64 {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptMethodNotAllowedAllow returns new OptMethodNotAllowedAllow with value set to v.
+func NewOptMethodNotAllowedAllow(v MethodNotAllowedAllow) OptMethodNotAllowedAllow {
+	return OptMethodNotAllowedAllow{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptMethodNotAllowedAllow is optional MethodNotAllowedAllow.
+type OptMethodNotAllowedAllow struct {
+	Value MethodNotAllowedAllow
+	Set   bool
+}
+
+// IsSet returns true if OptMethodNotAllowedAllow was set.
+func (o OptMethodNotAllowedAllow) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptMethodNotAllowedAllow) Reset() {
+	var v MethodNotAllowedAllow
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptMethodNotAllowedAllow) SetTo(v MethodNotAllowedAllow) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptMethodNotAllowedAllow) Get() (v MethodNotAllowedAllow, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptMethodNotAllowedAllow) Or(d MethodNotAllowedAllow) MethodNotAllowedAllow {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -921,40 +1239,91 @@ func (o OptString) Or(d string) string {
 	return d
 }
 
-type PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict SimpleError
-
-func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdConflict) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// NewOptUnauthorizedWWWAuthenticate returns new OptUnauthorizedWWWAuthenticate with value set to v.
+func NewOptUnauthorizedWWWAuthenticate(v UnauthorizedWWWAuthenticate) OptUnauthorizedWWWAuthenticate {
+	return OptUnauthorizedWWWAuthenticate{
+		Value: v,
+		Set:   true,
+	}
 }
 
-type PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden SimpleError
-
-func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdForbidden) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// OptUnauthorizedWWWAuthenticate is optional UnauthorizedWWWAuthenticate.
+type OptUnauthorizedWWWAuthenticate struct {
+	Value UnauthorizedWWWAuthenticate
+	Set   bool
 }
 
-type PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError SimpleError
+// IsSet returns true if OptUnauthorizedWWWAuthenticate was set.
+func (o OptUnauthorizedWWWAuthenticate) IsSet() bool { return o.Set }
 
-func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdInternalServerError) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// Reset unsets value.
+func (o *OptUnauthorizedWWWAuthenticate) Reset() {
+	var v UnauthorizedWWWAuthenticate
+	o.Value = v
+	o.Set = false
 }
 
-type PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound SimpleError
-
-func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdNotFound) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// SetTo sets value to v.
+func (o *OptUnauthorizedWWWAuthenticate) SetTo(v UnauthorizedWWWAuthenticate) {
+	o.Set = true
+	o.Value = v
 }
 
-type PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed SimpleError
-
-func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdPreconditionFailed) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// Get returns value and boolean that denotes whether value was set.
+func (o OptUnauthorizedWWWAuthenticate) Get() (v UnauthorizedWWWAuthenticate, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
 }
 
-type PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge SimpleError
-
-func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdRequestEntityTooLarge) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// Or returns value if set, or given parameter if does not.
+func (o OptUnauthorizedWWWAuthenticate) Or(d UnauthorizedWWWAuthenticate) UnauthorizedWWWAuthenticate {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
 }
 
-type PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType SimpleError
-
-func (*PatchAccountsV1AccountsAccountIdPhonesPhoneIdUnsupportedMediaType) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {
+// PayloadTooLargeHeaders wraps SimpleError with response headers.
+type PayloadTooLargeHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
 }
+
+// GetRateLimit returns the value of RateLimit.
+func (s *PayloadTooLargeHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *PayloadTooLargeHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *PayloadTooLargeHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *PayloadTooLargeHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *PayloadTooLargeHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PayloadTooLargeHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*PayloadTooLargeHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*PayloadTooLargeHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
 
 // A phone of an account, as stored. phonesd: `area_code` and `country_code` are strings, as in Pismo's
 // list schema and events; `area_code` may exceed Pismo's 2 characters because the request allows any
@@ -1108,19 +1477,31 @@ func (s *Phone) SetUpdatedAt(val string) {
 
 type PhoneActive bool
 
-type PhoneCountryCode2 int
+type PhoneCountryCode2 int32
 
 type PhoneExtension string
 
 // PhoneHeaders wraps Phone with response headers.
 type PhoneHeaders struct {
-	ETag     string
-	Response Phone
+	ETag            string
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        Phone
 }
 
 // GetETag returns the value of ETag.
 func (s *PhoneHeaders) GetETag() string {
 	return s.ETag
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *PhoneHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *PhoneHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
 }
 
 // GetResponse returns the value of Response.
@@ -1131,6 +1512,16 @@ func (s *PhoneHeaders) GetResponse() Phone {
 // SetETag sets the value of ETag.
 func (s *PhoneHeaders) SetETag(val string) {
 	s.ETag = val
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *PhoneHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *PhoneHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
 }
 
 // SetResponse sets the value of Response.
@@ -1171,7 +1562,84 @@ func (s *PhoneList) SetNextCursor(val OptString) {
 	s.NextCursor = val
 }
 
-func (*PhoneList) getAccountsV1AccountsAccountIdPhonesRes() {}
+// PhoneListHeaders wraps PhoneList with response headers.
+type PhoneListHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        PhoneList
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *PhoneListHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *PhoneListHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *PhoneListHeaders) GetResponse() PhoneList {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *PhoneListHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *PhoneListHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PhoneListHeaders) SetResponse(val PhoneList) {
+	s.Response = val
+}
+
+func (*PhoneListHeaders) getAccountsV1AccountsAccountIdPhonesRes() {}
+
+// PhoneNotFoundHeaders wraps SimpleError with response headers.
+type PhoneNotFoundHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *PhoneNotFoundHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *PhoneNotFoundHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *PhoneNotFoundHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *PhoneNotFoundHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *PhoneNotFoundHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PhoneNotFoundHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*PhoneNotFoundHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*PhoneNotFoundHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
 
 type PhoneNumber string
 
@@ -1306,7 +1774,7 @@ type PhoneUpdateRequest struct {
 	// Phone number area code; null clears it.
 	AreaCode OptNilInt32 `json:"area_code"`
 	// Phone number country code.
-	CountryCode OptInt `json:"country_code"`
+	CountryCode OptInt32 `json:"country_code"`
 	// Extension; null clears it.
 	Extension OptNilString `json:"extension"`
 }
@@ -1332,7 +1800,7 @@ func (s *PhoneUpdateRequest) GetAreaCode() OptNilInt32 {
 }
 
 // GetCountryCode returns the value of CountryCode.
-func (s *PhoneUpdateRequest) GetCountryCode() OptInt {
+func (s *PhoneUpdateRequest) GetCountryCode() OptInt32 {
 	return s.CountryCode
 }
 
@@ -1362,7 +1830,7 @@ func (s *PhoneUpdateRequest) SetAreaCode(val OptNilInt32) {
 }
 
 // SetCountryCode sets the value of CountryCode.
-func (s *PhoneUpdateRequest) SetCountryCode(val OptInt) {
+func (s *PhoneUpdateRequest) SetCountryCode(val OptInt32) {
 	s.CountryCode = val
 }
 
@@ -1370,14 +1838,6 @@ func (s *PhoneUpdateRequest) SetCountryCode(val OptInt) {
 func (s *PhoneUpdateRequest) SetExtension(val OptNilString) {
 	s.Extension = val
 }
-
-type PostAccountsV1AccountsAccountIdPhonesConflict SimpleError
-
-func (*PostAccountsV1AccountsAccountIdPhonesConflict) postAccountsV1AccountsAccountIdPhonesRes() {}
-
-type PostAccountsV1AccountsAccountIdPhonesForbidden SimpleError
-
-func (*PostAccountsV1AccountsAccountIdPhonesForbidden) postAccountsV1AccountsAccountIdPhonesRes() {}
 
 type PostAccountsV1AccountsAccountIdPhonesInternalServerError SimpleError
 
@@ -1402,32 +1862,105 @@ func (s *PostAccountsV1AccountsAccountIdPhonesOK) SetID(val PhoneID) {
 	s.ID = val
 }
 
-func (*PostAccountsV1AccountsAccountIdPhonesOK) postAccountsV1AccountsAccountIdPhonesRes() {}
-
-type PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge SimpleError
-
-func (*PostAccountsV1AccountsAccountIdPhonesRequestEntityTooLarge) postAccountsV1AccountsAccountIdPhonesRes() {
+// PostAccountsV1AccountsAccountIdPhonesOKHeaders wraps PostAccountsV1AccountsAccountIdPhonesOK with response headers.
+type PostAccountsV1AccountsAccountIdPhonesOKHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        PostAccountsV1AccountsAccountIdPhonesOK
 }
 
-type PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity SimpleError
-
-func (*PostAccountsV1AccountsAccountIdPhonesUnprocessableEntity) postAccountsV1AccountsAccountIdPhonesRes() {
+// GetRateLimit returns the value of RateLimit.
+func (s *PostAccountsV1AccountsAccountIdPhonesOKHeaders) GetRateLimit() OptString {
+	return s.RateLimit
 }
 
-type PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType SimpleError
-
-func (*PostAccountsV1AccountsAccountIdPhonesUnsupportedMediaType) postAccountsV1AccountsAccountIdPhonesRes() {
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *PostAccountsV1AccountsAccountIdPhonesOKHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
 }
+
+// GetResponse returns the value of Response.
+func (s *PostAccountsV1AccountsAccountIdPhonesOKHeaders) GetResponse() PostAccountsV1AccountsAccountIdPhonesOK {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *PostAccountsV1AccountsAccountIdPhonesOKHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *PostAccountsV1AccountsAccountIdPhonesOKHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PostAccountsV1AccountsAccountIdPhonesOKHeaders) SetResponse(val PostAccountsV1AccountsAccountIdPhonesOK) {
+	s.Response = val
+}
+
+func (*PostAccountsV1AccountsAccountIdPhonesOKHeaders) postAccountsV1AccountsAccountIdPhonesRes() {}
+
+// PreconditionFailedHeaders wraps SimpleError with response headers.
+type PreconditionFailedHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *PreconditionFailedHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *PreconditionFailedHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *PreconditionFailedHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *PreconditionFailedHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *PreconditionFailedHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PreconditionFailedHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*PreconditionFailedHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
 
 // RequestTimeoutHeaders wraps SimpleError with response headers.
 type RequestTimeoutHeaders struct {
-	Connection OptString
-	Response   SimpleError
+	Connection      OptString
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
 }
 
 // GetConnection returns the value of Connection.
 func (s *RequestTimeoutHeaders) GetConnection() OptString {
 	return s.Connection
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *RequestTimeoutHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *RequestTimeoutHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
 }
 
 // GetResponse returns the value of Response.
@@ -1440,6 +1973,16 @@ func (s *RequestTimeoutHeaders) SetConnection(val OptString) {
 	s.Connection = val
 }
 
+// SetRateLimit sets the value of RateLimit.
+func (s *RequestTimeoutHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *RequestTimeoutHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
 // SetResponse sets the value of Response.
 func (s *RequestTimeoutHeaders) SetResponse(val SimpleError) {
 	s.Response = val
@@ -1450,12 +1993,12 @@ func (*RequestTimeoutHeaders) postAccountsV1AccountsAccountIdPhonesRes()        
 
 // ServiceUnavailableHeaders wraps SimpleError with response headers.
 type ServiceUnavailableHeaders struct {
-	RetryAfter OptInt
+	RetryAfter OptInt32
 	Response   SimpleError
 }
 
 // GetRetryAfter returns the value of RetryAfter.
-func (s *ServiceUnavailableHeaders) GetRetryAfter() OptInt {
+func (s *ServiceUnavailableHeaders) GetRetryAfter() OptInt32 {
 	return s.RetryAfter
 }
 
@@ -1465,7 +2008,7 @@ func (s *ServiceUnavailableHeaders) GetResponse() SimpleError {
 }
 
 // SetRetryAfter sets the value of RetryAfter.
-func (s *ServiceUnavailableHeaders) SetRetryAfter(val OptInt) {
+func (s *ServiceUnavailableHeaders) SetRetryAfter(val OptInt32) {
 	s.RetryAfter = val
 }
 
@@ -1495,14 +2038,69 @@ func (s *SimpleError) SetMessage(val string) {
 	s.Message = val
 }
 
+func (*SimpleError) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {}
+func (*SimpleError) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+
+// SimpleErrorHeaders wraps SimpleError with response headers.
+type SimpleErrorHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *SimpleErrorHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *SimpleErrorHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *SimpleErrorHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *SimpleErrorHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *SimpleErrorHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *SimpleErrorHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*SimpleErrorHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*SimpleErrorHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
+
 // TooManyRequestsHeaders wraps SimpleError with response headers.
 type TooManyRequestsHeaders struct {
-	RetryAfter int
-	Response   SimpleError
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	RetryAfter      int32
+	Response        SimpleError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *TooManyRequestsHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *TooManyRequestsHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
 }
 
 // GetRetryAfter returns the value of RetryAfter.
-func (s *TooManyRequestsHeaders) GetRetryAfter() int {
+func (s *TooManyRequestsHeaders) GetRetryAfter() int32 {
 	return s.RetryAfter
 }
 
@@ -1511,8 +2109,18 @@ func (s *TooManyRequestsHeaders) GetResponse() SimpleError {
 	return s.Response
 }
 
+// SetRateLimit sets the value of RateLimit.
+func (s *TooManyRequestsHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *TooManyRequestsHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
 // SetRetryAfter sets the value of RetryAfter.
-func (s *TooManyRequestsHeaders) SetRetryAfter(val int) {
+func (s *TooManyRequestsHeaders) SetRetryAfter(val int32) {
 	s.RetryAfter = val
 }
 
@@ -1528,12 +2136,12 @@ func (*TooManyRequestsHeaders) postAccountsV1AccountsAccountIdPhonesRes()       
 
 // UnauthorizedHeaders wraps SimpleError with response headers.
 type UnauthorizedHeaders struct {
-	WWWAuthenticate OptString
+	WWWAuthenticate OptUnauthorizedWWWAuthenticate
 	Response        SimpleError
 }
 
 // GetWWWAuthenticate returns the value of WWWAuthenticate.
-func (s *UnauthorizedHeaders) GetWWWAuthenticate() OptString {
+func (s *UnauthorizedHeaders) GetWWWAuthenticate() OptUnauthorizedWWWAuthenticate {
 	return s.WWWAuthenticate
 }
 
@@ -1543,7 +2151,7 @@ func (s *UnauthorizedHeaders) GetResponse() SimpleError {
 }
 
 // SetWWWAuthenticate sets the value of WWWAuthenticate.
-func (s *UnauthorizedHeaders) SetWWWAuthenticate(val OptString) {
+func (s *UnauthorizedHeaders) SetWWWAuthenticate(val OptUnauthorizedWWWAuthenticate) {
 	s.WWWAuthenticate = val
 }
 
@@ -1556,3 +2164,123 @@ func (*UnauthorizedHeaders) getAccountsV1AccountsAccountIdPhonesPhoneIdRes()   {
 func (*UnauthorizedHeaders) getAccountsV1AccountsAccountIdPhonesRes()          {}
 func (*UnauthorizedHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
 func (*UnauthorizedHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}
+
+type UnauthorizedWWWAuthenticate string
+
+const (
+	UnauthorizedWWWAuthenticateBearerRealmPhonesd                  UnauthorizedWWWAuthenticate = "Bearer realm=\"phonesd\""
+	UnauthorizedWWWAuthenticateBearerRealmPhonesdErrorInvalidToken UnauthorizedWWWAuthenticate = "Bearer realm=\"phonesd\", error=\"invalid_token\""
+)
+
+// AllValues returns all UnauthorizedWWWAuthenticate values.
+func (UnauthorizedWWWAuthenticate) AllValues() []UnauthorizedWWWAuthenticate {
+	return []UnauthorizedWWWAuthenticate{
+		UnauthorizedWWWAuthenticateBearerRealmPhonesd,
+		UnauthorizedWWWAuthenticateBearerRealmPhonesdErrorInvalidToken,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s UnauthorizedWWWAuthenticate) MarshalText() ([]byte, error) {
+	switch s {
+	case UnauthorizedWWWAuthenticateBearerRealmPhonesd:
+		return []byte(s), nil
+	case UnauthorizedWWWAuthenticateBearerRealmPhonesdErrorInvalidToken:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *UnauthorizedWWWAuthenticate) UnmarshalText(data []byte) error {
+	switch UnauthorizedWWWAuthenticate(data) {
+	case UnauthorizedWWWAuthenticateBearerRealmPhonesd:
+		*s = UnauthorizedWWWAuthenticateBearerRealmPhonesd
+		return nil
+	case UnauthorizedWWWAuthenticateBearerRealmPhonesdErrorInvalidToken:
+		*s = UnauthorizedWWWAuthenticateBearerRealmPhonesdErrorInvalidToken
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// UnprocessableEntityHeaders wraps SimpleError with response headers.
+type UnprocessableEntityHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *UnprocessableEntityHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *UnprocessableEntityHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *UnprocessableEntityHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *UnprocessableEntityHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *UnprocessableEntityHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *UnprocessableEntityHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*UnprocessableEntityHeaders) postAccountsV1AccountsAccountIdPhonesRes() {}
+
+// UnsupportedMediaTypeHeaders wraps SimpleError with response headers.
+type UnsupportedMediaTypeHeaders struct {
+	RateLimit       OptString
+	RateLimitPolicy OptString
+	Response        SimpleError
+}
+
+// GetRateLimit returns the value of RateLimit.
+func (s *UnsupportedMediaTypeHeaders) GetRateLimit() OptString {
+	return s.RateLimit
+}
+
+// GetRateLimitPolicy returns the value of RateLimitPolicy.
+func (s *UnsupportedMediaTypeHeaders) GetRateLimitPolicy() OptString {
+	return s.RateLimitPolicy
+}
+
+// GetResponse returns the value of Response.
+func (s *UnsupportedMediaTypeHeaders) GetResponse() SimpleError {
+	return s.Response
+}
+
+// SetRateLimit sets the value of RateLimit.
+func (s *UnsupportedMediaTypeHeaders) SetRateLimit(val OptString) {
+	s.RateLimit = val
+}
+
+// SetRateLimitPolicy sets the value of RateLimitPolicy.
+func (s *UnsupportedMediaTypeHeaders) SetRateLimitPolicy(val OptString) {
+	s.RateLimitPolicy = val
+}
+
+// SetResponse sets the value of Response.
+func (s *UnsupportedMediaTypeHeaders) SetResponse(val SimpleError) {
+	s.Response = val
+}
+
+func (*UnsupportedMediaTypeHeaders) patchAccountsV1AccountsAccountIdPhonesPhoneIdRes() {}
+func (*UnsupportedMediaTypeHeaders) postAccountsV1AccountsAccountIdPhonesRes()         {}

@@ -44,6 +44,14 @@ func TestRateLimitPerTenant(t *testing.T) {
 				break
 			}
 			createdID(t, r)
+			// The answer states the limit and what is left of it: 5 requests
+			// per the second the empty bucket takes to refill.
+			if got := r.header.Get("RateLimit-Policy"); got != `"tenant";q=5;w=1` {
+				t.Errorf("create %d: RateLimit-Policy %q; want \"tenant\";q=5;w=1", i, got)
+			}
+			if got := r.header.Get("RateLimit"); !strings.HasPrefix(got, `"tenant";r=`) || !strings.HasSuffix(got, ";t=1") {
+				t.Errorf("create %d: RateLimit %q; want \"tenant\";r=<left>;t=1", i, got)
+			}
 			passed++
 		}
 		if limited < 0 {
@@ -54,6 +62,9 @@ func TestRateLimitPerTenant(t *testing.T) {
 		}
 		if passed > 5 {
 			t.Logf("the 429 came after %d requests: the bucket refilled between them", passed)
+		}
+		if got := r.header.Get("RateLimit"); got != `"tenant";r=0;t=1` {
+			t.Errorf("the 429: RateLimit %q; want \"tenant\";r=0;t=1", got)
 		}
 		if string(r.body) != `{"message":"Too many requests for this tenant, retry later"}` {
 			t.Errorf("429 body %s", r.body)

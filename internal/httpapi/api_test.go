@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"phonesd/api"
 	"phonesd/internal/auth"
@@ -66,6 +67,32 @@ func contractStatuses(tb testing.TB) map[string]map[string][]int {
 		tb.Fatal("the contract has no paths")
 	}
 	return out
+}
+
+// contractFields reads the fields a 400 may name, from the contract.
+func contractFields(tb testing.TB) []string {
+	tb.Helper()
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				BadRequestError struct {
+					Properties struct {
+						Field struct {
+							Enum []string `json:"enum"`
+						} `json:"field"`
+					} `json:"properties"`
+				} `json:"BadRequestError"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(api.Spec, &doc); err != nil {
+		tb.Fatalf("read the contract: %v", err)
+	}
+	fields := doc.Components.Schemas.BadRequestError.Properties.Field.Enum
+	if len(fields) == 0 {
+		tb.Fatal("the contract lists no field a 400 may name")
+	}
+	return fields
 }
 
 // route is a path template of the contract as a pattern on the escaped path.
@@ -211,6 +238,7 @@ func FuzzAPI(f *testing.F) {
 	}
 	s := newAPIServer(f)
 	routes := contractRoutes(f)
+	fields := contractFields(f)
 	for i, account := range []string{"1", "2", "1"} {
 		req := httptest.NewRequest(http.MethodPost, "/accounts/v1/accounts/"+account+"/phones", strings.NewReader(`{"number": "`+strconv.Itoa(100+i)+`", "type": "MOBILE"}`))
 		req.Header.Set("Authorization", "Bearer "+s.tokens[tenant])
@@ -258,6 +286,12 @@ func FuzzAPI(f *testing.F) {
 			field, _ := e["field"].(string)
 			if msg == "" || (code == http.StatusBadRequest && (field == "" || len(e) != 2)) || (code != http.StatusBadRequest && len(e) != 1) {
 				t.Fatalf("%s: want {message} or, on 400, {message, field}", describe())
+			}
+			if code == http.StatusBadRequest && !slices.Contains(fields, field) {
+				t.Fatalf("%s: field %q is not one the contract lists", describe(), field)
+			}
+			if utf8.RuneCountInString(msg) > 256 {
+				t.Fatalf("%s: a message over the contract's 256 characters", describe())
 			}
 			if code == http.StatusUnauthorized && !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") {
 				t.Fatalf("%s: WWW-Authenticate %q", describe(), res.Header.Get("WWW-Authenticate"))

@@ -131,12 +131,21 @@ func (s *Server) dismiss(tenant string) {
 }
 
 // allowTenant spends one token of tenant's bucket; when it is empty it
-// answers 429 with Retry-After and returns false.
+// answers 429 with Retry-After and returns false. Either way the answer
+// states the tenant's limit and what is left of it, in the RateLimit-Policy
+// and RateLimit fields of the IETF draft "RateLimit header fields for HTTP"
+// (draft-ietf-httpapi-ratelimit-headers-10), chosen over the older
+// X-RateLimit-* fields because their Reset means seconds in some APIs and a
+// time in others, while the draft's are defined, in the same seconds as
+// Retry-After.
 func (s *Server) allowTenant(w http.ResponseWriter, tenant string) bool {
 	if s.limiter == nil {
 		return true
 	}
-	ok, wait := s.limiter.take(tenant)
+	ok, wait, left := s.limiter.take(tenant)
+	h := w.Header()
+	h.Set("RateLimit-Policy", s.limiter.policy)
+	h.Set("RateLimit", `"tenant";r=`+strconv.Itoa(int(left))+`;t=`+strconv.Itoa(s.limiter.secondsToFull(left)))
 	if ok {
 		return true
 	}
@@ -174,6 +183,9 @@ type limiter struct {
 	mu        sync.Mutex
 	buckets   map[string]*bucket
 	nextSweep time.Time
+	// policy is the RateLimit-Policy field: a quota of burst requests per
+	// the seconds a bucket takes to refill from empty.
+	policy string
 }
 
 // bucket is one tenant's tokens as of last.
@@ -188,7 +200,7 @@ func newLimiter(rate float64, burst int) *limiter {
 	if rate <= 0 {
 		return nil
 	}
-	return &limiter{
+	l := &limiter{
 		rate:       rate,
 		burst:      float64(max(burst, 1)),
 		now:        time.Now,
@@ -196,11 +208,14 @@ func newLimiter(rate float64, burst int) *limiter {
 		maxTenants: maxTenants,
 		buckets:    map[string]*bucket{},
 	}
+	l.policy = `"tenant";q=` + strconv.Itoa(int(l.burst)) + `;w=` + strconv.Itoa(l.secondsToFull(0))
+	return l
 }
 
 // take spends a token of tenant's bucket and reports whether there was one;
-// when there was not, it also returns how long until there is.
-func (l *limiter) take(tenant string) (bool, time.Duration) {
+// when there was not, it also returns how long until there is. left is what
+// the bucket holds afterwards.
+func (l *limiter) take(tenant string) (ok bool, wait time.Duration, left float64) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -224,11 +239,17 @@ func (l *limiter) take(tenant string) (bool, time.Duration) {
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--
-		return true, 0
+		return true, 0, b.tokens
 	}
 	// Capped, so that a tiny rate cannot overflow a Duration.
-	wait := math.Min((1-b.tokens)/l.rate, maxWait.Seconds())
-	return false, time.Duration(wait * float64(time.Second))
+	secs := math.Min((1-b.tokens)/l.rate, maxWait.Seconds())
+	return false, time.Duration(secs * float64(time.Second)), b.tokens
+}
+
+// secondsToFull is how long a bucket holding left takes to refill, in
+// whole seconds rounded up, capped as Retry-After is.
+func (l *limiter) secondsToFull(left float64) int {
+	return int(math.Ceil(math.Min((l.burst-left)/l.rate, maxWait.Seconds())))
 }
 
 // tokensAt is what b holds at now: refilled since b.last, up to burst.

@@ -30,30 +30,30 @@ func TestLimiterBurstThenRefill(t *testing.T) {
 	l, clock := testLimiter(2, 3)
 	l.sweepEvery = 24 * time.Hour // the bucket itself must cap its tokens
 	for i := range 3 {
-		if ok, _ := l.take("TN-1"); !ok {
+		if ok, _, _ := l.take("TN-1"); !ok {
 			t.Fatalf("request %d of the burst refused; want a burst of 3", i+1)
 		}
 	}
-	ok, wait := l.take("TN-1")
+	ok, wait, _ := l.take("TN-1")
 	if ok || wait != 500*time.Millisecond {
 		t.Fatalf("4th request: ok %v, wait %v; want refused, 500ms until the next token at 2/s", ok, wait)
 	}
 	clock.advance(375 * time.Millisecond)
-	if ok, _ := l.take("TN-1"); ok {
+	if ok, _, _ := l.take("TN-1"); ok {
 		t.Fatalf("allowed 375ms later; want refused until 500ms")
 	}
 	clock.advance(125 * time.Millisecond)
-	if ok, _ := l.take("TN-1"); !ok {
+	if ok, _, _ := l.take("TN-1"); !ok {
 		t.Fatalf("refused 500ms later; want one token refilled")
 	}
 	// A long idle time refills the bucket only up to the burst.
 	clock.advance(time.Hour)
 	for i := range 3 {
-		if ok, _ := l.take("TN-1"); !ok {
+		if ok, _, _ := l.take("TN-1"); !ok {
 			t.Fatalf("after an hour: request %d refused; want a full burst", i+1)
 		}
 	}
-	if ok, _ := l.take("TN-1"); ok {
+	if ok, _, _ := l.take("TN-1"); ok {
 		t.Fatalf("after an hour: 4th request allowed; want the bucket capped at the burst")
 	}
 }
@@ -62,11 +62,11 @@ func TestLimiterIsolatesTenants(t *testing.T) {
 	l, _ := testLimiter(1, 2)
 	l.take("TN-1")
 	l.take("TN-1")
-	if ok, _ := l.take("TN-1"); ok {
+	if ok, _, _ := l.take("TN-1"); ok {
 		t.Fatalf("TN-1: 3rd request allowed; want refused")
 	}
 	for i := range 2 {
-		if ok, _ := l.take("TN-2"); !ok {
+		if ok, _, _ := l.take("TN-2"); !ok {
 			t.Fatalf("TN-2: request %d refused while TN-1 is limited; want its own bucket", i+1)
 		}
 	}
@@ -88,10 +88,10 @@ func TestLimiterForgetsIdleTenants(t *testing.T) {
 		t.Fatalf("buckets after the sweep: %v; want TN-busy and TN-new (TN-idle was full)", got)
 	}
 	// TN-busy kept its state: one token refilled, not a fresh burst.
-	if ok, _ := l.take("TN-busy"); !ok {
+	if ok, _, _ := l.take("TN-busy"); !ok {
 		t.Fatalf("TN-busy: refused after 10s at 0.1/s; want one token")
 	}
-	if ok, _ := l.take("TN-busy"); ok {
+	if ok, _, _ := l.take("TN-busy"); ok {
 		t.Fatalf("TN-busy: allowed a 2nd request; want its bucket kept through the sweep")
 	}
 }
@@ -100,7 +100,7 @@ func TestLimiterCapsTenants(t *testing.T) {
 	l, _ := testLimiter(1, 1)
 	l.maxTenants = 3
 	for _, tenant := range []string{"TN-1", "TN-2", "TN-3", "TN-4", "TN-5"} {
-		if ok, _ := l.take(tenant); !ok {
+		if ok, _, _ := l.take(tenant); !ok {
 			t.Fatalf("%s: first request refused", tenant)
 		}
 		if len(l.buckets) > 3 {
@@ -137,13 +137,27 @@ func TestRateLimitAnswers429(t *testing.T) {
 	l, _ := testLimiter(0.25, 1) // frozen clock: nothing refills
 	s.limiter = l
 	body := []byte(`{"number": "1", "type": "MOBILE"}`)
-	if rec := s.post("/accounts/v1/accounts/1/phones", nil, body); rec.Code != http.StatusOK {
-		t.Fatalf("first request: status %d %s; want 200", rec.Code, rec.Body)
+	// Every answer once the token is verified states the limit and what is
+	// left of it: a bucket of 1 refilled at 0.25/s takes 4 s to refill.
+	rateFields := func(name string, rec *httptest.ResponseRecorder, wantLeft string) {
+		t.Helper()
+		if got := rec.Header().Get("RateLimit-Policy"); got != `"tenant";q=1;w=4` {
+			t.Errorf("%s: RateLimit-Policy %q; want \"tenant\";q=1;w=4", name, got)
+		}
+		if got := rec.Header().Get("RateLimit"); got != wantLeft {
+			t.Errorf("%s: RateLimit %q; want %s", name, got, wantLeft)
+		}
 	}
+	first := s.post("/accounts/v1/accounts/1/phones", nil, body)
+	if first.Code != http.StatusOK {
+		t.Fatalf("first request: status %d %s; want 200", first.Code, first.Body)
+	}
+	rateFields("the 200", first, `"tenant";r=0;t=4`)
 	rec := s.post("/accounts/v1/accounts/1/phones", nil, []byte(`{"number": "2", "type": "MOBILE"}`))
 	if rec.Code != http.StatusTooManyRequests {
 		t.Fatalf("second request: status %d %s; want 429", rec.Code, rec.Body)
 	}
+	rateFields("the 429", rec, `"tenant";r=0;t=4`)
 	if got := rec.Header().Get("Retry-After"); got != "4" {
 		t.Errorf("Retry-After %q; want 4, a token's time at 0.25/s", got)
 	}
@@ -163,6 +177,9 @@ func TestRateLimitAnswers429(t *testing.T) {
 	s.ServeHTTP(unauth, req)
 	if unauth.Code != http.StatusUnauthorized {
 		t.Errorf("no token while the tenant is limited: status %d; want 401", unauth.Code)
+	}
+	if got := unauth.Header().Get("RateLimit"); got != "" {
+		t.Errorf("a 401 says RateLimit %q; want none, no tenant is known", got)
 	}
 }
 

@@ -60,7 +60,7 @@ func writeMessage(w http.ResponseWriter, status int, msg string) {
 }
 
 func writeFieldError(w http.ResponseWriter, fe *phone.FieldError) {
-	writeJSON(w, http.StatusBadRequest, &client.BadRequestError{Message: fe.Message, Field: fe.Field})
+	writeJSON(w, http.StatusBadRequest, &client.BadRequestError{Message: fe.Message, Field: client.BadRequestErrorField(fe.Field)})
 }
 
 // refuse answers a parameter or body the contract forbids: a
