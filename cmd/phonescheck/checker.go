@@ -97,7 +97,7 @@ func haveNATSServer() bool {
 }
 
 func havePostgresTools() bool {
-	_, err := findPostgresBin()
+	_, err := pgtest.ClusterTools()
 	return err == nil
 }
 
@@ -175,7 +175,7 @@ type trial struct {
 	// when the scenario cuts that link.
 	dbProxy   *faultproxy.Proxy
 	natsProxy *faultproxy.Proxy
-	pg        *privatePostgres
+	pg        *pgtest.Cluster
 	nats      *privateNATS
 
 	cleanups []func() error
@@ -300,16 +300,16 @@ func (s *trial) setup(ctx context.Context) error {
 	case "postgres":
 		var dbURL string
 		if s.sc.privatePG {
-			pg, err := startPrivatePostgres(ctx)
+			pg, err := pgtest.StartCluster(ctx, "phonescheck")
 			if err != nil {
 				return err
 			}
 			s.pg = pg
-			s.cleanups = append(s.cleanups, pg.stop)
-			if dbURL, err = pg.createDatabase(ctx, "phonescheck"); err != nil {
+			s.cleanups = append(s.cleanups, pg.Stop)
+			if dbURL, err = pg.CreateDatabase(ctx, "phonescheck"); err != nil {
 				return fmt.Errorf("private cluster: %w", err)
 			}
-			s.note("private PostgreSQL cluster on 127.0.0.1:%d", pg.port)
+			s.note("private PostgreSQL cluster on 127.0.0.1:%d", pg.Port)
 		} else {
 			url, drop, err := pgtest.Create(ctx, c.opts.postgresURL, func(format string, args ...any) { c.say(format, args...) })
 			if err != nil {

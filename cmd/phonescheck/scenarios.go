@@ -172,7 +172,7 @@ func drivePostgresRestart(ctx context.Context, s *trial) error {
 		if err := sleep(ctx, gap); err != nil {
 			return err
 		}
-		took, err := s.pg.restartImmediate(ctx)
+		took, err := s.pg.RestartImmediate(ctx)
 		if err != nil {
 			return err
 		}

@@ -1,5 +1,6 @@
 // Package pgtest gives each test a database of its own on the PostgreSQL
-// server named by PHONES_TEST_DATABASE_URL.
+// server named by PHONES_TEST_DATABASE_URL, and tests and tools that must
+// crash, replicate or fail over a server a cluster of their own.
 package pgtest
 
 import (

@@ -150,3 +150,49 @@ func TestWithDatabase(t *testing.T) {
 		t.Errorf("URL %q: got escapes; want none", got)
 	}
 }
+
+// TestClusterFailover builds a primary with a synchronous standby, commits
+// on the primary, kills it, promotes the standby and finds the commit there.
+func TestClusterFailover(t *testing.T) {
+	ctx := context.Background()
+	primary := NewCluster(t, "primary", "synchronous_standby_names=standby1")
+	standby := primary.NewStandby(t, "standby1", "sync")
+
+	conn, err := pgx.Connect(ctx, primary.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE acked (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO acked VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	if err := primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgx.Connect(ctx, primary.AdminURL()); err == nil {
+		t.Fatal("the killed primary still accepts connections")
+	}
+	promoted, err := pgx.Connect(ctx, standby.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer promoted.Close(ctx)
+	var readOnly string
+	if err := promoted.QueryRow(ctx, "SHOW transaction_read_only").Scan(&readOnly); err != nil || readOnly != "on" {
+		t.Fatalf("standby before promotion: transaction_read_only %q, %v; want on", readOnly, err)
+	}
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := promoted.QueryRow(ctx, "SELECT count(*) FROM acked").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("promoted standby: %d rows, %v; want the 1 the primary acknowledged", n, err)
+	}
+	if _, err := promoted.Exec(ctx, "INSERT INTO acked VALUES (2)"); err != nil {
+		t.Errorf("promoted standby refuses a write: %v", err)
+	}
+}
