@@ -112,11 +112,18 @@ func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 	// session as soon as a statement would have timed out.
 	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = millis(opts.StatementTimeout)
 
+	if err := requireWritable(dbURL, &cfg.ConnConfig.Config); err != nil {
+		return nil, err
+	}
+	guard := &standbyGuard{}
+	cfg.ConnConfig.Tracer = guard
+
 	where := describe(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, redact(fmt.Errorf("open %s: %w", where, err), secrets)
 	}
+	guard.pool.Store(pool)
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, redact(fmt.Errorf("open %s: %w", where, err), secrets)
@@ -136,13 +143,23 @@ func millis(d time.Duration) string {
 	return strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10)
 }
 
-// describe names the database of cfg for error texts, without credentials.
+// describe names the database of cfg for error texts, without credentials:
+// every host the URL names, in the order they are tried.
 func describe(cfg *pgx.ConnConfig) string {
-	host := cfg.Host
-	if !strings.HasPrefix(host, "/") {
-		host = net.JoinHostPort(host, strconv.Itoa(int(cfg.Port)))
+	name := func(host string, port uint16) string {
+		if strings.HasPrefix(host, "/") {
+			return host
+		}
+		return net.JoinHostPort(host, strconv.Itoa(int(port)))
 	}
-	return "postgres " + host + "/" + cfg.Database
+	hosts := []string{name(cfg.Host, cfg.Port)}
+	for _, fb := range cfg.Fallbacks {
+		// sslmode=prefer adds each host twice, with and without TLS.
+		if h := name(fb.Host, fb.Port); !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return "postgres " + strings.Join(hosts, ",") + "/" + cfg.Database
 }
 
 // Close releases the relay lease and closes the pool, waiting for the

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -60,7 +61,14 @@ func (l *Lease) Hold(ctx context.Context) (bool, error) {
 	}
 	var err error
 	if l.held {
-		_, err = l.conn.Exec(ctx, "SELECT 1")
+		// Alive is not enough: a fenced old primary (read-only) keeps its
+		// sessions, while the other replicas' relays take the lease on
+		// the promoted standby.
+		var readOnly string
+		err = l.conn.QueryRow(ctx, "SELECT current_setting('transaction_read_only')").Scan(&readOnly)
+		if err == nil && readOnly == "on" {
+			err = errors.New("the server has become read-only (fenced, or a standby)")
+		}
 	} else {
 		err = l.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", relayLeaseKey).Scan(&l.held)
 	}
