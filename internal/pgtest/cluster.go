@@ -212,7 +212,9 @@ func (c *Cluster) URL(name string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.Port, name)
 }
 
-// CreateDatabase creates the database name and returns its URL.
+// CreateDatabase creates the database name and returns its URL. On a
+// primary that names a synchronous standby, it waits, as every commit
+// does, until that standby streams.
 func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
 	conn, err := pgx.Connect(ctx, c.AdminURL())
 	if err != nil {
