@@ -92,7 +92,7 @@ func (c *checker) plan() []planned {
 }
 
 func haveNATSServer() bool {
-	_, err := findNATSServer()
+	_, err := natstest.ServerBinary()
 	return err == nil
 }
 
@@ -176,7 +176,7 @@ type trial struct {
 	dbProxy   *faultproxy.Proxy
 	natsProxy *faultproxy.Proxy
 	pg        *pgtest.Cluster
-	nats      *privateNATS
+	nats      *natstest.Server
 
 	cleanups []func() error
 	// checks run once the service has recovered and the unknowns have been
@@ -337,14 +337,14 @@ func (s *trial) setup(ctx context.Context) error {
 	if s.sc.sink == "jetstream" {
 		natsURL := c.opts.natsURL
 		if s.sc.privateNATS {
-			n, err := startPrivateNATS(ctx, s.dir)
+			n, err := natstest.StartServer(ctx, s.dir)
 			if err != nil {
 				return err
 			}
 			s.nats = n
-			s.cleanups = append(s.cleanups, n.stop)
-			natsURL = n.url()
-			s.note("private nats-server on 127.0.0.1:%d", n.port)
+			s.cleanups = append(s.cleanups, n.Stop)
+			natsURL = n.URL()
+			s.note("private nats-server on 127.0.0.1:%d", n.Port)
 		}
 		st, done, err := natstest.Open(ctx, natsURL, func(format string, args ...any) { c.say(format, args...) })
 		if err != nil {

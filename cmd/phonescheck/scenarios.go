@@ -199,7 +199,7 @@ func driveNATSOutage(ctx context.Context, s *trial) error {
 	what := "JetStream link cut"
 	if s.nats != nil {
 		what = "nats-server stopped (SIGTERM)"
-		if err := s.nats.stop(); err != nil {
+		if err := s.nats.Stop(); err != nil {
 			s.load.stop()
 			return err
 		}
@@ -213,7 +213,7 @@ func driveNATSOutage(ctx context.Context, s *trial) error {
 	}
 	backlog := s.pending()
 	if s.nats != nil {
-		if err := s.nats.start(ctx); err != nil {
+		if err := s.nats.Start(ctx); err != nil {
 			s.load.stop()
 			return err
 		}

@@ -1,5 +1,7 @@
 // Package natstest gives each test a JetStream stream and subject prefix of
-// its own on the NATS server named by PHONES_TEST_NATS_URL.
+// its own on the NATS server named by PHONES_TEST_NATS_URL, and tests and
+// tools that must stop or kill a server nats-servers of their own, alone or
+// as a cluster.
 package natstest
 
 import (
@@ -246,4 +248,17 @@ func (s *Stream) Count(t testing.TB) uint64 {
 		return 0
 	}
 	return info.State.Msgs
+}
+
+// Leader returns the name of the server that leads the stream in a
+// cluster; empty when it has no leader right now or runs on a lone server.
+func (s *Stream) Leader(ctx context.Context) (string, error) {
+	st, err := s.js.Stream(ctx, s.Name)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", s.Name, err)
+	}
+	if c := st.CachedInfo().Cluster; c != nil {
+		return c.Leader, nil
+	}
+	return "", nil
 }
