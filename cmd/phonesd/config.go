@@ -53,6 +53,7 @@ type natsConfig struct {
 	subjectPrefix   string
 	stream          string
 	duplicateWindow time.Duration
+	replicas        int32 // of a stream phonesd creates
 }
 
 // dev reports development mode: no key set configured, so phonesd signs and
@@ -202,7 +203,7 @@ func (c *config) parseEvents(getenv func(string) string) error {
 	}
 	// Set without a NATS URL they would be ignored, and a deployment that
 	// lost PHONES_EVENTS_URL would write its events to a file no one reads.
-	for _, k := range []string{"PHONES_NATS_CREDS", "PHONES_NATS_SUBJECT_PREFIX", "PHONES_NATS_STREAM", "PHONES_NATS_DUPLICATE_WINDOW"} {
+	for _, k := range []string{"PHONES_NATS_CREDS", "PHONES_NATS_SUBJECT_PREFIX", "PHONES_NATS_STREAM", "PHONES_NATS_DUPLICATE_WINDOW", "PHONES_NATS_REPLICAS"} {
 		if getenv(k) != "" {
 			return fmt.Errorf("%s is set, but PHONES_EVENTS_URL is not a nats:// URL: events would go to a file", k)
 		}
@@ -256,6 +257,11 @@ func (c *config) parseNATS(v string, getenv func(string) string) error {
 	}
 	if n.duplicateWindow == 0 {
 		return errors.New("PHONES_NATS_DUPLICATE_WINDOW: want a positive duration such as 10m")
+	}
+	// JetStream's own bounds: 1 (one server), up to 5 (a cluster's Raft
+	// group).
+	if n.replicas, err = intEnv(getenv, "PHONES_NATS_REPLICAS", 1, 1, 5); err != nil {
+		return err
 	}
 	c.nats = n
 	return nil

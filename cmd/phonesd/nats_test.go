@@ -291,6 +291,9 @@ func TestNATSConfigurationErrors(t *testing.T) {
 		{"bad duplicate window", map[string]string{"PHONES_EVENTS_URL": "nats://127.0.0.1:4222", "PHONES_NATS_DUPLICATE_WINDOW": "later"}, "PHONES_NATS_DUPLICATE_WINDOW"},
 		{"missing creds file", map[string]string{"PHONES_EVENTS_URL": "nats://127.0.0.1:4222", "PHONES_NATS_CREDS": filepath.Join(dir, "missing.creds")}, "PHONES_NATS_CREDS"},
 		{"NATS setting without a NATS URL", map[string]string{"PHONES_NATS_STREAM": "ACCOUNTS_EVENTS"}, "PHONES_NATS_STREAM"},
+		{"no replicas", map[string]string{"PHONES_EVENTS_URL": "nats://127.0.0.1:4222", "PHONES_NATS_REPLICAS": "0"}, "PHONES_NATS_REPLICAS"},
+		{"more replicas than JetStream allows", map[string]string{"PHONES_EVENTS_URL": "nats://127.0.0.1:4222", "PHONES_NATS_REPLICAS": "6"}, "PHONES_NATS_REPLICAS"},
+		{"replicas without a NATS URL", map[string]string{"PHONES_NATS_REPLICAS": "3"}, "PHONES_NATS_REPLICAS"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := map[string]string{"PHONES_DATA_DIR": dir, "PHONES_ADDR": "127.0.0.1:0"}

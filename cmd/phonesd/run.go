@@ -281,6 +281,7 @@ func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, e
 		SubjectPrefix:   cfg.nats.subjectPrefix,
 		Stream:          cfg.nats.stream,
 		DuplicateWindow: cfg.nats.duplicateWindow,
+		Replicas:        int(cfg.nats.replicas),
 		Logger:          log,
 	})
 	switch {

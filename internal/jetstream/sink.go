@@ -32,6 +32,11 @@ const (
 	maxPingsOut  = 2
 )
 
+// streamRecheckTimeout bounds the check of the stream before a publish
+// when JetStream stopped answering for it; a healthy server answers in
+// milliseconds.
+const streamRecheckTimeout = 2 * time.Second
+
 // ErrStream means the stream cannot take our events as configured: it exists
 // and its subjects do not cover ours, or the server refused to create it.
 // Only an operator can fix it, since an existing stream is never changed.
@@ -53,6 +58,10 @@ type Config struct {
 	Stream string
 	// DuplicateWindow is the duplicate window of a stream created here.
 	DuplicateWindow time.Duration
+	// Replicas is the replica count of a stream created here: 1 by
+	// default, 3 or 5 on a cluster, so that the stream survives the loss
+	// of a server.
+	Replicas int
 	// PublishTimeout bounds the wait for one batch's acknowledgements, and
 	// each check of the stream.
 	PublishTimeout time.Duration
@@ -91,6 +100,9 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 	}
 	if cfg.DuplicateWindow <= 0 {
 		cfg.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout
@@ -184,7 +196,14 @@ func (s *Sink) Publish(ctx context.Context, events []phone.Event) error {
 		return fmt.Errorf("publish to NATS %s: %w", s.server, errNotConnected)
 	}
 	if !s.streamOK {
-		if err := s.ensureStream(ctx); err != nil {
+		// Most often JetStream stopped answering for the stream because
+		// its cluster is electing a new leader, and nothing answers until
+		// it has one: a short check lets the relay's backoff poll for the
+		// leader instead of waiting out a whole publish timeout.
+		checkCtx, cancel := context.WithTimeout(ctx, streamRecheckTimeout)
+		err := s.ensureStream(checkCtx)
+		cancel()
+		if err != nil {
 			if errors.Is(err, ErrStream) {
 				// The relay logs only the first failure of a streak; this
 				// one needs an operator, so it is logged at every attempt.
@@ -282,6 +301,7 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	want := s.cfg.SubjectPrefix + ".>"
+	created := false
 	st, err := s.js.Stream(ctx, s.cfg.Stream)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		st, err = s.js.CreateStream(ctx, natsjs.StreamConfig{
@@ -290,11 +310,13 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 			Subjects:    []string{want},
 			Storage:     natsjs.FileStorage,
 			Duplicates:  s.cfg.DuplicateWindow,
+			Replicas:    s.cfg.Replicas,
 		})
 		var apiErr *natsjs.APIError
 		switch {
 		case err == nil:
-			s.log.Info("JetStream stream created", "stream", s.cfg.Stream, "subjects", want, "duplicate_window", s.cfg.DuplicateWindow.String())
+			s.log.Info("JetStream stream created", "stream", s.cfg.Stream, "subjects", want, "duplicate_window", s.cfg.DuplicateWindow.String(), "replicas", s.cfg.Replicas)
+			created = true
 		case errors.Is(err, natsjs.ErrStreamNameAlreadyInUse):
 			// Another replica created it first: check it as found.
 			st, err = s.js.Stream(ctx, s.cfg.Stream)
@@ -312,12 +334,30 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("%w: stream %s has subjects %v, which do not cover %s; an existing stream is never changed: add %s to it, or choose another stream or subject prefix",
 			ErrStream, s.cfg.Stream, info.Config.Subjects, want, want)
 	}
+	if !created {
+		s.reportReplicas(info)
+	}
 	if info.Config.Duplicates < s.cfg.DuplicateWindow {
 		s.log.Warn("the stream's duplicate window is shorter than configured: a retry later than that is stored twice",
 			"stream", s.cfg.Stream, "stream_window", info.Config.Duplicates.String(), "configured", s.cfg.DuplicateWindow.String())
 	}
 	s.streamOK = true
 	return nil
+}
+
+// reportReplicas logs the replica count of a stream found at start, with
+// its cluster's leader: what the stream survives is its owner's choice,
+// which phonesd reports but never changes.
+func (s *Sink) reportReplicas(info *natsjs.StreamInfo) {
+	leader := ""
+	if info.Cluster != nil {
+		leader = info.Cluster.Leader
+	}
+	s.log.Info("JetStream stream found", "stream", s.cfg.Stream, "replicas", info.Config.Replicas, "leader", leader)
+	if info.Config.Replicas < s.cfg.Replicas {
+		s.log.Warn("the stream has fewer replicas than configured; an existing stream is never changed: update it to survive the loss of a server",
+			"stream", s.cfg.Stream, "stream_replicas", info.Config.Replicas, "configured", s.cfg.Replicas)
+	}
 }
 
 // covers reports whether one of subjects matches every subject that starts
