@@ -80,9 +80,9 @@ func (c *checker) plan() []planned {
 				p.skip = "no PostgreSQL: set --postgres-url or $" + postgresEnv
 			case sc.privatePG && !havePostgresTools():
 				p.skip = "no initdb/pg_ctl to start a private PostgreSQL cluster"
-			case sc.privateNATS && !haveNATSServer():
+			case (sc.privateNATS || sc.natsCluster > 0) && !haveNATSServer():
 				p.skip = "no nats-server to start a private broker"
-			case sc.sink == "jetstream" && !sc.privateNATS && c.opts.natsURL == "":
+			case sc.sink == "jetstream" && !sc.privateNATS && sc.natsCluster == 0 && c.opts.natsURL == "":
 				p.skip = "no NATS: set --nats-url or $" + natsEnv
 			}
 			out = append(out, p)
@@ -176,6 +176,8 @@ type trial struct {
 	dbProxy   *faultproxy.Proxy
 	natsProxy *faultproxy.Proxy
 	pg        *pgtest.Cluster
+	standby   *pgtest.Cluster
+	cluster   *natstest.Cluster
 	nats      *natstest.Server
 
 	cleanups []func() error
@@ -267,6 +269,9 @@ func (c *checker) runScenario(ctx context.Context, sc *scenario, backend string)
 		s.note("%d requests answered 429 (the rate limit per tenant, %d tenants): definite failures, checked to store nothing", limited, len(tenants))
 	}
 	t, vs := verify(creates, updates, o)
+	if s.lossExpected() {
+		res.Expected, vs = vs, nil
+	}
 	vs = append(vs, s.extra...)
 	sortViolations(vs)
 	res.tally = t
@@ -299,7 +304,13 @@ func (s *trial) setup(ctx context.Context) error {
 		env["PHONES_DATABASE_URL"] = "sqlite:" + s.store.sqlitePath
 	case "postgres":
 		var dbURL string
-		if s.sc.privatePG {
+		if s.sc.standby {
+			url, err := s.startFailoverPair(ctx)
+			if err != nil {
+				return err
+			}
+			dbURL = url
+		} else if s.sc.privatePG {
 			pg, err := pgtest.StartCluster(ctx, "phonescheck")
 			if err != nil {
 				return err
@@ -345,6 +356,14 @@ func (s *trial) setup(ctx context.Context) error {
 			s.cleanups = append(s.cleanups, n.Stop)
 			natsURL = n.URL()
 			s.note("private nats-server on 127.0.0.1:%d", n.Port)
+		}
+		if s.sc.natsCluster > 0 {
+			url, err := s.startNATSCluster(ctx)
+			if err != nil {
+				return err
+			}
+			natsURL = url
+			env["PHONES_NATS_REPLICAS"] = strconv.Itoa(s.sc.natsCluster)
 		}
 		st, done, err := natstest.Open(ctx, natsURL, func(format string, args ...any) { c.say(format, args...) })
 		if err != nil {
@@ -448,6 +467,7 @@ func (s *trial) settle(ctx context.Context) (observed, error) {
 	o.Listings = listAll(s.client, base, s.c.tokens)
 	if s.stream != nil {
 		o.Once = true
+		o.LateWithin = s.sc.lateWithin
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		if err := readStream(rctx, &o, s.stream); err != nil {

@@ -64,6 +64,9 @@ type options struct {
 	jsonPath    string
 	dir         string
 	keep        bool
+	// asyncStandby makes pg-failover's standby asynchronous, and what it
+	// loses a finding rather than a violation.
+	asyncStandby bool
 }
 
 const usage = `phonescheck checks phonesd's guarantees under faults.
@@ -83,8 +86,13 @@ Scenarios (each on every backend it applies to):
   kill         kill -9 of phonesd under load, restarted each time
   pg-reset     PostgreSQL connections cut and blackholed by a TCP proxy
   pg-restart   a private PostgreSQL cluster restarted with -m immediate (full run)
+  pg-failover  the PostgreSQL primary killed (kill -9) and its synchronous standby
+               promoted; with --async-standby an asynchronous one, whose losses are
+               reported, not judged
   nats-outage  the JetStream link cut for a while under load
   nats-restart a private nats-server stopped and started again under load (full run)
+  nats-node-kill the stream's leader in a three-server JetStream cluster killed
+               (kill -9) and restarted
   relay-crash  the relay killed between the broker's ack and marking the events sent
   replicas     three replicas on one PostgreSQL, each killed once (full run)
   sigterm      SIGTERM under load: in-flight requests finish, exit in under 25 s
@@ -152,6 +160,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.p99Limit, "p99", 50*time.Millisecond, "hostile: the normal client's p99 latency must stay under this")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.dir, "dir", "", "where the work directory is made (default the system's temporary directory)")
+	fs.BoolVar(&o.asyncStandby, "async-standby", false, "pg-failover: an asynchronous standby, which may lose acknowledged writes at the failover; what it loses is reported, not counted as violations")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (data, events, phonesd logs); it is always kept after a violation")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -40,6 +40,12 @@ type observed struct {
 	// Once is true when the sink promises each event once (JetStream,
 	// within its duplicate window): a second copy is then a violation.
 	Once bool
+	// LateWithin, when positive, allows an event to reach the sink after
+	// events of higher outbox seq, by at most that many seqs: the exception
+	// the README documents for a JetStream cluster's leader election, which
+	// may refuse an event while storing those behind it. Such events are
+	// counted, not reported as out of order.
+	LateWithin int64
 }
 
 // listing is what List phones showed one tenant's token for one account.

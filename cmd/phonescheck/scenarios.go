@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"phonesd/internal/faultproxy"
+	"phonesd/internal/outbox"
 )
 
 // scenario is a fault script and the setup it needs.
@@ -32,6 +33,15 @@ type scenario struct {
 	// privateNATS a nats-server of its own.
 	privatePG   bool
 	privateNATS bool
+	// standby gives the private PostgreSQL cluster a streaming standby,
+	// synchronous unless --async-standby, for a failover; natsCluster
+	// runs that many nats-servers of the checker's own as one JetStream
+	// cluster, the stream replicated on each.
+	standby     bool
+	natsCluster int
+	// lateWithin is observed.LateWithin: how far behind its outbox order
+	// an event may reach the stream.
+	lateWithin int64
 	// proxyDB and proxyNATS put a fault proxy in phonesd's link to them.
 	proxyDB   bool
 	proxyNATS bool
@@ -49,10 +59,14 @@ func scenarios() []*scenario {
 			backends: []string{"postgres"}, shortBackends: []string{"postgres"}, sink: "file", proxyDB: true, drive: drivePostgresReset},
 		{name: "pg-restart", about: "a private PostgreSQL cluster restarted with -m immediate under load",
 			backends: []string{"postgres"}, sink: "file", privatePG: true, drive: drivePostgresRestart},
+		{name: "pg-failover", about: "the PostgreSQL primary killed (kill -9) under load and its standby promoted, as a failover tool would",
+			backends: []string{"postgres"}, shortBackends: []string{"postgres"}, sink: "file", privatePG: true, standby: true, drive: drivePostgresFailover},
 		{name: "nats-outage", about: "the JetStream link cut for a while under load: creates keep answering, the backlog drains",
 			backends: both, shortBackends: []string{"sqlite"}, sink: "jetstream", proxyNATS: true, drive: driveNATSOutage},
 		{name: "nats-restart", about: "a private nats-server stopped for a while under load, then started again",
 			backends: both, sink: "jetstream", privateNATS: true, drive: driveNATSOutage},
+		{name: "nats-node-kill", about: "the stream's leader in a three-server JetStream cluster killed (kill -9) under load, then restarted",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "jetstream", natsCluster: 3, lateWithin: outbox.DefaultBatchSize, drive: driveNATSNodeKill},
 		{name: "relay-crash", about: "the relay killed between JetStream's ack and marking the events sent",
 			backends: both, shortBackends: []string{"sqlite"}, sink: "jetstream", proxyNATS: true, drive: driveRelayCrash},
 		{name: "replicas", about: "three replicas on one PostgreSQL, each killed once under load",

@@ -74,6 +74,9 @@ type tally struct {
 	// Duplicates are deliveries beyond each event's first: delivery is at
 	// least once.
 	Duplicates int `json:"duplicates"`
+	// Late counts the events that reached the sink after events of higher
+	// outbox seq, within observed.LateWithin.
+	Late int `json:"late,omitempty"`
 }
 
 // expectation is what the ledger says of one phone.
@@ -505,6 +508,10 @@ func (v *verifier) order() {
 		seq, ok := v.o.Outbox[d.EventID]
 		if !ok {
 			v.add(kindEventOrphan, "event %s in %s is not in the outbox", d.EventID, d.Source)
+			continue
+		}
+		if seq < s.last && s.last-seq <= v.o.LateWithin {
+			v.t.Late++
 			continue
 		}
 		if seq < s.last && s.reported < 3 {

@@ -262,3 +262,13 @@ func (s *Stream) Leader(ctx context.Context) (string, error) {
 	}
 	return "", nil
 }
+
+// LastSeq returns the sequence of the last message the stream stored,
+// asking whichever server answers within ctx.
+func (s *Stream) LastSeq(ctx context.Context) (uint64, error) {
+	st, err := s.js.Stream(ctx, s.Name)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", s.Name, err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
