@@ -64,7 +64,7 @@ func (b *bench) run(ctx context.Context) (report, error) {
 		backends = []string{"url"}
 	}
 	phase := b.opts.warmup + b.opts.duration
-	total := time.Duration(len(backends)*len(b.preloads())*len(b.opts.concurrency)*2) * phase
+	total := time.Duration(len(backends)*len(b.topologies())*len(b.preloads())*len(b.opts.concurrency)*2) * phase
 	b.say("%d CPUs; %d measurements of %s warm-up + %s: about %s of load, plus start-up, preload and commit timing",
 		runtime.NumCPU(), total/phase, b.opts.warmup, b.opts.duration, total.Round(time.Second))
 
@@ -120,21 +120,32 @@ func (b *bench) run(ctx context.Context) (report, error) {
 		}
 		builds = append([]build{base}, builds...)
 	}
-	for _, backend := range b.opts.backends {
-		for _, preload := range b.preloads() {
-			runs, err := b.runBackend(ctx, backend, preload, work, builds, iss.JWKSURL, tokens)
-			for _, r := range runs {
-				if r.Storage != nil || len(r.Levels) > 0 {
-					rep.Runs = append(rep.Runs, r)
+	for _, topo := range b.topologies() {
+		for _, backend := range b.opts.backends {
+			for _, preload := range b.preloads() {
+				runs, err := b.runBackend(ctx, backend, topo, preload, work, builds, iss.JWKSURL, tokens)
+				for _, r := range runs {
+					if r.Storage != nil || len(r.Levels) > 0 {
+						rep.Runs = append(rep.Runs, r)
+					}
 				}
-			}
-			if err != nil {
-				keep = true
-				return rep, err
+				if err != nil {
+					keep = true
+					return rep, err
+				}
 			}
 		}
 	}
 	return rep, nil
+}
+
+// topologies lists the --ha topologies, or only "" (the storage named by
+// --backend and --postgres-url, events to a file) without it.
+func (b *bench) topologies() []string {
+	if b.opts.ha {
+		return []string{topologySingle, topologyHA}
+	}
+	return []string{""}
 }
 
 // build is a phonesd binary under test: this checkout's, or the
@@ -144,14 +155,20 @@ type build struct {
 	bin  string
 }
 
-// deployment is one build running on fresh storage of its own.
+// deployment is one build running on fresh storage of its own: --replicas
+// phonesd on it, on the private servers of a --ha topology when set.
 type deployment struct {
 	build   build
 	name    string
-	svc     *service
+	svcs    []*service
 	target  *target
-	events  *lineCounter
+	events  eventCounter
 	created int64 // 200s answered, warm-ups included: events to deliver
+	// store is set for PostgreSQL, whose server each creates measurement
+	// watches; topo for --ha, whose stream the events go to.
+	store     storageTarget
+	topo      *topology
+	delivered int64 // events of the stream already measured for their lag
 }
 
 // runBackend starts each build on fresh storage of backend holding preload
@@ -159,12 +176,15 @@ type deployment struct {
 // the builds alternating within a round and their order turning from one
 // round to the next, so that a machine's drift falls on both alike. It
 // returns a run per build, whose levels are the medians of its rounds.
-func (b *bench) runBackend(ctx context.Context, backend string, preload int, work string, builds []build, jwksURL string, tokens []string) (runs []runResult, err error) {
+func (b *bench) runBackend(ctx context.Context, backend, topo string, preload int, work string, builds []build, jwksURL string, tokens []string) (runs []runResult, err error) {
 	runs = make([]runResult, len(builds))
 	deps := make([]*deployment, len(builds))
 	for i, bd := range builds {
-		runs[i] = runResult{Backend: backend, Preload: preload, Build: bd.name}
-		d, stop, err := b.deploy(ctx, backend, preload, work, bd, len(builds) > 1, jwksURL, tokens, &runs[i])
+		runs[i] = runResult{Backend: backend, Preload: preload, Build: bd.name, Topology: topo}
+		if b.opts.replicas > 1 {
+			runs[i].Replicas = b.opts.replicas
+		}
+		d, stop, err := b.deploy(ctx, backend, topo, preload, work, bd, len(builds) > 1, jwksURL, tokens, &runs[i])
 		if stop != nil {
 			defer func() { err = errors.Join(err, stop()) }()
 		}
@@ -192,14 +212,27 @@ func (b *bench) runBackend(ctx context.Context, backend string, preload int, wor
 			runs[i].Levels = append(runs[i].Levels, medianLevel(rounds[i]))
 		}
 	}
+	for i, d := range deps {
+		if d.store != nil && backend == "postgres" {
+			if runs[i].Footprint, err = readFootprint(ctx, d.store.databaseURL()); err != nil {
+				b.say("%s: %v", d.name, err)
+				err = nil
+			}
+		}
+	}
 	return runs, nil
 }
 
-// deploy starts bd on fresh storage of backend, holding preload phones,
-// after timing the storage's bare commits into res. stop stops phonesd and
-// drops a PostgreSQL database; it is set whenever something needs undoing.
-func (b *bench) deploy(ctx context.Context, backend string, preload int, work string, bd build, named bool, jwksURL string, tokens []string, res *runResult) (d *deployment, stop func() error, err error) {
+// deploy starts --replicas of bd on fresh storage of backend, on the
+// private servers of topology topo when set, holding preload phones, after
+// timing the storage's bare commits into res. stop stops phonesd, drops a
+// PostgreSQL database and stops private servers; it is set whenever
+// something needs undoing.
+func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, work string, bd build, named bool, jwksURL string, tokens []string, res *runResult) (d *deployment, stop func() error, err error) {
 	name := backend
+	if topo != "" {
+		name += "-" + topo
+	}
 	if preload > 0 {
 		name += "-preload-" + strconv.Itoa(preload)
 	}
@@ -210,12 +243,12 @@ func (b *bench) deploy(ctx context.Context, backend string, preload int, work st
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
+	// Each replica gets its data directory, and its events file unless a
+	// --ha topology sends the events to its stream.
 	env := map[string]string{
-		"PHONES_DATA_DIR":     dataDir,
 		"PHONES_JWKS_URL":     jwksURL,
 		"PHONES_JWT_ISSUER":   benchIssuer,
 		"PHONES_JWT_AUDIENCE": benchAudience,
-		"PHONES_EVENTS_URL":   "file://" + filepath.Join(dataDir, "events.jsonl"),
 		"PHONES_LOG_LEVEL":    "info",
 		// The bench is one tenant at full speed: a per-tenant rate limit,
 		// or a tenant's share of the requests in flight, would measure the
@@ -232,11 +265,31 @@ func (b *bench) deploy(ctx context.Context, backend string, preload int, work st
 		}
 		return errors.Join(errs...)
 	}
-	var store storageTarget
+	var (
+		store storageTarget
+		tp    *topology
+	)
 	switch backend {
 	case "sqlite":
 		store = sqliteTarget{dir: dataDir}
 	case "postgres":
+		if topo != "" {
+			b.say("%s: starting private servers", name)
+			if tp, err = startTopology(ctx, topo, dataDir); err != nil {
+				return nil, stop, fmt.Errorf("%s: %w", name, err)
+			}
+			undo = append(undo, func() error {
+				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				return tp.stop(stopCtx)
+			})
+			b.say("%s: %s", name, tp.describe())
+			store = postgresTarget{url: tp.dbURL}
+			for k, v := range tp.env() {
+				env[k] = v
+			}
+			break
+		}
 		db, err := createDatabase(ctx, b.opts.postgresURL)
 		if err != nil {
 			return nil, nil, err
@@ -272,24 +325,36 @@ func (b *bench) deploy(ctx context.Context, backend string, preload int, work st
 	}
 	res.Storage = &st
 
-	svc, err := startPhonesd(ctx, bd.bin, dataDir, env, b.opts.env)
+	svcs, files, err := startReplicas(ctx, bd.bin, dataDir, max(b.opts.replicas, 1), env, b.opts.env)
 	if err != nil {
 		return nil, stop, fmt.Errorf("%s: %w", name, err)
 	}
-	b.say("%s: phonesd pid %d at %s, logs in %s", name, svc.pid(), svc.base, svc.logPath)
+	var bases []string
+	for _, svc := range svcs {
+		b.say("%s: phonesd pid %d at %s, logs in %s", name, svc.pid(), svc.base, svc.logPath)
+		bases = append(bases, svc.base)
+	}
 	undo = append(undo, func() error {
-		if err := svc.stop(); err != nil {
+		if err := stopReplicas(svcs); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
 	})
-	return &deployment{
+	d = &deployment{
 		build:  bd,
 		name:   name,
-		svc:    svc,
-		target: &target{base: svc.base, tokens: tokens, accounts: b.opts.accounts, numbers: b.numbers, cpu: svc.cpuTime},
-		events: &lineCounter{path: filepath.Join(dataDir, "events.jsonl")},
-	}, stop, nil
+		svcs:   svcs,
+		target: &target{bases: bases, tokens: tokens, accounts: b.opts.accounts, numbers: b.numbers, cpu: replicasCPU(svcs)},
+		events: files,
+		topo:   tp,
+	}
+	if backend == "postgres" {
+		d.store = store
+	}
+	if tp != nil {
+		d.events = streamCounter{tp.stream}
+	}
+	return d, stop, nil
 }
 
 // measure measures concurrency c on d: creates, then, once the relay has
@@ -300,9 +365,24 @@ func (b *bench) measure(ctx context.Context, d *deployment, c, round int) (level
 	if b.opts.rounds > 1 {
 		what += fmt.Sprintf(", round %d", round+1)
 	}
-	var err error
+	var (
+		err   error
+		watch *pgWatch
+	)
 	b.say("%s: creates", what)
-	if lvl.Creates, err = d.target.load(ctx, createMode, c, b.opts.warmup, b.opts.duration); err != nil {
+	if d.store != nil {
+		if watch, err = startPGWatch(ctx, d.store.databaseURL(), len(d.svcs), b.opts.warmup); err != nil {
+			return lvl, err
+		}
+	}
+	measured := time.Now().Add(b.opts.warmup)
+	lvl.Creates, err = d.target.load(ctx, createMode, c, b.opts.warmup, b.opts.duration)
+	if watch != nil {
+		scale, werr := watch.stop(ctx)
+		err = errors.Join(err, werr)
+		lvl.Scale = &scale
+	}
+	if err != nil {
 		return lvl, err
 	}
 	d.created += lvl.Creates.answered[200]
@@ -314,13 +394,25 @@ func (b *bench) measure(ctx context.Context, d *deployment, c, round int) (level
 	if behind > 0 {
 		b.say("%s: the relay is %d events behind after %s; measuring the floor anyway", what, behind, relayWait)
 	}
+	if d.topo != nil {
+		n, err := d.events.count()
+		if err != nil {
+			return lvl, err
+		}
+		if lvl.DeliveryLag, err = deliveryLag(ctx, d.topo.stream, uint64(d.delivered)+1, uint64(n), measured); err != nil {
+			return lvl, err
+		}
+		d.delivered = n
+	}
 	b.say("%s: floor", what)
 	if lvl.Floor, err = d.target.load(ctx, floorMode, c, b.opts.warmup, b.opts.duration); err != nil {
 		return lvl, err
 	}
 	lvl.finish()
-	if rss, err := d.svc.peakRSS(); err == nil {
-		lvl.PeakRSSBytes = rss
+	for _, svc := range d.svcs {
+		if rss, err := svc.peakRSS(); err == nil {
+			lvl.PeakRSSBytes = max(lvl.PeakRSSBytes, rss)
+		}
 	}
 	b.say("%s: %.0f creates/s, %.0f floor/s, ratio %.3f", what, lvl.Creates.PerSecond, lvl.Floor.PerSecond, lvl.Ratio)
 	return lvl, nil
@@ -329,7 +421,7 @@ func (b *bench) measure(ctx context.Context, d *deployment, c, round int) (level
 // runExternal measures the phonesd at --url with --token.
 func (b *bench) runExternal(ctx context.Context) (runResult, error) {
 	res := runResult{Backend: "url"}
-	t := &target{base: b.opts.url, tokens: []string{b.opts.token}, accounts: b.opts.accounts, numbers: b.numbers}
+	t := &target{bases: []string{b.opts.url}, tokens: []string{b.opts.token}, accounts: b.opts.accounts, numbers: b.numbers}
 	for _, c := range b.opts.concurrency {
 		lvl := levelResult{Concurrency: c}
 		var err error

@@ -71,9 +71,10 @@ func (s *numberSource) appendNext(b []byte) []byte {
 	return append(b, n...)
 }
 
-// target is a phonesd under load.
+// target is the phonesd replicas under load: worker i sends to
+// bases[i % len(bases)], so that the load spreads evenly over them.
 type target struct {
-	base     string
+	bases    []string
 	tokens   []string
 	accounts int64
 	numbers  *numberSource
@@ -134,7 +135,7 @@ func (t *target) load(ctx context.Context, m mode, concurrency int, warmup, dura
 	for i := range workers {
 		w := &worker{statuses: map[int]int64{}, answered: map[int]int64{}}
 		workers[i] = w
-		wg.Go(func() { t.loop(ctx, client, w, m, authz[i%len(authz)], from, end) })
+		wg.Go(func() { t.loop(ctx, client, w, m, t.bases[i%len(t.bases)], authz[i%len(authz)], from, end) })
 	}
 	// phonesd's CPU over the measured span, read when the warm-up ends and
 	// once every counted request has ended.
@@ -160,13 +161,13 @@ func (t *target) load(ctx context.Context, m mode, concurrency int, warmup, dura
 }
 
 // loop sends requests until end.
-func (t *target) loop(ctx context.Context, client *http.Client, w *worker, m mode, authz string, from, end time.Time) {
+func (t *target) loop(ctx context.Context, client *http.Client, w *worker, m mode, base, authz string, from, end time.Time) {
 	for ctx.Err() == nil {
 		began := time.Now()
 		if !began.Before(end) {
 			return
 		}
-		status, err := t.send(ctx, client, m, authz)
+		status, err := t.send(ctx, client, m, base, authz)
 		ended := time.Now()
 		if err != nil {
 			if w.firstError == nil {
@@ -190,9 +191,9 @@ func (t *target) loop(ctx context.Context, client *http.Client, w *worker, m mod
 	}
 }
 
-// send makes one request and reads the whole answer.
-func (t *target) send(ctx context.Context, client *http.Client, m mode, authz string) (int, error) {
-	url := t.base + "/accounts/v1/accounts/" + strconv.FormatInt(mrand.Int64N(t.accounts)+1, 10) + "/phones"
+// send makes one request to base and reads the whole answer.
+func (t *target) send(ctx context.Context, client *http.Client, m mode, base, authz string) (int, error) {
+	url := base + "/accounts/v1/accounts/" + strconv.FormatInt(mrand.Int64N(t.accounts)+1, 10) + "/phones"
 	// A fresh body each time: the transport may still read it after Do returns.
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(t.body(m)))
 	if err != nil {

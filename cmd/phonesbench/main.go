@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +67,10 @@ type options struct {
 	env         []string // KEY=VALUE pairs for the phonesd the bench starts
 	baselineRef string   // a git revision whose phonesd is measured beside this one
 	rounds      int
+	// replicas is how many phonesd share one PostgreSQL database and the
+	// load; ha measures on private servers, without and with replicas.
+	replicas int
+	ha       bool
 }
 
 const usage = `phonesbench measures phonesd's Create phone throughput and latency.
@@ -91,6 +96,12 @@ Examples:
   go run ./cmd/phonesbench --preload 1000000 --growth
   # this checkout against an earlier commit, side by side, median of 3 rounds
   go run ./cmd/phonesbench --baseline-ref e4cc1e3 --rounds 3 --concurrency 64 --duration 10s --warmup 2s
+  # three replicas on one PostgreSQL database: throughput, outbox order lock
+  # waits, commits/s, WAL and CPU per create
+  go run ./cmd/phonesbench --backend postgres --replicas 3 --concurrency 64 \
+      --postgres-url 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
+  # what a synchronous standby and an R3 stream cost, against single servers
+  go run ./cmd/phonesbench --ha --concurrency 16,64
   # a phonesd already running
   go run ./cmd/phonesbench --url http://127.0.0.1:8080 --token "$TOKEN"
 
@@ -109,8 +120,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
+	backendSet := false
 	fs.Func("backend", "comma-separated storages to run phonesd on: sqlite, postgres (default sqlite)", func(v string) error {
-		o.backends = nil
+		o.backends, backendSet = nil, true
 		for b := range strings.SplitSeq(v, ",") {
 			b = strings.TrimSpace(b)
 			if b != "sqlite" && b != "postgres" {
@@ -159,6 +171,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		o.env = append(o.env, v)
 		return nil
 	})
+	fs.IntVar(&o.replicas, "replicas", 1, "phonesd processes sharing one PostgreSQL database, the load spread evenly across them (postgres only)")
+	fs.BoolVar(&o.ha, "ha", false, "measure PostgreSQL and JetStream on private servers the bench starts, in one run: alone (one nats-server, stream R1), then with a synchronous standby and a three-server cluster (stream R3); needs initdb, pg_basebackup and nats-server; replaces --backend and --postgres-url")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -189,6 +203,20 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, errors.New("--commits must be at least 1")
 	case o.rounds < 1:
 		return o, errors.New("--rounds must be at least 1")
+	case o.replicas < 1 || o.replicas > 16:
+		return o, errors.New("--replicas must be from 1 to 16")
+	}
+	if o.ha {
+		if backendSet && !slices.Equal(o.backends, []string{"postgres"}) {
+			return o, errors.New("--ha runs PostgreSQL on private servers: --backend may only be postgres")
+		}
+		if o.url != "" {
+			return o, errors.New("--ha starts its own servers and phonesd, not --url")
+		}
+		o.backends = []string{"postgres"}
+	}
+	if o.replicas > 1 && (o.url != "" || slices.Contains(o.backends, "sqlite")) {
+		return o, errors.New("--replicas shares one PostgreSQL database: use --backend postgres (SQLite is one process's file), not --url")
 	}
 	if o.url != "" {
 		o.url = strings.TrimRight(o.url, "/")
@@ -207,7 +235,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, errors.New("--token goes with --url; the bench mints its own tokens for the phonesd it starts")
 	}
 	for _, b := range o.backends {
-		if b == "postgres" && o.postgresURL == "" {
+		if b == "postgres" && o.postgresURL == "" && !o.ha {
 			return o, errors.New("--backend postgres needs --postgres-url or $" + postgresEnv + ", e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 		}
 	}

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"phonesd/internal/natstest"
+	"phonesd/internal/pgtest"
 )
 
 // runBench runs the whole program with args and returns its JSON report.
@@ -106,6 +109,64 @@ func TestSmokePostgres(t *testing.T) {
 	checkRun(t, rep.Runs[0], "postgres", 0)
 }
 
+// TestSmokeReplicas shares one database and the load between two
+// replicas: both must serve creates, and the PostgreSQL figures of the
+// level must have been measured.
+func TestSmokeReplicas(t *testing.T) {
+	admin := os.Getenv("PHONES_TEST_DATABASE_URL")
+	if admin == "" {
+		t.Skip("PostgreSQL smoke run skipped: set PHONES_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)")
+	}
+	rep := runBench(t, "--backend", "postgres", "--postgres-url", admin, "--replicas", "2", "--duration", "2s", "--warmup", "500ms", "--concurrency", "2", "--commits", "50")
+	if len(rep.Runs) != 1 {
+		t.Fatalf("%d runs; want 1", len(rep.Runs))
+	}
+	run := rep.Runs[0]
+	checkRun(t, run, "postgres", 0)
+	s := run.Levels[0].Scale
+	switch {
+	case run.Replicas != 2 || s == nil || s.Replicas != 2:
+		t.Fatalf("replicas %d, scale %+v; want 2 and 2", run.Replicas, s)
+	case s.Creates <= 0 || s.Batches <= 0 || s.Batches > s.Creates || s.PhonesPerBatch < 1:
+		t.Errorf("creates %d in %d batches (%.1f per batch); want creates >= batches > 0", s.Creates, s.Batches, s.PhonesPerBatch)
+	case s.LockSamples <= 0 || s.LockHeldShare <= 0 || s.LockHeldShare > 1:
+		t.Errorf("outbox order lock: %d samples, held %.2f of them; want samples and a share in (0, 1]", s.LockSamples, s.LockHeldShare)
+	case s.CommitsPerSecond <= 0 || s.WALBytesPerCreate <= 0 || run.Levels[0].Creates.CPUPerRequestMicros <= 0:
+		t.Errorf("commits/s %.0f, WAL bytes per create %.0f, phonesd CPU per create %.0f µs; want each > 0", s.CommitsPerSecond, s.WALBytesPerCreate, run.Levels[0].Creates.CPUPerRequestMicros)
+	}
+	if f := run.Footprint; f == nil || f.Phones <= 0 || len(f.Relations) < 4 {
+		t.Errorf("footprint %+v; want the phones and outbox tables and their indexes", f)
+	}
+}
+
+// TestSmokeHA measures both --ha topologies on private servers: each must
+// create, deliver its events to its stream and measure their lag.
+func TestSmokeHA(t *testing.T) {
+	if os.Getenv("PHONES_TEST_DATABASE_URL") == "" || os.Getenv("PHONES_TEST_NATS_URL") == "" {
+		t.Skip("--ha smoke run skipped, as the PostgreSQL and NATS tests are: set PHONES_TEST_DATABASE_URL and PHONES_TEST_NATS_URL (.ci/run sets them)")
+	}
+	if _, err := pgtest.ClusterTools(); err != nil {
+		t.Skip(err)
+	}
+	if _, err := natstest.ServerBinary(); err != nil {
+		t.Skip(err)
+	}
+	rep := runBench(t, "--ha", "--duration", "1s", "--warmup", "200ms", "--concurrency", "2", "--commits", "20")
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs; want 2 (single, ha)", len(rep.Runs))
+	}
+	for i, topo := range []string{topologySingle, topologyHA} {
+		run := rep.Runs[i]
+		if run.Topology != topo {
+			t.Errorf("run %d: topology %q; want %q", i, run.Topology, topo)
+		}
+		checkRun(t, run, "postgres", 0)
+		if lag := run.Levels[0].DeliveryLag; lag == nil || lag.Events <= 0 || lag.P50ms <= 0 {
+			t.Errorf("%s: delivery lag %+v; want events measured", run.label(), lag)
+		}
+	}
+}
+
 // TestGrowth runs empty, then preloaded, storage: the preload goes through
 // the store's batch method and leaves no event for the relay.
 func TestGrowth(t *testing.T) {
@@ -163,6 +224,12 @@ func TestParseOptions(t *testing.T) {
 		{"baseline, rounds", []string{"--baseline-ref", "main", "--rounds", "3"}, ""},
 		{"zero rounds", []string{"--rounds", "0"}, "--rounds"},
 		{"url with a baseline", []string{"--url", "http://127.0.0.1:8080", "--token", "x", "--baseline-ref", "main"}, "--baseline-ref"},
+		{"replicas on SQLite", []string{"--replicas", "3"}, "--replicas"},
+		{"replicas of a running phonesd", []string{"--url", "http://127.0.0.1:8080", "--token", "x", "--replicas", "2"}, "--replicas"},
+		{"too many replicas", []string{"--replicas", "17"}, "--replicas"},
+		{"ha needs no server URL", []string{"--ha"}, ""},
+		{"ha with SQLite", []string{"--ha", "--backend", "sqlite"}, "--ha"},
+		{"ha with three replicas", []string{"--ha", "--replicas", "3"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseOptions(tc.args, noEnv, &bytes.Buffer{})

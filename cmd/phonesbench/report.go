@@ -34,6 +34,13 @@ type runResult struct {
 	PreloadSeconds float64        `json:"preload_seconds,omitempty"`
 	Storage        *storageResult `json:"storage,omitempty"` // absent for --url
 	Levels         []levelResult  `json:"levels"`
+
+	// Replicas is how many phonesd shared the load (--replicas); Topology
+	// names the private servers of a --ha run; Footprint is the size of
+	// PostgreSQL's tables after the run.
+	Replicas  int        `json:"replicas,omitempty"`
+	Topology  string     `json:"topology,omitempty"`
+	Footprint *footprint `json:"footprint,omitempty"`
 }
 
 // storageResult is the storage's own commit latency, measured before
@@ -69,6 +76,12 @@ type levelResult struct {
 	// Rounds are the level's measurements with --rounds over 1; the
 	// figures above are then their medians.
 	Rounds []levelResult `json:"rounds,omitempty"`
+
+	// Scale is what the creates cost PostgreSQL; absent for SQLite and
+	// --url. DeliveryLag is how long events took to reach the stream in a
+	// --ha run. With --rounds both are the last round's.
+	Scale       *scaleResult `json:"scale,omitempty"`
+	DeliveryLag *lagResult   `json:"delivery_lag,omitempty"`
 }
 
 // phaseResult is one measurement: creates or the floor.
@@ -158,9 +171,21 @@ func firstError(p phaseResult) string {
 
 func (r runResult) label() string {
 	if r.Preload > 0 {
-		return r.Backend + " preload " + strconv.Itoa(r.Preload)
+		return r.name() + " preload " + strconv.Itoa(r.Preload)
 	}
-	return r.Backend
+	return r.name()
+}
+
+// name is the backend, with the --ha topology and the replicas when set.
+func (r runResult) name() string {
+	n := r.Backend
+	if r.Topology != "" {
+		n += " " + r.Topology
+	}
+	if r.Replicas > 1 {
+		n += " ×" + strconv.Itoa(r.Replicas)
+	}
+	return n
 }
 
 // printReport writes the results table, the storage's commit latency, and
@@ -174,8 +199,8 @@ func printReport(w io.Writer, r report) {
 	if len(r.Runs) > 0 && r.Runs[0].Backend == "url" {
 		fmt.Fprintln(w, "phonesd at --url, not started by the bench: no commit timing, relay catch-up or RSS; concurrency levels run in turn, creates then floor.")
 	} else {
-		fmt.Fprintln(w, "One phonesd per backend and preload, on fresh storage; its concurrency levels run in turn on it, creates then floor.")
-		fmt.Fprintln(w, "relay: how long after the creates the events file held an event for every phone created.")
+		fmt.Fprintln(w, "One phonesd (or --replicas of them) per backend and preload, on fresh storage; its concurrency levels run in turn on it, creates then floor.")
+		fmt.Fprintln(w, "relay: how long after the creates the events file (or --ha's stream) held an event for every phone created.")
 	}
 	fmt.Fprintln(w, "floor: the same requests with \"type\": \"INVALID\" (400, no storage); ratio = creates/s ÷ floor/s.")
 	fmt.Fprintln(w, "Latencies in ms: p50/p90/p99/max.")
@@ -200,7 +225,7 @@ func printReport(w io.Writer, r report) {
 			if l.PeakRSSBytes > 0 {
 				rss = fmt.Sprintf("%.0f MiB", float64(l.PeakRSSBytes)/(1<<20))
 			}
-			row := []string{run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
+			row := []string{run.name(), strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
 				fmt.Sprintf("%.0f", l.Creates.PerSecond), fmt.Sprintf("%.0f", l.Floor.PerSecond), fmt.Sprintf("%.3f", l.Ratio),
 				latencies(l.Creates), latencies(l.Floor), cpu(l.Creates), cpu(l.Floor),
 				statuses(l.Creates) + " | " + statuses(l.Floor), relay, rss}
@@ -240,7 +265,7 @@ func printReport(w io.Writer, r report) {
 			if s.P50ms > 0 {
 				oneAtATime = fmt.Sprintf("%.0f/s", 1000/s.P50ms)
 			}
-			row := []string{run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(s.Commits), ms(s.P50ms), ms(s.P99ms), oneAtATime, strings.Join(settings, " ")}
+			row := []string{run.name(), strconv.Itoa(run.Preload), strconv.Itoa(s.Commits), ms(s.P50ms), ms(s.P99ms), oneAtATime, strings.Join(settings, " ")}
 			if compared {
 				row = append([]string{run.Build}, row...)
 			}
@@ -250,6 +275,8 @@ func printReport(w io.Writer, r report) {
 	}
 
 	printGrowth(w, r)
+	printScale(w, r)
+	printHA(w, r)
 	var preloads []string
 	for _, run := range r.Runs {
 		if run.PreloadSeconds > 0 {

@@ -30,6 +30,10 @@ var managedEnv = map[string]bool{
 	"PHONES_JWT_AUDIENCE": true,
 	"PHONES_EVENTS_URL":   true,
 	"PHONES_LOG_LEVEL":    true,
+	// --ha's stream.
+	"PHONES_NATS_STREAM":         true,
+	"PHONES_NATS_SUBJECT_PREFIX": true,
+	"PHONES_NATS_REPLICAS":       true,
 }
 
 // service is a phonesd process started by the bench.
@@ -164,33 +168,9 @@ func (s *service) peakRSS() (int64, error) {
 	return 0, errors.New("no VmHWM in /proc status")
 }
 
-// clockTicks is the unit of /proc's CPU times: USER_HZ, 100 on Linux.
-const clockTicks = 100
-
-// cpuTime returns the CPU phonesd has used so far, user and system, from
-// /proc/PID/stat (fields 14 and 15, after the command name in parentheses).
+// cpuTime returns the CPU phonesd has used so far, user and system.
 func (s *service) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid()) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("/proc stat: no command name")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("/proc stat: too few fields")
-	}
-	var ticks int64
-	for _, v := range f[11:13] { // utime, stime
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc stat: %w", err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return processCPU(s.pid())
 }
 
 // logTail returns the last lines of phonesd's log, for an error message.
@@ -231,10 +211,10 @@ func (c *lineCounter) count() (int64, error) {
 	}
 }
 
-// waitForEvents waits until the events file holds at least want events
-// (delivery is at least once, so it may hold more), or for at most limit.
+// waitForEvents waits until at least want events are delivered (delivery
+// is at least once, so there may be more), or for at most limit.
 // It returns how long that took and how many events were still missing.
-func waitForEvents(ctx context.Context, events *lineCounter, want int64, limit time.Duration) (time.Duration, int64, error) {
+func waitForEvents(ctx context.Context, events eventCounter, want int64, limit time.Duration) (time.Duration, int64, error) {
 	start := time.Now()
 	for {
 		n, err := events.count()

@@ -272,3 +272,43 @@ func (s *Stream) LastSeq(ctx context.Context) (uint64, error) {
 	}
 	return st.CachedInfo().State.LastSeq, nil
 }
+
+// Range calls fn with each message of the stream from sequence from to
+// sequence to, in order, with the time the stream stored it. It reads
+// through an ordered consumer, in batches: far faster than message by
+// message for a large range. It returns an error when the stream does not
+// deliver up to to within ctx.
+func (s *Stream) Range(ctx context.Context, from, to uint64, fn func(seq uint64, stored time.Time, data []byte)) error {
+	if from > to {
+		return nil
+	}
+	cons, err := s.js.OrderedConsumer(ctx, s.Name, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   from,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", s.Name, err)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", s.Name, err)
+		}
+		for msg := range batch.Messages() {
+			md, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", s.Name, err)
+			}
+			fn(md.Sequence.Stream, md.Timestamp, msg.Data())
+			if md.Sequence.Stream >= to {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("stream %s: %w", s.Name, err)
+		}
+	}
+}

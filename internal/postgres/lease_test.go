@@ -41,3 +41,26 @@ func TestRelayLeaseOneHolderAtATime(t *testing.T) {
 	}
 	hold("a after b took it", a, false)
 }
+
+// TestOutboxOrderLockID finds the lock a transaction holds in pg_locks by
+// the ids OutboxOrderLockID gives.
+func TestOutboxOrderLockID(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, pgtest.Database(t), Options{})
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, lockOutboxOrderSQL, outboxOrderLockKey); err != nil {
+		t.Fatal(err)
+	}
+	classid, objid := OutboxOrderLockID()
+	var held int
+	err = db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1 AND granted`, classid, objid).Scan(&held)
+	if err != nil || held != 1 {
+		t.Errorf("pg_locks rows for the outbox order lock: %d, %v; want 1", held, err)
+	}
+}
