@@ -181,19 +181,7 @@ func driveNATSNodeKill(ctx context.Context, s *trial) error {
 		s.note("stream leader %s killed (kill -9) %.1fs into the load, started again %.1fs later; leader now %s; the stream stored no event for %.2fs after the kill (last before it %.2fs earlier)",
 			leader, third.Seconds(), restarted.Seconds(), next, pause.Seconds(), w.sinceLastBefore(killed).Seconds())
 	}
-	// The broker is not on a create's path: every request must have had
-	// its answer.
-	creates, updates := s.ledger.snapshot()
-	for _, e := range creates {
-		if e.Class == classUnknown {
-			s.violate("availability", "%s: while a broker server is lost creates keep answering", describe(e))
-		}
-	}
-	for _, u := range updates {
-		if u.Class == classUnknown {
-			s.violate("availability", "update #%d of phone %d answered %s: while a broker server is lost updates keep answering", u.Seq, u.PhoneID, outcome(u.attempt))
-		}
-	}
+	s.requireAnswered("while a broker server is lost")
 	return nil
 }
 

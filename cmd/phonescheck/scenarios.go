@@ -239,18 +239,25 @@ func driveNATSOutage(ctx context.Context, s *trial) error {
 	s.load.stop()
 	s.note("%s for %.1fs; %d events waiting in the outbox when it came back", what, outage.Seconds(), backlog)
 	// Nothing else failed: every request must have had its answer.
+	s.requireAnswered("during a broker outage")
+	return err
+}
+
+// requireAnswered records a violation for every create and update that got
+// no answer, a timeout or a 5xx, when only the broker suffered: it is not on
+// their path.
+func (s *trial) requireAnswered(while string) {
 	creates, updates := s.ledger.snapshot()
 	for _, e := range creates {
 		if e.Class == classUnknown {
-			s.violate("availability", "%s: during a broker outage creates keep answering", describe(e))
+			s.violate("availability", "%s: %s creates keep answering", describe(e), while)
 		}
 	}
 	for _, u := range updates {
 		if u.Class == classUnknown {
-			s.violate("availability", "update #%d of phone %d answered %s: during a broker outage updates keep answering", u.Seq, u.PhoneID, outcome(u.attempt))
+			s.violate("availability", "update #%d of phone %d answered %s: %s updates keep answering", u.Seq, u.PhoneID, outcome(u.attempt), while)
 		}
 	}
-	return err
 }
 
 // pending returns the outbox backlog /readyz reports, -1 if unknown.
