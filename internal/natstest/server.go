@@ -223,8 +223,9 @@ func StartCluster(ctx context.Context, dir string, n int) (_ *Cluster, err error
 	return c, c.waitJetStream(ctx)
 }
 
-// waitJetStream waits until the cluster's JetStream answers an account
-// query, which needs a meta leader.
+// waitJetStream waits until the cluster can place a stream on every one
+// of its servers: a meta leader answers before every server has joined it,
+// and a stream of as many replicas as servers is refused until then.
 func (c *Cluster) waitJetStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -237,9 +238,13 @@ func (c *Cluster) waitJetStream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	probe := jetstream.StreamConfig{Name: "NATSTEST_READY", Subjects: []string{"natstest.ready"}, Storage: jetstream.MemoryStorage, Replicas: len(c.Servers)}
 	for {
 		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := js.AccountInfo(actx)
+		_, err := js.CreateStream(actx, probe)
+		if err == nil {
+			err = js.DeleteStream(actx, probe.Name)
+		}
 		acancel()
 		if err == nil {
 			return nil
