@@ -42,6 +42,11 @@ const streamRecheckTimeout = 2 * time.Second
 // Only an operator can fix it, since an existing stream is never changed.
 var ErrStream = errors.New("unusable stream")
 
+// errCodeNoPeers is JetStream's error code for a stream that cannot be
+// placed on as many servers as its replicas ("no suitable peers for
+// placement"), which nats.go names no constant for.
+const errCodeNoPeers natsjs.ErrorCode = 10005
+
 // errNotConnected means the connection is down and being re-established.
 var errNotConnected = errors.New("not connected")
 
@@ -320,9 +325,11 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		case errors.Is(err, natsjs.ErrStreamNameAlreadyInUse):
 			// Another replica created it first: check it as found.
 			st, err = s.js.Stream(ctx, s.cfg.Stream)
-		case errors.As(err, &apiErr) && apiErr.Code == 400:
+		case errors.As(err, &apiErr) && apiErr.Code == 400 && apiErr.ErrorCode != errCodeNoPeers:
 			// Refused as asked, as when another stream already holds
-			// these subjects: no retry will change that.
+			// these subjects: no retry will change that. Too few servers
+			// for the replicas is another matter: a cluster starting, or
+			// one that lost a server, has them again later.
 			return fmt.Errorf("%w: create stream %s with subjects %s: %w", ErrStream, s.cfg.Stream, want, err)
 		}
 	}

@@ -428,3 +428,48 @@ func TestNewSinkCredentialsInURL(t *testing.T) {
 		t.Error("Publish without JetStream: got nil error; want one")
 	}
 }
+
+// TestNewSinkWaitsForTheClustersServers asks for a stream of three replicas
+// while one server of a three-server cluster is down: JetStream cannot place
+// it yet, which must not stop phonesd's start, and the stream is created
+// before the first publish once the server is back.
+func TestNewSinkWaitsForTheClustersServers(t *testing.T) {
+	c := natstest.NewCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, done, err := natstest.Open(ctx, c.URL(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done(context.Background())
+	down := c.Servers[2]
+	if err := down.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	cfg := config(st, c.Servers[0].URL()+","+c.Servers[1].URL(), &logs)
+	cfg.Replicas = 3
+	s := newSink(t, cfg)
+	if err := s.Publish(ctx, events(1, 1)); err == nil {
+		t.Fatal("Publish with two of three servers up: got nil; want an error, the stream cannot have three replicas yet")
+	}
+	if err := down.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs := events(1, 3)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.Publish(ctx, evs)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Publish once the third server is back: still failing after 30s: %v\n%s", err, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if info := st.Info(t); info.Config.Replicas != 3 {
+		t.Errorf("stream created with %d replicas; want 3", info.Config.Replicas)
+	}
+	checkMessages(t, st, evs)
+}
