@@ -18,19 +18,9 @@ import (
 // order, after the leader change.
 func TestNATSClusterReplicatedStream(t *testing.T) {
 	c := natstest.NewCluster(t, 3)
+	st := c.NewStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, done, err := natstest.Open(ctx, c.URL(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := done(ctx); err != nil {
-			t.Error(err)
-		}
-	})
 	env := natsEnv(st, c.URL())
 	env["PHONES_NATS_REPLICAS"] = "3"
 	s := start(t, env)

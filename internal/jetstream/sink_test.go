@@ -435,13 +435,9 @@ func TestNewSinkCredentialsInURL(t *testing.T) {
 // before the first publish once the server is back.
 func TestNewSinkWaitsForTheClustersServers(t *testing.T) {
 	c := natstest.NewCluster(t, 3)
+	st := c.NewStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, done, err := natstest.Open(ctx, c.URL(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer done(context.Background())
 	down := c.Servers[2]
 	if err := down.Stop(); err != nil {
 		t.Fatal(err)

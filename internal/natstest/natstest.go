@@ -70,7 +70,12 @@ func serverURL(t testing.TB) string {
 // skips t when the variable is unset.
 func New(t testing.TB) *Stream {
 	t.Helper()
-	url := serverURL(t)
+	return newOn(t, serverURL(t))
+}
+
+// newOn returns fresh names for t on the server at url, as New does.
+func newOn(t testing.TB, url string) *Stream {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s, done, err := Open(ctx, url, t.Logf)

@@ -15,13 +15,9 @@ import (
 // the stream holds every acknowledged message.
 func TestClusterSurvivesItsLeader(t *testing.T) {
 	c := NewCluster(t, 3)
+	st := c.NewStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, done, err := Open(ctx, c.URL(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer done(context.Background())
 	st.Create(t, jetstream.StreamConfig{Subjects: []string{st.Prefix + ".>"}, Storage: jetstream.FileStorage, Replicas: 3})
 
 	nc, err := nats.Connect(c.URL())

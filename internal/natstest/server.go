@@ -276,6 +276,13 @@ func (c *Cluster) Server(name string) *Server {
 	return nil
 }
 
+// NewStream returns fresh names for t on the cluster, as New does on the
+// test server, and deletes the stream, if one was created, when t ends.
+func (c *Cluster) NewStream(t testing.TB) *Stream {
+	t.Helper()
+	return newOn(t, c.URL())
+}
+
 // Stop stops every server that runs.
 func (c *Cluster) Stop() error {
 	var errs []error
