@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -142,21 +141,13 @@ func TestJunkTokensWhileKeyServerIsSlow(t *testing.T) {
 	forBackends(t, func(t *testing.T, b backend) {
 		keys := newTestKeys(t)
 		var fetches atomic.Int64
-		jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		jwks := keys.servedBehind(t, func() bool {
 			if fetches.Add(1) > 1 {
 				time.Sleep(4 * time.Second) // every refetch after the first load
 			}
-			resp, err := http.Get(keys.url)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			defer resp.Body.Close()
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.Copy(w, resp.Body)
-		}))
-		t.Cleanup(jwks.Close)
-		s := b.start(t, map[string]string{"PHONES_JWKS_URL": jwks.URL})
+			return true
+		})
+		s := b.start(t, map[string]string{"PHONES_JWKS_URL": jwks})
 		s.token = keys.token(t, nil)
 		// An unknown kid refetches the set at most every 5 s, counted from
 		// the first load: past that, the junk below makes it refetch.

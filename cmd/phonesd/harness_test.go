@@ -62,6 +62,29 @@ func newTestKeys(t *testing.T) *testKeys {
 	return k
 }
 
+// servedBehind serves k's key set through gate, called first on every
+// fetch: it may delay the answer, or refuse it with a 503 by returning
+// false, as an identity provider in trouble would. It returns the URL.
+func (k *testKeys) servedBehind(t *testing.T, gate func() bool) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !gate() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		resp, err := http.Get(k.url)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 // claims are a token's claims; nil values are left out.
 type claims map[string]any
 

@@ -5,9 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -200,24 +198,10 @@ func TestConfigurationErrors(t *testing.T) {
 func TestNotReadyUntilKeySetLoaded(t *testing.T) {
 	keys := newTestKeys(t)
 	var available atomic.Bool
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !available.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		resp, err := http.Get(keys.url)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.Copy(w, resp.Body)
-	}))
-	t.Cleanup(jwks.Close)
+	jwks := keys.servedBehind(t, available.Load)
 	s := launch(t, map[string]string{
 		"PHONES_ADDR": freeAddr(t), "PHONES_DATA_DIR": t.TempDir(),
-		"PHONES_JWKS_URL": jwks.URL, "PHONES_JWT_ISSUER": testIssuer, "PHONES_JWT_AUDIENCE": testAudience,
+		"PHONES_JWKS_URL": jwks, "PHONES_JWT_ISSUER": testIssuer, "PHONES_JWT_AUDIENCE": testAudience,
 	})
 	s.token = keys.token(t, nil)
 	if r := s.do(http.MethodGet, "/readyz", ""); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "keys") {
