@@ -17,8 +17,34 @@ var ErrClosed = errors.New("group commit: closed")
 // Commit writes a batch in one transaction. It returns one outcome per input,
 // in order, when the transaction committed (an outcome may carry that
 // input's own failure, such as a duplicate), or an error when the whole
-// batch failed and nothing was committed.
+// batch failed. The error is wrapped by NotCommitted when the batch certainly
+// committed nothing; any other error leaves the outcome unknown.
 type Commit[In, Out any] func(ctx context.Context, batch []In) ([]Out, error)
+
+// NotCommitted marks err, the failure of a whole batch, as certain to have
+// committed nothing: the database reported that the transaction failed, or
+// the batch failed before its commit was sent. Only such a batch is retried
+// call by call. Any other failure leaves the batch's outcome unknown: the
+// commit may have reached the database though its answer never came back,
+// and a call retried alone would then meet the batch's own rows (a create
+// would find its own phone and be told it is a duplicate).
+func NotCommitted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &notCommittedError{err: err}
+}
+
+type notCommittedError struct{ err error }
+
+func (e *notCommittedError) Error() string { return e.err.Error() }
+func (e *notCommittedError) Unwrap() error { return e.err }
+
+// IsNotCommitted reports whether err was marked by NotCommitted.
+func IsNotCommitted(err error) bool {
+	var nc *notCommittedError
+	return errors.As(err, &nc)
+}
 
 // Options tunes a Batcher; zero fields take their defaults.
 type Options struct {
@@ -140,8 +166,10 @@ func (b *Batcher[In, Out]) loop() {
 // run commits one batch. Calls whose caller has already gone are left out:
 // nobody would learn their outcome. The batch must finish by the earliest
 // deadline of its callers, so that a caller told its write failed really
-// wrote nothing. When the batch fails as a whole for a reason other than
-// time, each call is retried alone, so that one bad input fails only itself.
+// wrote nothing. When the batch certainly committed nothing and failed for a
+// reason other than time, each call is retried alone, so that one bad input
+// fails only itself; after any other failure each call gets the batch's
+// error, since its write may have been committed.
 func (b *Batcher[In, Out]) run(batch []*call[In, Out]) {
 	live := batch[:0]
 	deadline := time.Now().Add(b.opts.Timeout)
@@ -164,7 +192,7 @@ func (b *Batcher[In, Out]) run(batch []*call[In, Out]) {
 	if err == nil {
 		return
 	}
-	if len(live) == 1 || ctx.Err() != nil {
+	if len(live) == 1 || ctx.Err() != nil || !IsNotCommitted(err) {
 		for _, c := range live {
 			c.result <- result[Out]{err: err}
 		}

@@ -9,7 +9,9 @@ import (
 	"time"
 )
 
-// recorder commits by recording batch sizes; an input of -1 fails its batch.
+// recorder commits by recording batch sizes; an input of -1 fails its batch
+// before the commit, and -2 fails it with an unknown outcome, as a connection
+// lost while committing does.
 type recorder struct {
 	mu      sync.Mutex
 	batches [][]int
@@ -23,8 +25,11 @@ func (r *recorder) commit(ctx context.Context, batch []int) ([]int, error) {
 	r.mu.Unlock()
 	out := make([]int, len(batch))
 	for i, v := range batch {
-		if v == -1 {
-			return nil, errors.New("bad input")
+		switch v {
+		case -1:
+			return nil, NotCommitted(errors.New("bad input"))
+		case -2:
+			return nil, errors.New("connection lost while committing")
 		}
 		out[i] = v * 10
 	}
@@ -100,6 +105,37 @@ func TestFailedBatchFailsOnlyTheBadInput(t *testing.T) {
 	wg.Wait()
 	if failed.Load() != 1 || ok.Load() != 3 {
 		t.Errorf("%d failed, %d ok; want 1 and 3", failed.Load(), ok.Load())
+	}
+}
+
+// TestBatchOfUnknownOutcomeIsNotRetried checks that a batch whose commit
+// may have happened is not retried call by call: each call gets the error.
+func TestBatchOfUnknownOutcomeIsNotRetried(t *testing.T) {
+	r := &recorder{delay: 20 * time.Millisecond}
+	b := New(r.commit, Options{})
+	defer b.Close()
+	go b.Do(context.Background(), 100)
+	time.Sleep(5 * time.Millisecond)
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for _, v := range []int{1, 2, -2, 3} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got, err := b.Do(context.Background(), v); err == nil {
+				t.Errorf("Do(%d) = %d, nil; want the batch's error", v, got)
+				return
+			}
+			failed.Add(1)
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 4 {
+		t.Errorf("%d calls failed; want all 4", failed.Load())
+	}
+	batches := r.snapshot()
+	if len(batches) != 2 || len(batches[1]) != 4 {
+		t.Errorf("commits %v; want [100] then the four calls once, with no retry alone", batches)
 	}
 }
 

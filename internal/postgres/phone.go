@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"phonesd/internal/groupcommit"
 	"phonesd/internal/phone"
 )
 
@@ -120,7 +122,9 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 // CreatePhones stores each creation of cs, with its Phone created event, in
 // one transaction, in order: a later creation that duplicates an earlier one
 // of the batch is refused like any duplicate. It returns each creation's
-// outcome, or an error when the transaction failed and stored nothing.
+// outcome, or an error: wrapped by groupcommit.NotCommitted when the
+// transaction certainly stored nothing, of unknown outcome otherwise (the
+// reply to its COMMIT was lost).
 //
 // It costs two round trips: one that begins, takes the outbox order lock and
 // allocates the ids, and one that writes every phone and event and commits.
@@ -130,7 +134,7 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
 	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("create phones: %w", err)
+		return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
 	}
 	// A connection released inside a failed transaction is closed by the
 	// pool, which rolls the transaction back.
@@ -158,7 +162,8 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("create phones: %w", err)
+		// No COMMIT was sent: the transaction ends with its connection.
+		return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
 	}
 
 	// The transaction's time, taken once the lock is held.
@@ -184,7 +189,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		p.ID, p.CreatedAt, p.UpdatedAt, p.Version = ids[i], now, now, 1
 		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
 		if err != nil {
-			return nil, err
+			return nil, groupcommit.NotCommitted(err)
 		}
 		phones[i] = p
 		tenants[i], accounts[i], customers[i], numbers[i] = p.Tenant, p.AccountID, p.CustomerID, p.Number
@@ -201,7 +206,8 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		scopes, fingerprints, expiries)
 	write.Queue("COMMIT")
 	inserted, claimed := make(map[int64]bool, n), make(map[int64]bool)
-	if err := sendBatch(ctx, conn.Conn(), write, func(br pgx.BatchResults) error {
+	committed := false
+	err = sendBatch(ctx, conn.Conn(), write, func(br pgx.BatchResults) error {
 		rows, err := br.Query()
 		if err != nil {
 			return fmt.Errorf("insert phones: %w", err)
@@ -223,9 +229,19 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("commit: %w", err)
 		}
+		committed = true
 		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("create phones: %w", err)
+	})
+	switch {
+	case committed:
+		// The server acknowledged the COMMIT: whatever failed after it,
+		// such as reading the end of the batch, changes nothing stored.
+	case err != nil && rolledBack(err):
+		return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
+	case err != nil:
+		// The COMMIT went out with the rows, and its answer was lost: the
+		// batch may be stored, so no create of it may be told otherwise.
+		return nil, fmt.Errorf("create phones: outcome unknown: %w", err)
 	}
 
 	outs := make([]phone.Outcome, n)
@@ -240,6 +256,26 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		}
 	}
 	return outs, nil
+}
+
+// rolledBack reports whether err, the failure of a batch that ends with
+// COMMIT, proves the transaction was not committed: the server reported an
+// error (severity ERROR aborts the transaction, so the COMMIT behind it is
+// skipped or itself refused), or pgx sent nothing at all. A FATAL error does
+// not prove it: the server may end a session that has already committed,
+// for instance while it waits for a synchronous standby. Nor does a broken
+// connection once the batch was written, nor a timeout.
+func rolledBack(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	// Severity may be translated to the server's language; the
+	// unlocalized field, sent since PostgreSQL 9.6, is not.
+	return cmp.Or(pgErr.SeverityUnlocalized, pgErr.Severity) == "ERROR"
 }
 
 // sendBatch sends b in one round trip and reads its results with read.

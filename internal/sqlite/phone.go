@@ -11,6 +11,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"phonesd/internal/groupcommit"
 	"phonesd/internal/phone"
 )
 
@@ -70,8 +71,9 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 // its idempotency key, in one transaction, in order: a later creation that
 // duplicates an earlier one of the batch is refused like any duplicate. It
 // returns each creation's outcome (a phone, phone.ErrDuplicate or
-// phone.ErrKeyTaken), or an error when the transaction failed and stored
-// nothing.
+// phone.ErrKeyTaken), or an error: wrapped by groupcommit.NotCommitted when
+// the transaction certainly stored nothing, of unknown outcome otherwise (a
+// failed COMMIT).
 //
 // The batch is written with one statement per table, whatever its size.
 // Each statement costs a trip through database/sql and the driver, which for
@@ -79,15 +81,19 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 // are allocated here, under the write lock, so that the keys and events,
 // which carry them, can be written with the phones.
 func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
+	// A transaction that fails before its COMMIT is rolled back in this
+	// process, and a crash before the rollback leaves no commit frame in
+	// the WAL: nothing of it is ever seen, so the batch may be retried.
+	fail := func(err error) ([]phone.Outcome, error) { return nil, groupcommit.NotCommitted(err) }
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("begin create phones: %w", err)
+		return fail(fmt.Errorf("begin create phones: %w", err))
 	}
 	defer tx.Rollback()
 
 	var lastID int64
 	if err := tx.StmtContext(ctx, db.writes.lastPhoneID).QueryRowContext(ctx).Scan(&lastID); err != nil {
-		return nil, fmt.Errorf("allocate ids: %w", err)
+		return fail(fmt.Errorf("allocate ids: %w", err))
 	}
 	id := func(i int) int64 { return lastID + 1 + int64(i) }
 	// The transaction's time, taken once the write lock is held, so that
@@ -103,7 +109,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	}
 	claimed, err := db.insertRows(ctx, tx, &insertKeysSQL, keys)
 	if err != nil {
-		return nil, fmt.Errorf("claim idempotency keys: %w", err)
+		return fail(fmt.Errorf("claim idempotency keys: %w", err))
 	}
 	outs := make([]phone.Outcome, len(cs))
 	var phones [][]any
@@ -118,10 +124,10 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	}
 	inserted, err := db.insertRows(ctx, tx, &insertPhonesSQL, phones)
 	if err != nil {
-		return nil, fmt.Errorf("insert phones: %w", err)
+		return fail(fmt.Errorf("insert phones: %w", err))
 	}
 	if err := db.spendIDs(ctx, tx, id(len(cs)-1)); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	var events [][]any
 	for i, c := range cs {
@@ -136,16 +142,19 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		p.ID, p.CreatedAt, p.UpdatedAt, p.Version = id(i), now, now, 1
 		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ms})
 		outs[i].Phone = p
 	}
 	if _, err := db.insertRows(ctx, tx, &insertEventsSQL, events); err != nil {
-		return nil, fmt.Errorf("insert events: %w", err)
+		return fail(fmt.Errorf("insert events: %w", err))
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit create phones: %w", err)
+		// A COMMIT that fails writing or syncing the WAL may leave its
+		// commit frame there, to be replayed at the next open: the
+		// batch may be stored.
+		return nil, fmt.Errorf("commit create phones: outcome unknown: %w", err)
 	}
 	return outs, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"phonesd/internal/groupcommit"
 	"phonesd/internal/phone"
 )
 
@@ -53,6 +54,28 @@ func testBatchOutcomes(t *testing.T, s Store) {
 	next := create(t, s, creation(t, tenant, account+1, nil, draft()))
 	if next.ID <= lastID+1 {
 		t.Errorf("next id %d; want it past every id of the batch, %d and the trailing duplicate's", next.ID, lastID)
+	}
+}
+
+// testRefusedBatch checks that a batch the database refuses before its
+// commit (two creations with one event id, which only a bug could send)
+// stores nothing and says so, so that group commit may retry its creates one
+// by one: the retry must not meet the batch's own rows.
+func testRefusedBatch(t *testing.T, s Store) {
+	ctx := context.Background()
+	other := draft()
+	other.Number = ptr("11 98888-0000")
+	first, second := creation(t, tenant, account, nil, draft()), creation(t, tenant, account, nil, other)
+	second.EventID = first.EventID
+	_, err := s.CreatePhones(ctx, []phone.Creation{first, second})
+	if err == nil || !groupcommit.IsNotCommitted(err) {
+		t.Fatalf("CreatePhones with a reused event id: got %v; want an error marked as not committed", err)
+	}
+	if got := pending(t, s); len(got) != 0 {
+		t.Errorf("%d events after the refused batch; want none", len(got))
+	}
+	if _, err := s.CreatePhone(ctx, first); err != nil {
+		t.Errorf("the first create alone after the refused batch: got %v; want it stored", err)
 	}
 }
 

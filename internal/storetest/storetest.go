@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"UpdateCannotMovePhone", testUpdateCannotMovePhone},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"BatchOutcomes", testBatchOutcomes},
+		{"RefusedBatch", testRefusedBatch},
 		{"LargeBatch", testLargeBatch},
 		{"IdempotencyKeys", testIdempotencyKeys},
 		{"IdempotencyKeyExpiry", testIdempotencyKeyExpiry},
