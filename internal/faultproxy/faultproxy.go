@@ -1,6 +1,7 @@
 // Package faultproxy is a TCP proxy that can cut or blackhole the link to its
 // target on demand: how tests and the checker take a database or a broker
-// away from phonesd without touching the shared server behind it.
+// away from phonesd without touching the shared server behind it. In front
+// of PostgreSQL it can also lose the server's reply to a COMMIT.
 package faultproxy
 
 import (
@@ -35,15 +36,25 @@ type Proxy struct {
 	wake  chan struct{} // closed and replaced when the mode changes
 	done  chan struct{}
 	wg    sync.WaitGroup
+
+	// postgres is set by StartPostgres: the server's messages are read.
+	postgres    bool
+	loseCommits bool
+	loseMinRows int
+	commitsLost int
 }
 
 // Start listens on 127.0.0.1 on a free port and forwards to target.
 func Start(target string) (*Proxy, error) {
+	return start(target, false)
+}
+
+func start(target string, postgres bool) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}, wake: make(chan struct{}), done: make(chan struct{})}
+	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}, wake: make(chan struct{}), done: make(chan struct{}), postgres: postgres}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -113,7 +124,14 @@ func (p *Proxy) serve(client net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); p.copy(server, client) }()
-	go func() { defer wg.Done(); p.copy(client, server) }()
+	go func() {
+		defer wg.Done()
+		if p.postgres {
+			p.copyPostgres(client, server)
+		} else {
+			p.copy(client, server)
+		}
+	}()
 	wg.Wait()
 }
 
