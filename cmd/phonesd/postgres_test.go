@@ -16,18 +16,23 @@ import (
 )
 
 // viaProxy returns dbURL with its host replaced by a fault proxy's address.
+// The proxy follows PostgreSQL's messages, so that it can also lose COMMIT
+// replies, and the link is unencrypted (loopback), so that it can read them.
 func viaProxy(t *testing.T, dbURL string) (string, *faultproxy.Proxy) {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := faultproxy.Start(u.Host)
+	p, err := faultproxy.StartPostgres(u.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
 	u.Host = p.Addr()
+	q := u.Query()
+	q.Set("sslmode", "disable")
+	u.RawQuery = q.Encode()
 	return u.String(), p
 }
 
