@@ -44,7 +44,7 @@ type storageTarget interface {
 type batchStore interface {
 	CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error)
 	PendingEvents(ctx context.Context, limit int) ([]phone.Event, error)
-	MarkSent(ctx context.Context, seqs []int64) error
+	MarkSent(ctx context.Context, seqs []int64, epoch int64) error
 	Close() error
 }
 
@@ -262,7 +262,7 @@ func markAllSent(ctx context.Context, db batchStore, limit int) error {
 		for i, ev := range events {
 			seqs[i] = ev.Seq
 		}
-		if err := db.MarkSent(ctx, seqs); err != nil {
+		if err := db.MarkSent(ctx, seqs, 0); err != nil {
 			return err
 		}
 	}

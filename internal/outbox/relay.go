@@ -15,7 +15,10 @@ import (
 // Store is the outbox as the relay needs it.
 type Store interface {
 	PendingEvents(ctx context.Context, limit int) ([]phone.Event, error)
-	MarkSent(ctx context.Context, seqs []int64) error
+	// MarkSent records the events of seqs as sent. A non-zero epoch is the
+	// relay lease's term the relay holds: the store refuses the mark with
+	// an error wrapping ErrLeaseLost once a later term has begun.
+	MarkSent(ctx context.Context, seqs []int64, epoch int64) error
 	PruneSent(ctx context.Context, sentBefore time.Time) (int64, error)
 	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
 }
@@ -30,10 +33,26 @@ type Sink interface {
 
 // Lease is the right to deliver, which one relay among replicas sharing an
 // outbox holds at a time, so that they do not publish the same events
-// concurrently. Hold reports whether this relay holds it, taking it if free.
+// concurrently. Hold reports whether this relay holds it, taking it if free,
+// and the term it holds it in.
 type Lease interface {
-	Hold(ctx context.Context) (bool, error)
+	Hold(ctx context.Context) (t Term, held bool, err error)
 }
+
+// Term is one unbroken holding of a Lease. A relay publishes only while its
+// term lasts, and marks events sent only with its term's epoch, which the
+// store checks in the same statement: a relay that lost the lease (its
+// session died, and another replica took over) can neither go on
+// publishing once it knows, nor mark anything at all.
+type Term struct {
+	// Epoch numbers the term: each take-over begins a greater one.
+	Epoch int64
+	// Lost is closed the moment the holder learns the lease is lost.
+	Lost <-chan struct{}
+}
+
+// ErrLeaseLost means the relay no longer holds the lease it delivered under.
+var ErrLeaseLost = errors.New("relay lease lost")
 
 // Options tunes a Relay; a zero field takes its default.
 type Options struct {
@@ -169,7 +188,10 @@ func (r *Relay) Run(ctx context.Context) {
 			r.logBacklog(ctx)
 			lastStats = time.Now()
 		}
-		if errors.Is(err, errStandby) {
+		if errors.Is(err, ErrLeaseLost) {
+			r.log.Warn("relay lease lost; publishing stopped", "err", err)
+		}
+		if errors.Is(err, errStandby) || errors.Is(err, ErrLeaseLost) {
 			// Another replica delivers; check for its lease now and then,
 			// not on every local commit.
 			sleep(ctx, r.opts.PollInterval, nil)
@@ -209,7 +231,7 @@ func (r *Relay) Flush(ctx context.Context) error {
 	)
 	for {
 		n, err := r.deliver(ctx)
-		if errors.Is(err, errStandby) {
+		if errors.Is(err, errStandby) || errors.Is(err, ErrLeaseLost) {
 			return nil // the replica holding the lease delivers
 		}
 		if err == nil {
@@ -238,24 +260,30 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	}
 	defer func() { <-r.round }()
 
+	var term Term
 	if r.opts.Lease != nil {
-		held, err := r.opts.Lease.Hold(ctx)
+		t, held, err := r.opts.Lease.Hold(ctx)
 		if err != nil {
 			return 0, err
 		}
 		if !held {
 			return 0, errStandby
 		}
+		term = t
 	}
-	events, err := r.store.PendingEvents(ctx, r.opts.BatchSize)
+	// The round stops the moment the lease is lost: a replica taking over
+	// publishes the same events, and this relay must not go on with them.
+	rctx, stop := untilLost(ctx, term.Lost)
+	defer stop()
+	events, err := r.store.PendingEvents(rctx, r.opts.BatchSize)
 	if err != nil {
-		return 0, fmt.Errorf("read pending events: %w", err)
+		return 0, fmt.Errorf("read pending events: %w", leaseCause(rctx, err))
 	}
 	if len(events) == 0 {
 		return 0, nil
 	}
-	if err := r.sink.Publish(ctx, events); err != nil {
-		return 0, fmt.Errorf("publish %d events from seq %d: %w", len(events), events[0].Seq, err)
+	if err := r.sink.Publish(rctx, events); err != nil {
+		return 0, fmt.Errorf("publish %d events from seq %d: %w", len(events), events[0].Seq, leaseCause(rctx, err))
 	}
 	// Test builds can stop the process here, where a crash leaves events
 	// at the destination but unmarked: the case deduplication exists for.
@@ -266,12 +294,46 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	}
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 	defer cancel()
-	if err := r.store.MarkSent(mctx, seqs); err != nil {
+	// Marked even when the lease was lost meanwhile: the epoch lets the
+	// store refuse the mark only if another replica has taken over, which
+	// then delivers the events itself.
+	if err := r.store.MarkSent(mctx, seqs, term.Epoch); err != nil {
 		// The events were published; the next round publishes them again,
 		// which at-least-once delivery allows.
 		return 0, fmt.Errorf("mark %d events sent: %w", len(seqs), err)
 	}
 	return len(events), nil
+}
+
+// untilLost returns a context that ends with ctx, or with ErrLeaseLost as
+// its cause when lost closes (a nil lost never closes).
+func untilLost(ctx context.Context, lost <-chan struct{}) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancelCause(ctx)
+	if lost == nil {
+		return c, func() { cancel(nil) }
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-lost:
+			cancel(ErrLeaseLost)
+		case <-c.Done():
+		case <-done:
+		}
+	}()
+	return c, func() {
+		close(done)
+		cancel(nil)
+	}
+}
+
+// leaseCause returns err, joined with ErrLeaseLost when the lease's loss
+// ended ctx.
+func leaseCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
+		return fmt.Errorf("%w: %w", cause, err)
+	}
+	return err
 }
 
 // prune deletes the events sent more than Retention ago. A failure is only

@@ -434,7 +434,9 @@ func TestRelayPrunes(t *testing.T) {
 // without a PostgreSQL server to share one.
 type heldElsewhere struct{}
 
-func (heldElsewhere) Hold(context.Context) (bool, error) { return false, nil }
+func (heldElsewhere) Hold(context.Context) (outbox.Term, bool, error) {
+	return outbox.Term{}, false, nil
+}
 
 func TestRelayLogsBacklog(t *testing.T) {
 	t.Run("delivering relay", func(t *testing.T) {

@@ -87,7 +87,7 @@ func TestStandbyGuardDropsFencedConnections(t *testing.T) {
 	if _, err := createOne(ctx, db, "1111-1111"); err != nil {
 		t.Fatal(err)
 	}
-	if held, err := db.RelayLease().Hold(ctx); !held || err != nil {
+	if _, held, err := db.RelayLease().Hold(ctx); !held || err != nil {
 		t.Fatalf("Hold: %v, %v; want true", held, err)
 	}
 	// Idle connections beside the one the refused write will use: the
@@ -140,7 +140,7 @@ func TestStandbyGuardDropsFencedConnections(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if held, err := db.RelayLease().Hold(ctx); held || err == nil {
+	if _, held, err := db.RelayLease().Hold(ctx); held || err == nil {
 		t.Errorf("Hold on the fenced server: %v, %v; want false and an error", held, err)
 	}
 	if err := db.Ping(ctx); err == nil {
@@ -159,7 +159,7 @@ func TestStandbyGuardDropsFencedConnections(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if held, err := db.RelayLease().Hold(ctx); !held || err != nil {
+	if _, held, err := db.RelayLease().Hold(ctx); !held || err != nil {
 		t.Errorf("Hold after the fence was lifted: %v, %v; want true", held, err)
 	}
 }

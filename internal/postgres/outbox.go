@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"phonesd/internal/outbox"
 	"phonesd/internal/phone"
 )
 
@@ -18,10 +19,22 @@ ORDER BY seq
 LIMIT $1`
 
 	// markSentSQL takes the seqs as one array, so that a batch of any size
-	// is one statement with two parameters. A row already sent keeps its
-	// first sent_at.
-	markSentSQL = `UPDATE outbox SET sent_at = $1
-WHERE seq = ANY($2) AND sent_at IS NULL`
+	// is one statement. A row already sent keeps its first sent_at. It
+	// marks only while $3, the relay lease's epoch the caller holds, is
+	// still current (0: no lease), and returns the current epoch. FOR SHARE
+	// makes it the fence: a take-over's increment waits for a mark under
+	// way to commit, so the new holder reads the outbox after it; and a
+	// mark that starts after the increment sees the new epoch, even if
+	// its snapshot is older, since a locked row is read at its latest
+	// committed version.
+	markSentSQL = `WITH lease AS (
+  SELECT epoch FROM relay_lease FOR SHARE
+), marked AS (
+  UPDATE outbox SET sent_at = $1
+  WHERE seq = ANY($2) AND sent_at IS NULL
+    AND ($3::bigint = 0 OR $3::bigint = (SELECT epoch FROM lease))
+)
+SELECT epoch FROM lease`
 
 	// pruneSentSQL deletes at most one batch, so that no DELETE runs into
 	// statement_timeout however much is due. SKIP LOCKED lets replicas
@@ -69,21 +82,29 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, erro
 }
 
 // MarkSent records the events with the given seqs as sent now; seqs already
-// sent or unknown are ignored.
-func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
+// sent or unknown are ignored. A non-zero epoch is the relay lease's term
+// the caller holds (see Lease): when a later term has begun, nothing is
+// marked and the error wraps outbox.ErrLeaseLost.
+func (db *DB) MarkSent(ctx context.Context, seqs []int64, epoch int64) error {
 	if len(seqs) == 0 {
 		return ctx.Err()
 	}
 	// A mark lost in a crash only makes the relay deliver its events again,
-	// which at-least-once delivery allows; so it need not wait for the WAL
-	// to reach disk, and leaves the disk to the commits that must.
+	// which sinks recognise; so it need not wait for the WAL to reach
+	// disk, and leaves the disk to the commits that must.
+	var current int64
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
-	b.Queue(markSentSQL, time.Now().UTC(), seqs)
+	b.Queue(markSentSQL, time.Now().UTC(), seqs, epoch).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&current)
+	})
 	b.Queue("COMMIT")
 	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("mark events sent: %w", err)
+	}
+	if epoch != 0 && current != epoch {
+		return fmt.Errorf("mark events sent under lease epoch %d, now %d: %w", epoch, current, outbox.ErrLeaseLost)
 	}
 	return nil
 }

@@ -70,8 +70,9 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, erro
 }
 
 // MarkSent records the events with the given seqs as sent now; seqs already
-// sent or unknown are ignored.
-func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
+// sent or unknown are ignored. The epoch is ignored: only this process opens
+// the file, so its relay holds no lease.
+func (db *DB) MarkSent(ctx context.Context, seqs []int64, epoch int64) error {
 	if len(seqs) == 0 {
 		return ctx.Err()
 	}

@@ -589,7 +589,7 @@ func testMarkSent(t *testing.T, s Store) {
 		{"the rest", seqs(all), []string{}},
 	}
 	for _, st := range steps {
-		if err := s.MarkSent(ctx, st.mark); err != nil {
+		if err := s.MarkSent(ctx, st.mark, 0); err != nil {
 			t.Fatalf("%s: MarkSent: got error %v; want nil", st.name, err)
 		}
 		if got := eventIDs(pending(t, s)); fmt.Sprint(got) != fmt.Sprint(st.want) {
@@ -603,7 +603,7 @@ func testPruneSent(t *testing.T, s Store) {
 	ids := createN(t, s, 3)
 	all := pending(t, s)
 	beforeMark := time.Now().Add(-time.Second)
-	if err := s.MarkSent(ctx, seqs(all[:2])); err != nil {
+	if err := s.MarkSent(ctx, seqs(all[:2]), 0); err != nil {
 		t.Fatalf("MarkSent: %v", err)
 	}
 	afterMark := time.Now().Add(time.Second)
@@ -630,7 +630,7 @@ func testPruneSent(t *testing.T, s Store) {
 		}
 	}
 	// The unsent event survives any cutoff; once sent, it goes too.
-	if err := s.MarkSent(ctx, seqs(all[2:])); err != nil {
+	if err := s.MarkSent(ctx, seqs(all[2:]), 0); err != nil {
 		t.Fatalf("MarkSent: %v", err)
 	}
 	if n, err := s.PruneSent(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
@@ -658,11 +658,11 @@ func testOutboxStats(t *testing.T, s Store) {
 	createN(t, s, 3)
 	all := pending(t, s)
 	check("three created", 3, all[0].CreatedAt)
-	if err := s.MarkSent(ctx, seqs(all[:1])); err != nil {
+	if err := s.MarkSent(ctx, seqs(all[:1]), 0); err != nil {
 		t.Fatalf("MarkSent: %v", err)
 	}
 	check("first sent", 2, all[1].CreatedAt)
-	if err := s.MarkSent(ctx, seqs(all)); err != nil {
+	if err := s.MarkSent(ctx, seqs(all), 0); err != nil {
 		t.Fatalf("MarkSent: %v", err)
 	}
 	check("all sent", 0, time.Time{})
@@ -739,7 +739,7 @@ func testEndedContextFailsEveryMethod(t *testing.T, s Store) {
 					return err
 				}},
 				{"PendingEvents", func() error { _, err := s.PendingEvents(ctx, 10); return err }},
-				{"MarkSent", func() error { return s.MarkSent(ctx, []int64{1}) }},
+				{"MarkSent", func() error { return s.MarkSent(ctx, []int64{1}, 0) }},
 				{"PruneSent", func() error { _, err := s.PruneSent(ctx, time.Now()); return err }},
 				{"OutboxStats", func() error { _, _, err := s.OutboxStats(ctx); return err }},
 			}
