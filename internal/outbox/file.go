@@ -3,9 +3,11 @@ package outbox
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -13,21 +15,41 @@ import (
 )
 
 // FileSink is a Sink that appends each event's payload as one line of a file
-// (JSON Lines) and fsyncs before Publish returns. It is safe for sequential
-// use by one relay.
+// (JSON Lines) and fsyncs before Publish returns. Each event is written to
+// the file once, even when the relay delivers it again (a crash between
+// the fsync and marking the events sent, a failed mark): the sink knows
+// the event ids of the file's last lines, read back from the file when it
+// opens, and reports those events delivered without appending them again.
+// It is safe for sequential use by one relay, and the file must have no
+// other writer.
 type FileSink struct {
 	f    *os.File
 	path string
 	// size is the length of the file's complete lines: where the next
 	// Publish starts, and where a failed one is cut back to.
 	size int64
+	// recent holds the event ids of the file's last lines, at most
+	// recentLines of them, oldest first; inFile indexes it.
+	recent []string
+	inFile map[string]bool
 }
 
+// recentLines is how many of the file's last lines the sink recognises.
+// A relay moves past no event it has not marked sent, so the events it may
+// deliver again are the batch it last published: far fewer than this.
+const recentLines = 4096
+
+// recentBytes bounds the tail read for recentLines: events are well under
+// 2 KiB each.
+const recentBytes = 8 << 20
+
 // NewFileSink opens the file at path for appending, creating it with mode
-// 0644 (its directory must exist). It returns an error when the file cannot
-// be opened or its torn last line cannot be cut off.
+// 0600 whatever the umask (its directory must exist): its events hold phone
+// numbers. It cuts a torn last line and reads the event ids of the last
+// lines. It returns an error when the file cannot be opened, read, cut or
+// made durable.
 func NewFileSink(path string) (*FileSink, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("open event file: %w", err)
 	}
@@ -44,14 +66,62 @@ func NewFileSink(path string) (*FileSink, error) {
 		f.Close()
 		return nil, fmt.Errorf("open event file %s: %w", path, err)
 	}
-	// The file may have just been created: its directory entry must be
-	// durable too, or a power cut could lose the whole file after Publish
-	// reported success.
+	// A crash between a write and its fsync leaves whole lines that only
+	// the page cache holds. They are about to be taken for delivered, so
+	// they must be durable first. The file may also have just been created:
+	// its directory entry must be durable too, or a power cut could lose the
+	// whole file after Publish reported success.
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open event file %s: fsync: %w", path, err)
+	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open event file %s: %w", path, err)
 	}
-	return &FileSink{f: f, path: path, size: size}, nil
+	s := &FileSink{f: f, path: path, size: size, inFile: map[string]bool{}}
+	ids, err := lastEventIDs(f, size, recentLines)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open event file %s: %w", path, err)
+	}
+	s.remember(ids)
+	return s, nil
+}
+
+// openPrivate opens path for reading and appending, creating it with mode
+// 0600. The mode is set again after creating, since the umask may have
+// taken bits from it.
+func openPrivate(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// remember records ids as the file's last lines.
+func (s *FileSink) remember(ids []string) {
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		s.recent = append(s.recent, id)
+		s.inFile[id] = true
+	}
+	if over := len(s.recent) - recentLines; over > 0 {
+		for _, id := range s.recent[:over] {
+			delete(s.inFile, id)
+		}
+		s.recent = append(s.recent[:0], s.recent[over:]...)
+	}
 }
 
 // Publish appends one line per event, each payload exactly followed by '\n',
@@ -61,6 +131,19 @@ func NewFileSink(path string) (*FileSink, error) {
 func (s *FileSink) Publish(ctx context.Context, events []phone.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("publish to %s: %w", s.path, err)
+	}
+	// Events already in the file were delivered by an earlier Publish,
+	// here or before a crash, and never marked sent: they count as
+	// delivered, and are not appended again.
+	fresh := make([]phone.Event, 0, len(events))
+	for _, ev := range events {
+		if ev.ID == "" || !s.inFile[ev.ID] {
+			fresh = append(fresh, ev)
+		}
+	}
+	events = fresh
+	if len(events) == 0 {
+		return nil
 	}
 	n := 0
 	for _, ev := range events {
@@ -85,6 +168,11 @@ func (s *FileSink) Publish(ctx context.Context, events []phone.Event) error {
 		return s.undo(fmt.Errorf("publish to %s: fsync: %w", s.path, err))
 	}
 	s.size += int64(len(buf))
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	s.remember(ids)
 	return nil
 }
 
@@ -126,6 +214,35 @@ func completeLength(f *os.File) (int64, error) {
 		end = start
 	}
 	return 0, nil
+}
+
+// lastEventIDs returns the event_id of each of the last n complete lines of
+// f, which are size bytes long, oldest first; "" for a line that has none.
+// It reads at most the last recentBytes of the file.
+func lastEventIDs(f *os.File, size int64, n int) ([]string, error) {
+	start := max(0, size-recentBytes)
+	tail := make([]byte, size-start)
+	if _, err := f.ReadAt(tail, start); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read tail: %w", err)
+	}
+	lines := bytes.Split(bytes.TrimSuffix(tail, []byte{'\n'}), []byte{'\n'})
+	if start > 0 {
+		lines = lines[1:] // the first may have begun before the tail
+	}
+	if len(tail) == 0 {
+		lines = nil
+	}
+	lines = lines[max(0, len(lines)-n):]
+	ids := make([]string, len(lines))
+	for i, line := range lines {
+		var ev struct {
+			EventID string `json:"event_id"`
+		}
+		if json.Unmarshal(line, &ev) == nil {
+			ids[i] = ev.EventID
+		}
+	}
+	return ids, nil
 }
 
 // truncate cuts f to size and makes the cut durable; it does nothing when f

@@ -3,13 +3,18 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"phonesd/internal/outbox"
 	"phonesd/internal/phone"
+	"phonesd/internal/sqlite"
 )
 
 func TestFileSinkCutsTornTail(t *testing.T) {
@@ -114,15 +119,94 @@ func TestNewFileSinkMissingDirectory(t *testing.T) {
 	}
 }
 
-func TestFileSinkMode(t *testing.T) {
+// event returns an event with a payload as the service writes it.
+func event(seq int64, id string) phone.Event {
+	return phone.Event{Seq: seq, ID: id, Payload: []byte(`{"event_id":"` + id + `","n":` + strconv.FormatInt(seq, 10) + `}`)}
+}
+
+func TestFileSinkWritesEachEventOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	openFileSink(t, path)
-	info, err := os.Stat(path)
+	ctx := context.Background()
+	evs := make([]phone.Event, 8)
+	for i := range evs {
+		evs[i] = event(int64(i+1), fmt.Sprintf("e%d", i+1))
+	}
+	payloads := func(evs []phone.Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, string(ev.Payload))
+		}
+		return out
+	}
+	sink := openFileSink(t, path)
+	if err := sink.Publish(ctx, evs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	// Delivered again, as after a failed mark: only e4 and e5 are new.
+	if err := sink.Publish(ctx, evs[1:5]); err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, readLines(t, path), payloads(evs[:5]))
+	sink.Close()
+
+	// A new sink on the same file, as after a crash, and a torn line.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The umask may only remove bits.
-	if perm := info.Mode().Perm(); perm&^0o644 != 0 {
-		t.Errorf("mode: got %v; want at most 0644", perm)
+	f.WriteString(`{"event_id":"e6","n`)
+	f.Close()
+	sink = openFileSink(t, path)
+	if err := sink.Publish(ctx, evs[3:]); err != nil {
+		t.Fatal(err)
 	}
+	checkLines(t, readLines(t, path), payloads(evs))
+}
+
+func TestRelayWritesEachEventOnceAfterAFailedMark(t *testing.T) {
+	db := openStore(t)
+	createPhones(t, db, 0, 5)
+	want := allPayloads(t, db)
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	store := &failingMarks{DB: db, failures: 2}
+	relay := outbox.NewRelay(store, openFileSink(t, path), outbox.Options{PollInterval: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	startRelay(t, relay)
+	waitFor(t, "every event marked sent", func() bool { return pendingCount(t, db) == 0 })
+	checkLines(t, readLines(t, path), want)
+}
+
+// failingMarks fails its first marks after they were made, as a mark whose
+// answer is lost, or made by a process that dies before it returns.
+type failingMarks struct {
+	*sqlite.DB
+	mu       sync.Mutex
+	failures int
+}
+
+func (s *failingMarks) MarkSent(ctx context.Context, seqs []int64, epoch int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 {
+		s.failures--
+		return errors.New("mark lost")
+	}
+	return s.DB.MarkSent(ctx, seqs, epoch)
+}
+
+// TestRelayAfterCrashDoesNotAppendAgain starts a relay on a file that
+// already holds the first events, delivered before a crash that came before
+// they were marked sent: they are marked now, and only the others appended.
+func TestRelayAfterCrashDoesNotAppendAgain(t *testing.T) {
+	db := openStore(t)
+	createPhones(t, db, 0, 6)
+	want := allPayloads(t, db)
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	torn := want[3][:len(want[3])/2]
+	if err := os.WriteFile(path, []byte(strings.Join(want[:3], "\n")+"\n"+torn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	relay := outbox.NewRelay(db, openFileSink(t, path), outbox.Options{PollInterval: 5 * time.Millisecond})
+	startRelay(t, relay)
+	waitFor(t, "every event marked sent", func() bool { return pendingCount(t, db) == 0 })
+	checkLines(t, readLines(t, path), want)
 }

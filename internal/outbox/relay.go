@@ -1,5 +1,7 @@
 // Package outbox delivers the events of the transactional outbox to a sink,
-// at least once and in outbox order.
+// in outbox order and none lost. The relay delivers again what a crash or a
+// failed mark left unmarked, and the sinks recognise it: JetStream by
+// Nats-Msg-Id, the file sink among its file's last lines.
 package outbox
 
 import (
@@ -298,8 +300,9 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	// store refuse the mark only if another replica has taken over, which
 	// then delivers the events itself.
 	if err := r.store.MarkSent(mctx, seqs, term.Epoch); err != nil {
-		// The events were published; the next round publishes them again,
-		// which at-least-once delivery allows.
+		// The events were published; the next round delivers them again,
+		// and the sink recognises them: JetStream by Nats-Msg-Id, the
+		// file sink among its file's last lines.
 		return 0, fmt.Errorf("mark %d events sent: %w", len(seqs), err)
 	}
 	return len(events), nil
