@@ -485,7 +485,8 @@ func (s *trial) settle(ctx context.Context) (observed, error) {
 	return o, nil
 }
 
-// waitDrained polls /readyz until the outbox has nothing pending.
+// waitDrained polls /readyz until the outbox has nothing pending, by a
+// figure taken after the wait began: every retry had been answered by then.
 func (s *trial) waitDrained(ctx context.Context, limit time.Duration) (time.Duration, error) {
 	began := time.Now()
 	hc := &http.Client{Timeout: 2 * time.Second}
@@ -493,7 +494,7 @@ func (s *trial) waitDrained(ctx context.Context, limit time.Duration) (time.Dura
 	for {
 		for _, r := range s.replicas {
 			rd, err := r.ready(hc)
-			if err == nil && rd.status == http.StatusOK && rd.pending >= 0 {
+			if err == nil && rd.status == http.StatusOK && rd.pending >= 0 && rd.checkedAt.After(began) {
 				last = rd.pending
 				break
 			}

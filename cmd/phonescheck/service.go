@@ -226,6 +226,9 @@ func (r *replica) terminate() (time.Duration, int, error) {
 type readiness struct {
 	status  int
 	pending int64 // -1 when the body has no outbox detail
+	// checkedAt is when phonesd last asked its storage, which /readyz
+	// does at most once a second.
+	checkedAt time.Time
 }
 
 // ready asks /readyz once.
@@ -240,13 +243,17 @@ func (r *replica) ready(client *http.Client) (readiness, error) {
 		return readiness{}, err
 	}
 	var body struct {
-		Outbox *struct {
+		CheckedAt time.Time `json:"checked_at"`
+		Outbox    *struct {
 			Pending int64 `json:"pending"`
 		} `json:"outbox"`
 	}
 	rd := readiness{status: resp.StatusCode, pending: -1}
-	if json.Unmarshal(b, &body) == nil && body.Outbox != nil {
-		rd.pending = body.Outbox.Pending
+	if json.Unmarshal(b, &body) == nil {
+		rd.checkedAt = body.CheckedAt
+		if body.Outbox != nil {
+			rd.pending = body.Outbox.Pending
+		}
 	}
 	return rd, nil
 }

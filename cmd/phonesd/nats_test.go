@@ -167,19 +167,28 @@ func checkStreamMatchesOutbox(t *testing.T, st *natstest.Stream, rows []outboxRo
 	}
 }
 
-// readyOutbox returns /readyz's status and its outbox backlog.
-func readyOutbox(t *testing.T, s *phonesd) (status int, pending int64) {
+// readyOutbox returns /readyz's status and its outbox backlog once they
+// are as wanted, or as they are after 3 s: /readyz answers from a probe of
+// storage at most about a second old.
+func readyOutbox(t *testing.T, s *phonesd, wantPending int64) (status int, pending int64) {
 	t.Helper()
-	r := s.do(http.MethodGet, "/readyz", "")
-	var body struct {
-		Outbox *struct {
-			Pending int64 `json:"pending"`
-		} `json:"outbox"`
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		r := s.do(http.MethodGet, "/readyz", "")
+		var body struct {
+			Outbox *struct {
+				Pending int64 `json:"pending"`
+			} `json:"outbox"`
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil || body.Outbox == nil {
+			t.Fatalf("/readyz body %s: no outbox detail", r.body)
+		}
+		status, pending = r.status, body.Outbox.Pending
+		if (status == http.StatusOK && pending == wantPending) || time.Now().After(deadline) {
+			return status, pending
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	if err := json.Unmarshal(r.body, &body); err != nil || body.Outbox == nil {
-		t.Fatalf("/readyz body %s: no outbox detail", r.body)
-	}
-	return r.status, body.Outbox.Pending
 }
 
 func phoneBody(i int) string {
@@ -201,7 +210,7 @@ func TestNATSDeliversEachEventOnce(t *testing.T) {
 		st.WaitMessages(t, n)
 		rows := waitDrained(t, s.dataDir, s.databaseURL, 10*time.Second)
 		checkStreamMatchesOutbox(t, st, rows)
-		if status, pending := readyOutbox(t, s); status != http.StatusOK || pending != 0 {
+		if status, pending := readyOutbox(t, s, 0); status != http.StatusOK || pending != 0 {
 			t.Errorf("/readyz: %d with %d pending; want 200 with 0", status, pending)
 		}
 		if strings.Contains(s.logs.String(), "pw-never-logged") {
@@ -229,7 +238,7 @@ func TestNATSOutageKeepsEventsInTheOutbox(t *testing.T) {
 		for i := 3; i < 3+during; i++ {
 			createdID(t, s.create(1, phoneBody(i)))
 		}
-		if status, pending := readyOutbox(t, s); status != http.StatusOK || pending != during {
+		if status, pending := readyOutbox(t, s, during); status != http.StatusOK || pending != during {
 			t.Errorf("/readyz during the outage: %d with %d pending; want 200 with %d", status, pending, during)
 		}
 		if got := st.Count(t); got != 3 {

@@ -110,7 +110,7 @@ type Server struct {
 	log            *slog.Logger
 	phones         Phones
 	verifier       Verifier
-	storage        Storage
+	storageProbe   *storageProbe
 	spec           []byte
 	storageTimeout time.Duration
 	idempotencyTTL time.Duration
@@ -136,7 +136,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log:            cfg.Logger,
 		phones:         cfg.Phones,
 		verifier:       cfg.Verifier,
-		storage:        cfg.Storage,
+		storageProbe:   newStorageProbe(cfg.Storage),
 		spec:           cfg.Spec,
 		storageTimeout: cfg.StorageTimeout,
 		idempotencyTTL: cfg.IdempotencyTTL,

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,7 +49,12 @@ WHERE seq IN (
   FOR UPDATE SKIP LOCKED
 )`
 
-	outboxStatsSQL = `SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL`
+	// outboxStatsSQL reads the oldest unsent event, the first entry of the
+	// outbox_pending index, and the last seq, the primary key's last
+	// entry: two index lookups, whatever the backlog. Counting the unsent
+	// rows would read every one of them, 200 ms with 400,000 waiting.
+	outboxStatsSQL = `SELECT p.seq, p.created_at, (SELECT MAX(seq) FROM outbox)
+FROM (SELECT seq, created_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT 1) AS p`
 )
 
 // pruneBatch is how many rows one pruning statement deletes.
@@ -129,14 +135,21 @@ func (db *DB) PruneSent(ctx context.Context, sentBefore time.Time) (int64, error
 }
 
 // OutboxStats returns how many events are unsent and when the oldest of them
-// was created; oldest is the zero time when none is pending.
+// was created; oldest is the zero time when none is pending. The count is
+// the span of seqs from the oldest unsent event to the last event, read
+// from two indexes without visiting the rows between: exact when nothing is
+// pending, and otherwise an upper bound, over by the seqs that failed
+// transactions consumed and by the events sent out of order behind an
+// unsent one (see Running with NATS JetStream in the README).
 func (db *DB) OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error) {
-	var first *time.Time
-	if err := db.pool.QueryRow(ctx, outboxStatsSQL).Scan(&pending, &first); err != nil {
+	var first, last int64
+	var created time.Time
+	err = db.pool.QueryRow(ctx, outboxStatsSQL).Scan(&first, &created, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("select outbox stats: %w", err)
 	}
-	if first != nil {
-		oldest = first.UTC()
-	}
-	return pending, oldest, nil
+	return last - first + 1, created.UTC(), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,7 +34,12 @@ WHERE seq IN (
   LIMIT ?
 )`
 
-	outboxStatsSQL = `SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL`
+	// outboxStatsSQL reads the oldest unsent event, the first entry of the
+	// outbox_pending index, and the last seq, the primary key's last
+	// entry: two index lookups, whatever the backlog. Counting the unsent
+	// rows would read every one of them, 200 ms with 400,000 waiting.
+	outboxStatsSQL = `SELECT p.seq, p.created_at, (SELECT MAX(seq) FROM outbox)
+FROM (SELECT seq, created_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT 1) AS p`
 )
 
 // pruneBatch is how many rows one pruning transaction deletes.
@@ -109,14 +115,21 @@ func (db *DB) PruneSent(ctx context.Context, sentBefore time.Time) (int64, error
 }
 
 // OutboxStats returns how many events are unsent and when the oldest of them
-// was created; oldest is the zero time when none is pending.
+// was created; oldest is the zero time when none is pending. The count is
+// the span of seqs from the oldest unsent event to the last event, read
+// from two indexes without visiting the rows between: exact when nothing is
+// pending, and otherwise an upper bound, over by the events sent out of
+// order behind an unsent one (see Running with NATS JetStream in the
+// README). Seqs have no gaps here: a rolled-back transaction gives its seqs
+// back.
 func (db *DB) OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error) {
-	var first sql.NullInt64
-	if err := db.reader.QueryRowContext(ctx, outboxStatsSQL).Scan(&pending, &first); err != nil {
+	var first, created, last int64
+	err = db.reads.outboxStats.QueryRowContext(ctx).Scan(&first, &created, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("select outbox stats: %w", err)
 	}
-	if first.Valid {
-		oldest = time.UnixMilli(first.Int64).UTC()
-	}
-	return pending, oldest, nil
+	return last - first + 1, time.UnixMilli(created).UTC(), nil
 }
