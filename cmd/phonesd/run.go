@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"time"
 
@@ -59,8 +58,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	log := slog.New(handler)
 	warnUnknownVariables(log, env)
 
-	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
-		return fmt.Errorf("PHONES_DATA_DIR: %w", err)
+	if err := prepareDataDir(cfg.dataDir, log); err != nil {
+		return err
 	}
 	db, lease, err := openStorage(ctx, cfg)
 	if err != nil {

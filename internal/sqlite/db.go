@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -58,6 +59,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 }
 
 func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	writerDSN, err := dsn(path, true)
 	if err != nil {
 		return nil, err
@@ -122,6 +126,22 @@ func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 	db.prepared = append(db.prepared, readStmts...)
 	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{})
 	return db, nil
+}
+
+// createPrivate creates an empty database file at path, with mode 0600
+// whatever the umask, unless one exists: its rows hold phone numbers.
+// SQLite would create it 0644, and gives its WAL and shared-memory files the
+// database file's mode.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Chmod(0o600)
 }
 
 // dsn returns the driver's name for the file at path. Every connection gets
