@@ -43,6 +43,12 @@ type config struct {
 	maxInFlight          int32
 	maxInFlightPerTenant int32
 	bodyTimeout          time.Duration
+	// jwksMaxStale is how old the last good key set may grow before it is
+	// reported; 0: never.
+	jwksMaxStale time.Duration
+	// allowInsecure lets credentials and phone numbers cross the network
+	// to a non-loopback database or broker without TLS.
+	allowInsecure bool
 }
 
 // natsConfig is the NATS JetStream sink's part of the configuration; url is
@@ -54,6 +60,9 @@ type natsConfig struct {
 	stream          string
 	duplicateWindow time.Duration
 	replicas        int32 // of a stream phonesd creates
+	// requireTLS refuses a server that offers no TLS: the URL carries
+	// credentials to a host that is not loopback.
+	requireTLS bool
 }
 
 // dev reports development mode: no key set configured, so phonesd signs and
@@ -146,6 +155,24 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, err
 	}
 	if err := c.parseBackPressure(getenv); err != nil {
+		return c, err
+	}
+	if c.jwksMaxStale, err = durationEnv(getenv, "PHONES_JWKS_MAX_STALE", 24*time.Hour); err != nil {
+		return c, err
+	}
+	if c.dev() {
+		// Set, they say a production key set was meant: starting in
+		// development mode would trust a key in the data directory.
+		for _, k := range []string{"PHONES_JWT_ISSUER", "PHONES_JWT_AUDIENCE", "PHONES_JWT_LEEWAY", "PHONES_JWT_MAX_TTL", "PHONES_JWKS_MAX_STALE"} {
+			if getenv(k) != "" {
+				return c, fmt.Errorf("PHONES_JWKS_URL is not set, but %s is: set PHONES_JWKS_URL to the issuer's key set, or unset %s for development mode", k, k)
+			}
+		}
+	}
+	if c.allowInsecure, err = boolEnv(getenv, "PHONES_ALLOW_INSECURE_TRANSPORT"); err != nil {
+		return c, err
+	}
+	if err := c.checkTransport(); err != nil {
 		return c, err
 	}
 	if c.jwksURL != "" && (c.issuer == "" || c.audience == "") {
@@ -350,6 +377,18 @@ func durationEnv(getenv func(string) string, key string, def time.Duration) (tim
 	return d, nil
 }
 
+func boolEnv(getenv func(string) string, key string) (bool, error) {
+	v := getenv(key)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: want true or false, got %q", key, v)
+	}
+	return b, nil
+}
+
 func intEnv(getenv func(string) string, key string, def, lo, hi int32) (int32, error) {
 	v := getenv(key)
 	if v == "" {
@@ -365,9 +404,11 @@ func intEnv(getenv func(string) string, key string, def, lo, hi int32) (int32, e
 // loopback reports whether addr's host is a loopback name or address.
 func loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
+	return err == nil && loopbackHost(host)
+}
+
+// loopbackHost reports whether host is a loopback name or address.
+func loopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}

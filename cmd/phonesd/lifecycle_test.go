@@ -179,6 +179,15 @@ func TestConfigurationErrors(t *testing.T) {
 		{"relative events file", map[string]string{"PHONES_EVENTS_URL": "file://events.jsonl"}, "PHONES_EVENTS_URL"},
 		{"unknown database scheme", map[string]string{"PHONES_DATABASE_URL": "mysql://x"}, "PHONES_DATABASE_URL"},
 		{"bad duration", map[string]string{"PHONES_JWT_LEEWAY": "soon"}, "PHONES_JWT_LEEWAY"},
+		{"issuer and audience without a key set", map[string]string{"PHONES_JWT_ISSUER": "i", "PHONES_JWT_AUDIENCE": "a"}, "PHONES_JWKS_URL"},
+		{"leeway without a key set", map[string]string{"PHONES_JWT_LEEWAY": "10s"}, "PHONES_JWKS_URL"},
+		{"token lifetime without a key set", map[string]string{"PHONES_JWT_MAX_TTL": "1h"}, "PHONES_JWKS_URL"},
+		{"key set age without a key set", map[string]string{"PHONES_JWKS_MAX_STALE": "1h"}, "PHONES_JWKS_URL"},
+		{"PostgreSQL in clear text to another host", map[string]string{
+			"PHONES_JWKS_URL": "https://keys.example/jwks", "PHONES_JWT_ISSUER": "i", "PHONES_JWT_AUDIENCE": "a",
+			"PHONES_DATABASE_URL": "postgres://phonesd:pw-secret@db.example:5432/phonesd?sslmode=prefer",
+		}, "sslmode"},
+		{"bad insecure transport switch", map[string]string{"PHONES_ALLOW_INSECURE_TRANSPORT": "maybe"}, "PHONES_ALLOW_INSECURE_TRANSPORT"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := map[string]string{"PHONES_DATA_DIR": dir, "PHONES_ADDR": "127.0.0.1:0"}
@@ -190,6 +199,9 @@ func TestConfigurationErrors(t *testing.T) {
 			err := run(ctx, []string{"phonesd"}, env, &bytes.Buffer{}, &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run: %v; want one line mentioning %q", err, c.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "pw-secret") {
+				t.Errorf("run: %v; the error holds the password", err)
 			}
 		})
 	}

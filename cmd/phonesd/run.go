@@ -281,11 +281,14 @@ func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, e
 		Stream:          cfg.nats.stream,
 		DuplicateWindow: cfg.nats.duplicateWindow,
 		Replicas:        int(cfg.nats.replicas),
+		RequireTLS:      cfg.nats.requireTLS,
 		Logger:          log,
 	})
 	switch {
 	case errors.Is(err, jetstream.ErrStream):
 		return nil, fmt.Errorf("PHONES_NATS_STREAM: %w", err)
+	case errors.Is(err, jetstream.ErrNoTLS):
+		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w (its credentials would cross the network in clear text: use tls://, or PHONES_ALLOW_INSECURE_TRANSPORT=true where the network encrypts it)", err)
 	case err != nil:
 		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 	}

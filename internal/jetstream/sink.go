@@ -47,6 +47,9 @@ var ErrStream = errors.New("unusable stream")
 // placement"), which nats.go names no constant for.
 const errCodeNoPeers natsjs.ErrorCode = 10005
 
+// ErrNoTLS means the server offers no TLS to a connection that requires it.
+var ErrNoTLS = errors.New("the server offers no TLS")
+
 // errNotConnected means the connection is down and being re-established.
 var errNotConnected = errors.New("not connected")
 
@@ -72,7 +75,11 @@ type Config struct {
 	PublishTimeout time.Duration
 	// ReconnectWait is the pause between attempts to reach the server.
 	ReconnectWait time.Duration
-	Logger        *slog.Logger // default discards
+	// RequireTLS makes every connection refuse a server that offers no
+	// TLS, whatever the URL's scheme, so that credentials and events never
+	// cross the network in clear text; tls:// URLs require it anyway.
+	RequireTLS bool
+	Logger     *slog.Logger // default discards
 }
 
 // Sink publishes events to JetStream, one message per event on
@@ -94,7 +101,8 @@ type Sink struct {
 // that cannot be reached does not stop it: the connection keeps retrying,
 // Publish fails until it succeeds, and the stream is checked before the
 // first publish. It returns an error for an invalid Config, an unreadable
-// credentials file, credentials the server rejects, and, when the server
+// credentials file, credentials the server rejects, with RequireTLS a
+// server that offers no TLS (wrapping ErrNoTLS), and, when the server
 // answers, a stream wrapping ErrStream.
 func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 	if err := CheckSubjectPrefix(cfg.SubjectPrefix); err != nil {
@@ -151,8 +159,15 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
 
+	if cfg.RequireTLS {
+		opts = append(opts, nats.Secure())
+	}
+
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
+		if errors.Is(err, nats.ErrSecureConnWanted) {
+			return nil, fmt.Errorf("connect to %s: %w: %w", server, ErrNoTLS, err)
+		}
 		if authError(err) {
 			return nil, fmt.Errorf("connect to %s: %w", server, err)
 		}

@@ -469,3 +469,17 @@ func TestNewSinkWaitsForTheClustersServers(t *testing.T) {
 	}
 	checkMessages(t, st, evs)
 }
+
+func TestNewSinkRequiringTLSRefusesAPlainServer(t *testing.T) {
+	st := natstest.New(t)
+	var logs logBuffer
+	cfg := config(st, st.URL, &logs)
+	cfg.RequireTLS = true
+	_, err := jetstream.NewSink(context.Background(), cfg)
+	if !errors.Is(err, jetstream.ErrNoTLS) {
+		t.Fatalf("NewSink requiring TLS of a server without it: got %v; want ErrNoTLS", err)
+	}
+	if got := st.Count(t); got != 0 {
+		t.Errorf("stream holds %d messages; want none", got)
+	}
+}
