@@ -25,6 +25,8 @@ const (
 // keySet is immutable once stored, so Verify reads it without locking.
 type keySet struct {
 	byKID map[string]signingKey
+	// fetched is when the set was downloaded; zero for fixed keys.
+	fetched time.Time
 }
 
 // signingKey is a key of the set and its RFC 7638 thumbprint, which tells a
@@ -158,6 +160,7 @@ func (v *Verifier) startFetch(onlyIfStale bool) *fetchCall {
 		defer cancel()
 		ks, err := v.download(ctx)
 		if err == nil {
+			ks.fetched = v.cfg.Now()
 			v.keys.Store(ks)
 		}
 		call.err = err
@@ -206,6 +209,17 @@ func (v *Verifier) lookup(kid string) (signingKey, bool) {
 		}()
 	}
 	return signingKey{}, false
+}
+
+// KeySetAge returns how long ago the key set in use was fetched: a failed
+// refresh keeps the last good set, which grows older. It reports false when
+// no set has been fetched yet, and for fixed keys, which never age.
+func (v *Verifier) KeySetAge() (time.Duration, bool) {
+	ks := v.keys.Load()
+	if ks == nil || ks.fetched.IsZero() {
+		return 0, false
+	}
+	return v.cfg.Now().Sub(ks.fetched), true
 }
 
 // Run fetches the key set (retrying with capped exponential backoff until the first success), then refreshes it every RefreshInterval until ctx ends, keeping the last good set when a refresh fails; with Config.Keys it returns at once.

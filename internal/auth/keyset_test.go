@@ -375,3 +375,35 @@ func TestWeakRSAKeyIsLogged(t *testing.T) {
 		t.Errorf("log: got %q; want a warning naming kid=weak with %q", got, want)
 	}
 }
+
+func TestKeySetAge(t *testing.T) {
+	k := keyring(t)
+	if v, err := NewVerifier(Config{Keys: &jose.JSONWebKeySet{Keys: baseJWKS(k)}, Issuer: testIssuer, Audience: testAudience}); err != nil {
+		t.Fatal(err)
+	} else if age, ok := v.KeySetAge(); ok {
+		t.Errorf("KeySetAge of fixed keys: %v, true; want false: they never age", age)
+	}
+
+	srv := newJWKSServer(t, marshalJWKS(t, baseJWKS(k)))
+	clock := newFakeClock()
+	v := startVerifier(t, srv, clock)
+	if age, ok := v.KeySetAge(); !ok || age != 0 {
+		t.Fatalf("KeySetAge after the first fetch: %v, %v; want 0, true", age, ok)
+	}
+	// The key set's server fails: the last good set stays, and ages.
+	srv.serve(http.StatusInternalServerError, []byte("down"))
+	clock.Advance(25 * time.Hour)
+	if err := v.fetch(context.Background(), false); err == nil {
+		t.Fatal("fetch from a failing server: got nil error; want one")
+	}
+	if age, ok := v.KeySetAge(); !ok || age != 25*time.Hour {
+		t.Errorf("KeySetAge after a failed refresh: %v, %v; want 25h, true", age, ok)
+	}
+	srv.serve(http.StatusOK, marshalJWKS(t, baseJWKS(k)))
+	if err := v.fetch(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if age, ok := v.KeySetAge(); !ok || age != 0 {
+		t.Errorf("KeySetAge after a refresh: %v, %v; want 0, true", age, ok)
+	}
+}
