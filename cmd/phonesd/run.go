@@ -80,6 +80,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	}
 
 	metrics := telemetry.NewMetrics()
+	if err := metrics.RegisterKeySetAge(verifier.KeySetAge); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	if pool, ok := db.(interface{ PoolStats() (int32, int32, int32) }); ok {
 		if err := metrics.RegisterPool(pool.PoolStats); err != nil {
 			return fmt.Errorf("metrics: %w", err)
@@ -124,6 +127,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		Metrics:              apiMetrics,
 		Tracer:               tracing.Tracer,
 		Propagator:           tracing.Propagator,
+		KeyFreshness:         httpapi.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale},
 	})
 	if err != nil {
 		return fmt.Errorf("build server: %w", err)
@@ -155,6 +159,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		}
 	}
 	go verifier.Run(bg)
+	go watchKeySetAge(bg, verifier.KeySetAge, cfg.jwksMaxStale, keySetAgeCheck, staleKeySetReminder, log)
 	go purgeKeys(bg, phones, log)
 	relayDone := make(chan struct{})
 	go func() {

@@ -125,7 +125,7 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 		for _, name := range []string{
-			"phonesd_group_commit_batch_size", "phonesd_outbox_relay_lease_held",
+			"phonesd_group_commit_batch_size", "phonesd_outbox_relay_lease_held", "phonesd_jwks_age_seconds",
 			"go_goroutines", "process_cpu_seconds_total",
 		} {
 			if _, ok := after[name]; !ok {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		// CheckedAt is when storage was last asked.
 		CheckedAt time.Time     `json:"checked_at"`
 		Outbox    *outboxDetail `json:"outbox,omitempty"`
+		// Warnings are what an operator should see to, though the
+		// replica serves.
+		Warnings []string `json:"warnings,omitempty"`
 	}
 	body.Checks = map[string]string{"storage": "ok", "keys": "ok", "lifecycle": "serving"}
 	ready := true
@@ -50,6 +54,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if !s.verifier.Ready() {
 		body.Checks["keys"] = "not loaded"
 		ready = false
+	} else if w := s.keyFreshness.warning(); w != "" {
+		// Not a reason to stop serving: an unreachable identity
+		// provider must not take the API down.
+		body.Warnings = append(body.Warnings, w)
 	}
 	if s.draining.Load() {
 		body.Checks["lifecycle"] = "draining"
@@ -64,6 +72,28 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
+}
+
+// KeyFreshness says how old the key set may grow before /readyz warns.
+type KeyFreshness struct {
+	// Age reports how long ago the key set in use was fetched; false when
+	// it does not age. Nil: never warn.
+	Age func() (time.Duration, bool)
+	// MaxStale is the age past which /readyz warns; 0 never warns.
+	MaxStale time.Duration
+}
+
+// warning describes a key set older than MaxStale, or returns "".
+func (k KeyFreshness) warning() string {
+	if k.Age == nil || k.MaxStale <= 0 {
+		return ""
+	}
+	age, ok := k.Age()
+	if !ok || age <= k.MaxStale {
+		return ""
+	}
+	return fmt.Sprintf("the key set was last refreshed %s ago, longer than the %s allowed: tokens are still checked against it, revoked keys included, until the key set's URL answers again",
+		age.Round(time.Second), k.MaxStale)
 }
 
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {

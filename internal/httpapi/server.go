@@ -103,6 +103,8 @@ type Config struct {
 	// context, traced or not, for its log line and its events.
 	Tracer     trace.Tracer
 	Propagator propagation.TextMapPropagator
+	// KeyFreshness makes /readyz warn when the key set grows stale.
+	KeyFreshness KeyFreshness
 }
 
 // Server is phonesd's HTTP handler.
@@ -111,6 +113,7 @@ type Server struct {
 	phones         Phones
 	verifier       Verifier
 	storageProbe   *storageProbe
+	keyFreshness   KeyFreshness
 	spec           []byte
 	storageTimeout time.Duration
 	idempotencyTTL time.Duration
@@ -137,6 +140,7 @@ func NewServer(cfg Config) (*Server, error) {
 		phones:         cfg.Phones,
 		verifier:       cfg.Verifier,
 		storageProbe:   newStorageProbe(cfg.Storage),
+		keyFreshness:   cfg.KeyFreshness,
 		spec:           cfg.Spec,
 		storageTimeout: cfg.StorageTimeout,
 		idempotencyTTL: cfg.IdempotencyTTL,

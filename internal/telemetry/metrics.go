@@ -123,6 +123,21 @@ func (m *Metrics) RegisterPool(stats func() (acquired, idle, total int32)) error
 	return nil
 }
 
+// RegisterKeySetAge exposes how long ago the key set in use was fetched,
+// read when scraped: age reports it, and false for keys that never age
+// (development mode) or before the first fetch, shown as 0.
+func (m *Metrics) RegisterKeySetAge(age func() (time.Duration, bool)) error {
+	return m.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "phonesd_jwks_age_seconds",
+		Help: "Seconds since the key set in use was fetched: it grows while refreshes fail. 0 for development keys, or before the first fetch.",
+	}, func() float64 {
+		if a, ok := age(); ok {
+			return a.Seconds()
+		}
+		return 0
+	}))
+}
+
 // Answered counts an answered request and its duration.
 func (m *Metrics) Answered(operation, method string, status int, took time.Duration) {
 	if m == nil {

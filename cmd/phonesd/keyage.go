@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+const (
+	// keySetAgeCheck is how often the key set's age is compared with
+	// PHONES_JWKS_MAX_STALE.
+	keySetAgeCheck = time.Minute
+	// staleKeySetReminder is how often a key set past the limit is
+	// reported again.
+	staleKeySetReminder = time.Hour
+)
+
+// watchKeySetAge logs at error level when the key set has not been
+// refreshed for longer than maxStale, and again every remind while it stays
+// so; phonesd keeps serving with it meanwhile, since an unreachable identity
+// provider must not take the API down. It checks every `every` until ctx
+// ends, and returns at once when maxStale is 0.
+func watchKeySetAge(ctx context.Context, age func() (time.Duration, bool), maxStale, every, remind time.Duration, log *slog.Logger) {
+	if maxStale <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var reported time.Time // when the current staleness was last logged
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a, ok := age()
+		switch {
+		case !ok || a <= maxStale:
+			if !reported.IsZero() {
+				log.Info("key set refreshed again", "age", a.Round(time.Second).String())
+			}
+			reported = time.Time{}
+		case reported.IsZero() || time.Since(reported) >= remind:
+			log.Error("key set not refreshed for longer than PHONES_JWKS_MAX_STALE; still verifying tokens with it, revoked keys included",
+				"age", a.Round(time.Second).String(), "max_stale", maxStale.String())
+			reported = time.Now()
+		}
+	}
+}
