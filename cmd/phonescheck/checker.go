@@ -289,7 +289,7 @@ func (c *checker) runScenario(ctx context.Context, sc *scenario, backend string)
 // setup makes the scenario's storage, sink and replicas.
 func (s *trial) setup(ctx context.Context) error {
 	c := s.c
-	s.dir = filepath.Join(c.work, s.sc.name+"-"+s.backend)
+	s.dir = filepath.Join(c.work, s.sc.name+"-"+s.backend+"-"+s.sc.sink)
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
@@ -336,7 +336,7 @@ func (s *trial) setup(ctx context.Context) error {
 		s.store.postgresURL = dbURL
 		env["PHONES_DATABASE_URL"] = dbURL
 		if s.sc.proxyDB {
-			u, p, err := proxied(dbURL)
+			u, p, err := proxiedPostgres(dbURL, s.sc.loseCommits)
 			if err != nil {
 				return err
 			}
@@ -466,7 +466,6 @@ func (s *trial) settle(ctx context.Context) (observed, error) {
 	}
 	o.Listings = listAll(s.client, base, s.c.tokens)
 	if s.stream != nil {
-		o.Once = true
 		o.LateWithin = s.sc.lateWithin
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()

@@ -94,33 +94,43 @@ type attempt struct {
 
 // createEntry is one Create phone request and what became of it.
 type createEntry struct {
-	Seq          int64     `json:"seq"`
-	Tenant       string    `json:"tenant"`
-	Account      int64     `json:"account"`
-	TokenAccount int64     `json:"token_account,omitempty"` // 0: a tenant-wide token
-	CustomerID   *int64    `json:"customer_id,omitempty"`
-	Draft        draft     `json:"draft"`
-	Body         string    `json:"body"` // exactly as sent
-	Key          string    `json:"key"`
-	Intent       intent    `json:"intent"`
-	Replica      int       `json:"replica"`
-	Start        time.Time `json:"start"`
+	Seq          int64  `json:"seq"`
+	Tenant       string `json:"tenant"`
+	Account      int64  `json:"account"`
+	TokenAccount int64  `json:"token_account,omitempty"` // 0: a tenant-wide token
+	CustomerID   *int64 `json:"customer_id,omitempty"`
+	Draft        draft  `json:"draft"`
+	Body         string `json:"body"` // exactly as sent
+	Key          string `json:"key"`
+	// NoKey marks a create sent without Idempotency-Key, as most clients
+	// send them: an unknown outcome cannot be retried safely, so the
+	// database resolves it (its number is sent by no other request).
+	NoKey   bool      `json:"no_key,omitempty"`
+	Intent  intent    `json:"intent"`
+	Replica int       `json:"replica"`
+	Start   time.Time `json:"start"`
 	// Wrote is when the request was fully written, zero if it never was.
 	Wrote time.Time `json:"wrote"`
 	End   time.Time `json:"end"`
 	attempt
 	// Retry is the retry with the same key of an unknown, after recovery.
 	Retry *attempt `json:"retry,omitempty"`
+	// FoundID is the phone the database holds for an unknown sent without
+	// a key, 0 when it holds none.
+	FoundID int64 `json:"found_id,omitempty"`
 }
 
 // createdID returns the id of the phone the request created, and whether
-// it created one: a 200, or an unknown whose retry got a 200.
+// it created one: a 200, an unknown whose retry got a 200, or an unknown
+// without a key whose phone the database holds.
 func (e *createEntry) createdID() (int64, bool) {
 	switch {
 	case e.Class == classOK:
 		return e.ID, true
 	case e.Class == classUnknown && e.Retry != nil && e.Retry.Class == classOK:
 		return e.Retry.ID, true
+	case e.Class == classUnknown && e.FoundID != 0:
+		return e.FoundID, true
 	}
 	return 0, false
 }

@@ -138,8 +138,25 @@ func (l *load) newCreate(rng *rand.Rand, replica int) *createEntry {
 			e.TokenAccount = e.Account
 		}
 	}
+	if e.Intent != intentDuplicate {
+		e.dropKeySometimes()
+	}
 	e.setBody()
 	return e
+}
+
+// keylessShare is the share of the creates of fresh numbers sent without
+// Idempotency-Key, as the seed's clients send them: the answers to those
+// must be right without a key to lean on. Duplicates always carry one, and
+// copy only acknowledged creates, so that a create without a key whose
+// outcome is unknown is the only request that sent its number.
+const keylessShare = 3 // in 10
+
+// dropKeySometimes sends e without its key, for keylessShare creates in 10.
+func (e *createEntry) dropKeySometimes() {
+	if e.Seq%10 < keylessShare {
+		e.NoKey, e.Key = true, ""
+	}
 }
 
 // validCreate makes a valid create of a fresh number, with its own ledger
@@ -230,7 +247,10 @@ func (l *load) sendCreate(e *createEntry) {
 // postCreate sends the create of e to base: the same request every time,
 // so that a retry is the original with its Idempotency-Key.
 func (l *load) postCreate(base string, e *createEntry) answer {
-	headers := map[string]string{"Content-Type": "application/json", "Idempotency-Key": e.Key}
+	headers := map[string]string{"Content-Type": "application/json"}
+	if !e.NoKey {
+		headers["Idempotency-Key"] = e.Key
+	}
 	if e.CustomerID != nil {
 		headers["x-customer-id"] = strconv.FormatInt(*e.CustomerID, 10)
 	}
@@ -314,6 +334,7 @@ func (l *load) paced(rate float64, stop <-chan struct{}) {
 		case <-tick.C:
 		}
 		e := l.validCreate(rng)
+		e.dropKeySometimes()
 		e.setBody()
 		wg.Go(func() { l.sendCreate(e) })
 	}
@@ -324,7 +345,9 @@ func (l *load) paced(rate float64, stop <-chan struct{}) {
 const retryTries = 5
 
 // resolve retries every unknown create with its key, and every unknown
-// update with its If-Match, against base, and records the answers.
+// update with its If-Match, against base, and records the answers. An
+// unknown create without a key is not sent again: the database says what
+// became of it.
 func (l *load) resolve(base string, creates []*createEntry, updates []*updateEntry) {
 	work := make(chan func(), 64)
 	var wg sync.WaitGroup
@@ -336,7 +359,7 @@ func (l *load) resolve(base string, creates []*createEntry, updates []*updateEnt
 		})
 	}
 	for _, e := range creates {
-		if e.Class != classUnknown {
+		if e.Class != classUnknown || e.NoKey {
 			continue
 		}
 		work <- func() {

@@ -128,11 +128,11 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 		{"lost phone of an unknown that its retry acknowledged", func(f *fixture) {
 			f.obs.Rows = slices.DeleteFunc(f.obs.Rows, func(r phoneState) bool { return r.ID == 3 })
 		}, kindLost},
-		{"phantom row of a definite failure", func(f *fixture) {
+		{"refused create whose phone is stored", func(f *fixture) {
 			p := f.creates[3].state(4)
 			p.Type = "MOBILE"
 			f.obs.Rows = append(f.obs.Rows, p)
-		}, kindPhantom},
+		}, kindWrongAnswer},
 		{"phantom row of an unknown resolved as none", func(f *fixture) {
 			f.obs.Rows = append(f.obs.Rows, f.creates[5].state(5))
 		}, kindPhantom},
@@ -176,10 +176,35 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 			f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e5", Type: "phone_creation-1", Object: f.creates[0].state(1)})
 			f.obs.Outbox["e5"] = 5
 		}, kindEventTwice},
-		{"second copy in a sink that promises one", func(f *fixture) {
-			f.obs.Once = true
+		{"second copy in one events file", func(f *fixture) {
 			f.obs.Deliveries = append(f.obs.Deliveries, *f.delivery("e2"))
 		}, kindEventTwice},
+		{"second copy in the stream", func(f *fixture) {
+			for i := range f.obs.Deliveries {
+				f.obs.Deliveries[i].Source = "stream"
+			}
+			f.obs.Deliveries = append(f.obs.Deliveries, *f.delivery("e2"))
+		}, kindEventTwice},
+		{"409 for a number no other request sent", func(f *fixture) {
+			e := f.creates[4]
+			e.NoKey, e.Key, e.attempt, e.Retry = true, "", attempt{Status: 409, Class: classFailed, Message: "Phone number already exists"}, nil
+		}, kindWrongAnswer},
+		{"4xx whose phone is stored", func(f *fixture) {
+			e := f.creates[4]
+			e.NoKey, e.Key, e.attempt, e.Retry = true, "", attempt{Status: 400, Class: classFailed}, nil
+		}, kindWrongAnswer},
+		{"unknown without a key, stored twice", func(f *fixture) {
+			e := f.creates[4]
+			e.NoKey, e.Key, e.Retry = true, "", nil
+			twice := e.state(7)
+			f.obs.Rows = append(f.obs.Rows, twice)
+		}, kindPhantom},
+		{"unknown forbidden create without a key, stored", func(f *fixture) {
+			e := f.creates[5]
+			e.Intent, e.TokenAccount, e.NoKey, e.Key, e.Retry = intentForbidden, 2, true, "", nil
+			e.Draft.Type = "MOBILE"
+			f.obs.Rows = append(f.obs.Rows, e.state(5))
+		}, kindPhantom},
 		{"event object differs from the phone", func(f *fixture) {
 			f.delivery("e2").Object.Number = "900009"
 		}, kindEventFields},
@@ -220,15 +245,49 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 	}
 }
 
-func TestVerifyCountsDuplicatesOfAnAtLeastOnceSink(t *testing.T) {
+func TestVerifyCountsCopiesAcrossReplicasFiles(t *testing.T) {
 	f := newFixture()
-	f.obs.Deliveries = append(f.obs.Deliveries, *f.delivery("e1"), *f.delivery("e4"))
+	for _, id := range []string{"e1", "e4"} {
+		d := *f.delivery(id)
+		d.Source = "replica-2/events.jsonl"
+		f.obs.Deliveries = append(f.obs.Deliveries, d)
+	}
 	tl, vs := verify(f.creates, f.updates, f.obs)
 	if len(vs) != 0 {
-		t.Fatalf("violations %v; want none: a file sink delivers at least once", vs)
+		t.Fatalf("violations %v; want none: a replica taking the lease over delivers what the previous holder had not marked", vs)
 	}
 	if tl.Duplicates != 2 || tl.Events != 4 || tl.Deliveries != 6 {
 		t.Errorf("duplicates %d, events %d, deliveries %d; want 2, 4, 6", tl.Duplicates, tl.Events, tl.Deliveries)
+	}
+}
+
+// TestVerifyResolvesUnknownsWithoutAKeyByTheDatabase: an unknown create
+// without a key is not retried; its phone in the database, or its absence,
+// is its fate.
+func TestVerifyResolvesUnknownsWithoutAKeyByTheDatabase(t *testing.T) {
+	for _, stored := range []bool{true, false} {
+		t.Run(fmt.Sprint("stored=", stored), func(t *testing.T) {
+			f := newFixture()
+			e := f.creates[4] // unknown, id 3 if stored
+			e.NoKey, e.Key, e.Retry = true, "", nil
+			if !stored {
+				f.obs.Rows = slices.DeleteFunc(f.obs.Rows, func(r phoneState) bool { return r.ID == 3 })
+				f.obs.Deliveries = slices.DeleteFunc(f.obs.Deliveries, func(d delivery) bool { return d.EventID == "e3" })
+				for i := range f.obs.Listings {
+					f.obs.Listings[i].Phones = slices.DeleteFunc(f.obs.Listings[i].Phones, func(p phoneState) bool { return p.ID == 3 })
+				}
+			}
+			tl, vs := verify(f.creates, f.updates, f.obs)
+			if len(vs) != 0 {
+				t.Fatalf("violations %v; want none", vs)
+			}
+			if tl.NoKey != 1 || (tl.UnknownCreated == 1) != stored || (tl.UnknownNone == 2) != !stored {
+				t.Errorf("tally %+v; want one create without a key, created %v", tl, stored)
+			}
+			if want := map[bool]int64{true: 3, false: 0}[stored]; e.FoundID != want {
+				t.Errorf("FoundID %d; want %d", e.FoundID, want)
+			}
+		})
 	}
 }
 

@@ -37,9 +37,6 @@ type observed struct {
 	// Outbox maps each event_id to its outbox seq, for the order check;
 	// nil skips it.
 	Outbox map[string]int64
-	// Once is true when the sink promises each event once (JetStream,
-	// within its duplicate window): a second copy is then a violation.
-	Once bool
 	// LateWithin, when positive, allows an event to reach the sink after
 	// events of higher outbox seq, by at most that many seqs: the exception
 	// the README documents for a JetStream cluster's leader election, which

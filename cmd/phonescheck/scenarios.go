@@ -45,6 +45,9 @@ type scenario struct {
 	// proxyDB and proxyNATS put a fault proxy in phonesd's link to them.
 	proxyDB   bool
 	proxyNATS bool
+	// loseCommits reads PostgreSQL's messages in the proxy, which needs an
+	// unencrypted link (loopback only), so that it can lose COMMIT replies.
+	loseCommits bool
 	// drive starts the replicas and the load, injects the faults, and
 	// returns with the load stopped; the replicas are brought back after.
 	drive func(ctx context.Context, s *trial) error
@@ -57,6 +60,8 @@ func scenarios() []*scenario {
 			backends: both, shortBackends: both, sink: "file", drive: driveKill},
 		{name: "pg-reset", about: "PostgreSQL connections cut and blackholed by a TCP proxy under load",
 			backends: []string{"postgres"}, shortBackends: []string{"postgres"}, sink: "file", proxyDB: true, drive: drivePostgresReset},
+		{name: "pg-lost-commit", about: "PostgreSQL's replies to COMMIT lost by a proxy under load, after the server committed",
+			backends: []string{"postgres"}, shortBackends: []string{"postgres"}, sink: "file", proxyDB: true, loseCommits: true, drive: drivePostgresLostCommit},
 		{name: "pg-restart", about: "a private PostgreSQL cluster restarted with -m immediate under load",
 			backends: []string{"postgres"}, sink: "file", privatePG: true, drive: drivePostgresRestart},
 		{name: "pg-failover", about: "the PostgreSQL primary killed (kill -9) under load and its standby promoted, as a failover tool would",
@@ -69,6 +74,8 @@ func scenarios() []*scenario {
 			backends: both, shortBackends: []string{"sqlite"}, sink: "jetstream", natsCluster: 3, lateWithin: outbox.DefaultBatchSize, drive: driveNATSNodeKill},
 		{name: "relay-crash", about: "the relay killed between JetStream's ack and marking the events sent",
 			backends: both, shortBackends: []string{"sqlite"}, sink: "jetstream", proxyNATS: true, drive: driveRelayCrash},
+		{name: "relay-crash", about: "the relay killed between the events file's fsync and marking the events sent",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveRelayCrashFile},
 		{name: "replicas", about: "three replicas on one PostgreSQL, each killed once under load",
 			backends: []string{"postgres"}, sink: "file", replicas: 3, drive: driveReplicas},
 		{name: "sigterm", about: "SIGTERM under load: in-flight requests finish, exit in under 25s",
@@ -165,6 +172,47 @@ func drivePostgresReset(ctx context.Context, s *trial) error {
 		s.dbProxy.Set(faultproxy.Pass)
 	}
 	s.note("PostgreSQL link cut %d times and blackholed %d times, %.1fs each", cuts, holes, length.Seconds())
+	return sleep(ctx, gap)
+}
+
+// drivePostgresLostCommit loses PostgreSQL's replies to COMMITs under
+// load, in windows: in turns those of multi-row batches of creates only,
+// and those of every commit, updates and the relay's marks included. Each
+// lost reply cuts its connection after the server committed: the creates
+// and the update of that transaction answer 500, their fate unknown, and no
+// answer may contradict what was stored.
+func drivePostgresLostCommit(ctx context.Context, s *trial) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	defer s.load.stop()
+	windows := 4
+	if !s.c.opts.short {
+		windows = 8
+	}
+	gap := s.c.opts.duration / time.Duration(windows+1)
+	length := min(2*time.Second, gap/2)
+	for i := range windows {
+		if err := sleep(ctx, gap-length); err != nil {
+			return err
+		}
+		minRows := 2
+		if i%2 == 1 {
+			minRows = 0
+		}
+		s.dbProxy.LoseCommitReplies(minRows)
+		err := sleep(ctx, length)
+		s.dbProxy.KeepCommitReplies()
+		if err != nil {
+			return err
+		}
+	}
+	lost := s.dbProxy.CommitRepliesLost()
+	s.note("%d COMMIT replies lost in %d windows of %.1fs, in turns those of multi-row batches of creates and those of every commit", lost, windows, length.Seconds())
+	if lost == 0 {
+		s.violate("fault", "no COMMIT reply was lost: the scenario tested nothing")
+	}
 	return sleep(ctx, gap)
 }
 
@@ -299,19 +347,13 @@ func driveRelayCrash(ctx context.Context, s *trial) error {
 			return err
 		}
 		s.natsProxy.Set(faultproxy.Pass)
-		select {
-		case <-r.exitedChan():
-		case <-time.After(45 * time.Second):
-			s.violate("failpoint", "start %d: the relay did not reach relay-after-publish within 45s of the broker's return", i+1)
-			r.kill()
-		case <-ctx.Done():
+		crashed, err := s.awaitFailpoint(ctx, r, i+1, "of the broker's return")
+		if err != nil {
 			s.load.stop()
-			return ctx.Err()
+			return err
 		}
-		if code := r.exitCode(); code == failpointExit {
+		if crashed {
 			crashes++
-		} else if code != -1 {
-			s.violate("failpoint", "start %d exited with status %d; want %d, the failpoint's\n%s", i+1, code, failpointExit, r.logTail())
 		}
 	}
 	if err := r.start(ctx, infoLog); err != nil {
@@ -322,6 +364,71 @@ func driveRelayCrash(ctx context.Context, s *trial) error {
 	s.load.stop()
 	s.note("the relay died %d times between JetStream's ack and marking the events sent", crashes)
 	s.note("%s", droppedCopies(r.logPath))
+	return err
+}
+
+// awaitFailpoint waits for start n of r to exit at the relay-after-publish
+// failpoint, and reports whether it did; what else happened is a violation.
+// since says from when the 45 s it may take count, for the report.
+func (s *trial) awaitFailpoint(ctx context.Context, r *replica, n int, since string) (bool, error) {
+	select {
+	case <-r.exitedChan():
+	case <-time.After(45 * time.Second):
+		s.violate("failpoint", "start %d: the relay did not reach relay-after-publish within 45s %s", n, since)
+		r.kill()
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	code := r.exitCode()
+	if code != failpointExit && code != -1 {
+		s.violate("failpoint", "start %d exited with status %d; want %d, the failpoint's\n%s", n, code, failpointExit, r.logTail())
+	}
+	return code == failpointExit, nil
+}
+
+// crashAfterRounds is how many publishing rounds a process of the file
+// variant of relay-crash serves before its failpoint fires: under load, a
+// fraction of a second.
+const crashAfterRounds = 20
+
+// driveRelayCrashFile starts phonesd under load with the
+// relay-after-publish failpoint set to fire after crashAfterRounds rounds,
+// so that each process serves a while, then dies between the fsync of a
+// batch and marking it sent; and starts it again, several times. Each start
+// must find that batch in the file and mark it without writing it again:
+// the file must hold each event once.
+func driveRelayCrashFile(ctx context.Context, s *trial) error {
+	r := s.replicas[0]
+	failpoint := fmt.Sprintf("PHONES_FAILPOINTS=relay-after-publish@%d", crashAfterRounds)
+	crashes := 0
+	for i := range s.c.opts.kills {
+		if i == 0 {
+			// Nothing is pending yet, so the relay has no round to
+			// crash in before the load begins.
+			if err := r.start(ctx, failpoint); err != nil {
+				return err
+			}
+			s.load.start()
+		} else if err := r.launch(failpoint); err != nil {
+			s.load.stop()
+			return err
+		}
+		crashed, err := s.awaitFailpoint(ctx, r, i+1, "of its start")
+		if err != nil {
+			s.load.stop()
+			return err
+		}
+		if crashed {
+			crashes++
+		}
+	}
+	if err := r.start(ctx); err != nil {
+		s.load.stop()
+		return err
+	}
+	err := sleep(ctx, min(s.c.opts.duration/4, 3*time.Second))
+	s.load.stop()
+	s.note("the relay died %d times between the events file's fsync and marking the events sent, each after %d publishing rounds", crashes, crashAfterRounds)
 	return err
 }
 

@@ -39,6 +39,9 @@ const (
 	kindEventOrder = "event-order"
 	// A line or message of the sink that is not an event.
 	kindEventUnreadable = "event-unreadable"
+	// A definite answer its request's fate contradicts: a 409 for a number
+	// no other request sent, or a 4xx whose phone is stored.
+	kindWrongAnswer = "wrong-answer"
 )
 
 // violation is one broken guarantee, described so that it can be found
@@ -50,7 +53,9 @@ type violation struct {
 
 // tally counts what a scenario did and found.
 type tally struct {
-	Creates        int `json:"creates"`
+	Creates int `json:"creates"`
+	// NoKey counts the creates sent without Idempotency-Key.
+	NoKey          int `json:"no_key"`
 	OK             int `json:"ok"`
 	Failed         int `json:"failed"`
 	Unknown        int `json:"unknown"`
@@ -71,8 +76,10 @@ type tally struct {
 	Phones                int `json:"phones"`
 	Events                int `json:"events"`
 	Deliveries            int `json:"deliveries"`
-	// Duplicates are deliveries beyond each event's first: delivery is at
-	// least once.
+	// Duplicates are deliveries beyond each event's first, in another
+	// source: a replica taking the relay's lease over delivers to its own
+	// events file what the previous holder wrote to its own but did not
+	// mark. A second copy in one source is a violation.
 	Duplicates int `json:"duplicates"`
 	// Late counts the events that reached the sink after events of higher
 	// outbox seq, within observed.LateWithin.
@@ -96,9 +103,11 @@ type change struct {
 	state  phoneState
 }
 
-// verify checks the observed state against the ledger.
+// verify checks the observed state against the ledger. It records on each
+// unknown create sent without a key the phone the database holds for it.
 func verify(creates []*createEntry, updates []*updateEntry, o observed) (tally, []violation) {
 	v := &verifier{o: o}
+	v.index(creates)
 	v.creates(creates)
 	v.updates(updates)
 	v.rows()
@@ -115,6 +124,10 @@ type verifier struct {
 	expected map[int64]*expectation
 	byNumber map[string][]*createEntry
 	rowsByID map[int64]phoneState
+	// rowsOf holds the rows of each account's number.
+	rowsOf map[numberKey][]phoneState
+	// wrong holds the rows already reported as a wrong answer's phone.
+	wrong map[int64]bool
 	// refused maps the extension of each update that did not apply to it.
 	refused map[string]*updateEntry
 	// unsure holds the extensions of updates whose fate is unknown.
@@ -131,7 +144,11 @@ func describe(e *createEntry) string {
 	if e.TokenAccount != 0 {
 		tok = fmt.Sprintf("token of account %d", e.TokenAccount)
 	}
-	s := fmt.Sprintf("create #%d (%s, key %s, %s account %d, %s, number %s) answered %s", e.Seq, e.Intent, e.Key, e.Tenant, e.Account, tok, e.Draft.Number, outcome(e.attempt))
+	key := "key " + e.Key
+	if e.NoKey {
+		key = "no key"
+	}
+	s := fmt.Sprintf("create #%d (%s, %s, %s account %d, %s, number %s) answered %s", e.Seq, e.Intent, key, e.Tenant, e.Account, tok, e.Draft.Number, outcome(e.attempt))
 	if e.Retry != nil {
 		s += ", retry " + outcome(*e.Retry)
 	}
@@ -150,12 +167,66 @@ func outcome(a attempt) string {
 	return fmt.Sprint(a.Status)
 }
 
-func (v *verifier) creates(creates []*createEntry) {
-	v.expected = map[int64]*expectation{}
+// numberKey is a number in one account of one tenant.
+type numberKey struct {
+	tenant  string
+	account int64
+	number  string
+}
+
+// index records which requests sent each number, and which rows hold each
+// account's number.
+func (v *verifier) index(creates []*createEntry) {
 	v.byNumber = map[string][]*createEntry{}
 	for _, e := range creates {
-		v.t.Creates++
 		v.byNumber[e.Draft.Number] = append(v.byNumber[e.Draft.Number], e)
+	}
+	v.rowsOf = map[numberKey][]phoneState{}
+	for _, r := range v.o.Rows {
+		k := numberKey{r.Tenant, r.AccountID, r.Number}
+		v.rowsOf[k] = append(v.rowsOf[k], r)
+	}
+	v.wrong = map[int64]bool{}
+}
+
+// sentOnce reports whether e is the only request that sent its number.
+func (v *verifier) sentOnce(e *createEntry) bool {
+	return len(v.byNumber[e.Draft.Number]) == 1
+}
+
+// stored returns the rows holding the number of e in its account.
+func (v *verifier) stored(e *createEntry) []phoneState {
+	return v.rowsOf[numberKey{e.Tenant, e.Account, e.Draft.Number}]
+}
+
+// wrongAnswer reports a definite failure that e's fate contradicts: a 409
+// though no other request sent its number, or any 4xx though its phone is
+// stored. It reports whether it found one.
+func (v *verifier) wrongAnswer(e *createEntry) bool {
+	if e.Class != classFailed || !v.sentOnce(e) {
+		return false
+	}
+	if rows := v.stored(e); len(rows) > 0 {
+		for _, r := range rows {
+			v.wrong[r.ID] = true
+		}
+		v.add(kindWrongAnswer, "%s, yet its phone %d is stored: a definite failure must store nothing", describe(e), rows[0].ID)
+		return true
+	}
+	if e.Status == 409 {
+		v.add(kindWrongAnswer, "%s, though no other request sent its number: nothing it could duplicate", describe(e))
+		return true
+	}
+	return false
+}
+
+func (v *verifier) creates(creates []*createEntry) {
+	v.expected = map[int64]*expectation{}
+	for _, e := range creates {
+		v.t.Creates++
+		if e.NoKey {
+			v.t.NoKey++
+		}
 		switch e.Class {
 		case classOK:
 			v.t.OK++
@@ -164,7 +235,7 @@ func (v *verifier) creates(creates []*createEntry) {
 		case classUnknown:
 			v.t.Unknown++
 		}
-		if e.Class != classUnknown && !slices.Contains(allowed[e.Intent], e.Status) {
+		if !v.wrongAnswer(e) && e.Class != classUnknown && !slices.Contains(allowed[e.Intent], e.Status) {
 			v.add(kindStatus, "%s: a %s request may get %v", describe(e), e.Intent, allowed[e.Intent])
 		}
 		if e.Class == classOK && e.ID <= 0 {
@@ -184,8 +255,13 @@ func (v *verifier) creates(creates []*createEntry) {
 	}
 }
 
-// resolution checks what the retry of an unknown create said.
+// resolution checks what the retry of an unknown create said, or, for one
+// sent without a key, what the database holds of it.
 func (v *verifier) resolution(e *createEntry) {
+	if e.NoKey {
+		v.observedFate(e)
+		return
+	}
 	r := e.Retry
 	switch {
 	case r == nil:
@@ -204,6 +280,26 @@ func (v *verifier) resolution(e *createEntry) {
 	default:
 		v.t.UnknownUnresolved++
 		v.add(kindUnresolved, "%s: the retry's answer does not fit a %s request", describe(e), e.Intent)
+	}
+}
+
+// observedFate resolves an unknown create sent without a key by the rows
+// holding its number, which no other request sent: one row is its phone,
+// none says it was not stored. A phone stored for a request that may not
+// store one is left to the phantom check.
+func (v *verifier) observedFate(e *createEntry) {
+	rows := v.stored(e)
+	switch {
+	case len(rows) == 0:
+		v.t.UnknownNone++
+	case len(rows) > 1:
+		v.t.UnknownUnresolved++
+		v.add(kindPhantom, "%s: its number, which no other request sent, is stored %d times", describe(e), len(rows))
+	case slices.Contains(allowed[e.Intent], 200):
+		e.FoundID = rows[0].ID
+		v.t.UnknownCreated++
+	default:
+		v.t.UnknownNone++
 	}
 }
 
@@ -262,7 +358,9 @@ func (v *verifier) rows() {
 		v.rowsByID[r.ID] = r
 		exp := v.expected[r.ID]
 		if exp == nil {
-			v.phantom(r)
+			if !v.wrong[r.ID] {
+				v.phantom(r)
+			}
 			continue
 		}
 		if r.Tenant != exp.entry.Tenant {
@@ -313,7 +411,7 @@ func (v *verifier) phantom(r phoneState) {
 			senders = append(senders, describe(e))
 			continue
 		}
-		if e.Class == classUnknown && (e.Retry == nil || e.Retry.Class == classUnknown || e.Retry.Status == 429) {
+		if e.Class == classUnknown && !e.NoKey && (e.Retry == nil || e.Retry.Class == classUnknown || e.Retry.Status == 429) {
 			// Already reported as unresolved: either outcome is possible.
 			return
 		}
@@ -372,23 +470,25 @@ func (v *verifier) events() {
 		v.add(kindEventUnreadable, "%s", u)
 	}
 	type seen struct {
-		d      delivery
-		copies int
+		d       delivery
+		sources map[string]bool
 	}
 	byID := map[string]*seen{}
 	var order []string
 	for _, d := range v.o.Deliveries {
 		if s := byID[d.EventID]; s != nil {
-			s.copies++
 			if s.d.Type != d.Type || len(s.d.Object.diff(d.Object)) > 0 {
 				v.add(kindEventFields, "event %s delivered twice with different content (%s, %s)", d.EventID, s.d.Source, d.Source)
 			}
-			if v.o.Once {
-				v.add(kindEventTwice, "event %s of phone %d is in the stream twice: the sink promises each event once within its duplicate window", d.EventID, d.Object.ID)
+			if s.sources[d.Source] {
+				// JetStream drops a copy within its duplicate window, and
+				// the file sink finds it in its file.
+				v.add(kindEventTwice, "event %s of phone %d is twice in %s: each sink holds each event once", d.EventID, d.Object.ID, d.Source)
 			}
+			s.sources[d.Source] = true
 			continue
 		}
-		byID[d.EventID] = &seen{d: d, copies: 1}
+		byID[d.EventID] = &seen{d: d, sources: map[string]bool{d.Source: true}}
 		order = append(order, d.EventID)
 	}
 	v.t.Deliveries = len(v.o.Deliveries)

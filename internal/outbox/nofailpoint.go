@@ -4,4 +4,4 @@ package outbox
 
 // failpoint does nothing outside builds tagged failpoints; the compiler
 // removes its calls.
-func failpoint(string) {}
+func failpoint(string, int) {}

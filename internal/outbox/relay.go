@@ -111,6 +111,9 @@ type Relay struct {
 	// Run and Flush never publish at the same time (which could reorder or
 	// duplicate events); unlike a sync.Mutex, waiting for it honours ctx.
 	round chan struct{}
+	// published counts the rounds that published, under round, for the
+	// failpoint of test builds.
+	published int
 }
 
 // NewRelay returns a Relay from store to sink; it starts nothing until Run
@@ -289,7 +292,8 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	}
 	// Test builds can stop the process here, where a crash leaves events
 	// at the destination but unmarked: the case deduplication exists for.
-	failpoint("relay-after-publish")
+	r.published++
+	failpoint("relay-after-publish", r.published)
 	seqs := make([]int64, len(events))
 	for i, ev := range events {
 		seqs[i] = ev.Seq
