@@ -65,7 +65,7 @@ func startPhonesd() (url, token string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"))
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"), sqlite.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}

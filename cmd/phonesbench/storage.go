@@ -44,7 +44,7 @@ type storageTarget interface {
 type batchStore interface {
 	CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error)
 	PendingEvents(ctx context.Context, limit int) ([]phone.Event, error)
-	MarkSent(ctx context.Context, seqs []int64, epoch int64) error
+	MarkDelivered(ctx context.Context, through int64, epoch int64) error
 	Close() error
 }
 
@@ -55,7 +55,7 @@ func (s sqliteTarget) path() string        { return filepath.Join(s.dir, "phones
 func (s sqliteTarget) databaseURL() string { return "sqlite:" + s.path() }
 
 func (s sqliteTarget) open(ctx context.Context) (batchStore, error) {
-	return sqlite.Open(ctx, s.path())
+	return sqlite.Open(ctx, s.path(), sqlite.Options{})
 }
 
 // commitLatency commits on a scratch file beside phonesd's, opened with the
@@ -236,7 +236,7 @@ func preloadPhones(ctx context.Context, st storageTarget, n int, accounts int64,
 				return 0, fmt.Errorf("phone %d of the batch: %w", i, o.Err)
 			}
 		}
-		if err := markAllSent(ctx, db, batch); err != nil {
+		if err := markAllDelivered(ctx, db, batch); err != nil {
 			return 0, err
 		}
 		done += len(cs)
@@ -248,8 +248,8 @@ func preloadPhones(ctx context.Context, st storageTarget, n int, accounts int64,
 	return time.Since(start), nil
 }
 
-// markAllSent marks every pending event of the outbox sent.
-func markAllSent(ctx context.Context, db batchStore, limit int) error {
+// markAllDelivered marks every pending event of the outbox delivered.
+func markAllDelivered(ctx context.Context, db batchStore, limit int) error {
 	for {
 		events, err := db.PendingEvents(ctx, limit)
 		if err != nil {
@@ -258,11 +258,7 @@ func markAllSent(ctx context.Context, db batchStore, limit int) error {
 		if len(events) == 0 {
 			return nil
 		}
-		seqs := make([]int64, len(events))
-		for i, ev := range events {
-			seqs[i] = ev.Seq
-		}
-		if err := db.MarkSent(ctx, seqs, 0); err != nil {
+		if err := db.MarkDelivered(ctx, events[len(events)-1].Seq, 0); err != nil {
 			return err
 		}
 	}

@@ -89,6 +89,14 @@ func (c config) databaseSystem() string {
 	return "postgresql"
 }
 
+// sinkName names the kind of sink events go to, for metrics.
+func (c config) sinkName() string {
+	if c.nats.url == "" {
+		return "file"
+	}
+	return "jetstream"
+}
+
 // eventsName names where events go, for the log, without credentials.
 func (c config) eventsName() string {
 	if c.nats.url == "" {

@@ -412,7 +412,7 @@ func (s *phonesd) stored(tenant string, account, id int64) (phone.Phone, error) 
 		if s.databaseURL != "" {
 			s.db, err = postgres.Open(ctx, s.databaseURL, postgres.Options{})
 		} else {
-			s.db, err = sqlite.Open(ctx, filepath.Join(s.dataDir, "phones.db"))
+			s.db, err = sqlite.Open(ctx, filepath.Join(s.dataDir, "phones.db"), sqlite.Options{})
 		}
 		if err != nil {
 			s.t.Fatal(err)

@@ -60,7 +60,9 @@ type outboxRow struct {
 // at databaseURL (PostgreSQL), in outbox order.
 func outboxRows(t *testing.T, dataDir, databaseURL string) []outboxRow {
 	t.Helper()
-	const query = `SELECT seq, event_id, payload, sent_at IS NOT NULL FROM outbox ORDER BY seq`
+	// The delivered position lives beside the relay lease on PostgreSQL,
+	// in a table of its own on SQLite.
+	const query = `SELECT seq, event_id, payload, seq <= (SELECT delivered_seq FROM outbox_position) FROM outbox ORDER BY seq`
 	var out []outboxRow
 	if databaseURL != "" {
 		ctx := context.Background()
@@ -69,7 +71,7 @@ func outboxRows(t *testing.T, dataDir, databaseURL string) []outboxRow {
 			t.Fatal(err)
 		}
 		defer conn.Close(ctx)
-		rows, err := conn.Query(ctx, strings.Replace(query, "event_id", "event_id::text", 1))
+		rows, err := conn.Query(ctx, strings.NewReplacer("event_id", "event_id::text", "outbox_position", "relay_lease").Replace(query))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,6 +222,48 @@ func TestNATSDeliversEachEventOnce(t *testing.T) {
 			t.Errorf("stream created with storage %v and duplicate window %v; want file and 10m", info.Config.Storage, info.Config.Duplicates)
 		}
 	})
+}
+
+// TestNATSCarriesTheTrace: the W3C trace context a create ran in travels
+// with its event, as the message's traceparent header: the client's own
+// when phonesd exports no traces, phonesd's server span in the same trace
+// when it does. Without a traceparent, a create belongs to no trace when
+// phonesd exports none, and to one of phonesd's own when it does.
+func TestNATSCarriesTheTrace(t *testing.T) {
+	const clientTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		exactly bool // the header is the client's own
+	}{
+		{"untraced", nil, true},
+		{"traced", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": newOTLPReceiver(t).URL}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := natstest.New(t)
+			env := natsEnv(st, st.URL)
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			s := start(t, env)
+			createdID(t, s.create(1, phoneBody(1), [2]string{"traceparent", clientTrace}))
+			createdID(t, s.create(1, phoneBody(2)))
+			msgs := st.WaitMessages(t, 2)
+			got := msgs[0].TraceParent
+			switch {
+			case tc.exactly && got != clientTrace:
+				t.Errorf("traceparent %q; want the client's %q", got, clientTrace)
+			case !tc.exactly && (got[:36] != clientTrace[:36] || got == clientTrace):
+				t.Errorf("traceparent %q; want the client's trace under another span, phonesd's", got)
+			}
+			switch h := msgs[1].TraceParent; {
+			case tc.exactly && h != "":
+				t.Errorf("a create the client sent outside any trace: traceparent %q; want none", h)
+			case !tc.exactly && (h == "" || h[:36] == clientTrace[:36]):
+				t.Errorf("a create the client sent outside any trace: traceparent %q; want a trace of phonesd's own", h)
+			}
+		})
+	}
 }
 
 func TestNATSOutageKeepsEventsInTheOutbox(t *testing.T) {

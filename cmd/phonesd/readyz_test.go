@@ -72,7 +72,7 @@ func withBacklog(t *testing.T, b backend) map[string]string {
 			t.Skip("no sqlite3 program to write the backlog (Debian package sqlite3; .ci/run installs it)")
 		}
 		path := filepath.Join(env["PHONES_DATA_DIR"], "phones.db")
-		db, err := sqlite.Open(context.Background(), path) // migrates
+		db, err := sqlite.Open(context.Background(), path, sqlite.Options{}) // migrates
 		if err != nil {
 			t.Fatal(err)
 		}

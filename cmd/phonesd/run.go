@@ -14,6 +14,7 @@ import (
 
 	"phonesd/api"
 	"phonesd/internal/auth"
+	"phonesd/internal/groupcommit"
 	"phonesd/internal/httpapi"
 	"phonesd/internal/jetstream"
 	"phonesd/internal/outbox"
@@ -61,33 +62,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if err := prepareDataDir(cfg.dataDir, log); err != nil {
 		return err
 	}
-	db, lease, err := openStorage(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	sink, err := openSink(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer sink.Close()
-	relay := outbox.NewRelay(db, sink, outbox.Options{Retention: cfg.retention, Lease: lease, Logger: log})
-
-	verifier, devKey, err := newVerifier(cfg, log)
-	if err != nil {
-		return err
-	}
-
 	metrics := telemetry.NewMetrics()
-	if err := metrics.RegisterKeySetAge(verifier.KeySetAge); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	if pool, ok := db.(interface{ PoolStats() (int32, int32, int32) }); ok {
-		if err := metrics.RegisterPool(pool.PoolStats); err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-	}
 	tracing, err := telemetry.StartTracing(ctx, getenv, serviceVersion())
 	if err != nil {
 		return err
@@ -99,6 +74,40 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 			log.Warn("spans left unexported", "err", err)
 		}
 	}()
+	db, lease, err := openStorage(ctx, cfg, groupcommit.Instruments{Committed: metrics.Committed, Tracer: tracing.Tracer})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if pool, ok := db.(interface{ PoolStats() (int32, int32, int32) }); ok {
+		if err := metrics.RegisterPool(pool.PoolStats); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+
+	sink, err := openSink(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	relay := outbox.NewRelay(db, sink, outbox.Options{
+		Retention: cfg.retention,
+		Lease:     lease,
+		Logger:    log,
+		Instruments: outbox.Instruments{
+			Delivered: func(n int, err error) { metrics.Delivered(cfg.sinkName(), n, err) },
+			LeaseHeld: metrics.LeaseHeld,
+			Tracer:    tracing.Tracer,
+		},
+	})
+
+	verifier, devKey, err := newVerifier(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := metrics.RegisterKeySetAge(verifier.KeySetAge); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	var store phone.Store = db
 	if tracing.Tracer != nil {
 		store = telemetry.TraceStore(db, tracing.Tracer, cfg.databaseSystem())
@@ -131,6 +140,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	})
 	if err != nil {
 		return fmt.Errorf("build server: %w", err)
+	}
+	if err := metrics.RegisterBacklog(func() (int64, time.Duration, bool) { return srv.Backlog(ctx) }); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -250,18 +262,19 @@ type storage interface {
 // openStorage opens the configured database and migrates it. It also
 // returns the lease the relays of replicas sharing the database take turns
 // with; nil for SQLite, which only this process opens.
-func openStorage(ctx context.Context, cfg config) (storage, outbox.Lease, error) {
+func openStorage(ctx context.Context, cfg config, instruments groupcommit.Instruments) (storage, outbox.Lease, error) {
 	if cfg.postgresURL != "" {
 		db, err := postgres.Open(ctx, cfg.postgresURL, postgres.Options{
 			MaxConns:         cfg.dbMaxConns,
 			StatementTimeout: cfg.dbStmtTimeout,
+			Instruments:      instruments,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("open PostgreSQL: %w", err)
 		}
 		return db, db.RelayLease(), nil
 	}
-	db, err := sqlite.Open(ctx, cfg.databasePath)
+	db, err := sqlite.Open(ctx, cfg.databasePath, sqlite.Options{Instruments: instruments})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open SQLite: %w", err)
 	}

@@ -119,18 +119,25 @@ func TestMetrics(t *testing.T) {
 			{"phonesd_token_rejections_total", map[string]string{"reason": "malformed"}, 1},
 			{"phonesd_token_rejections_total", map[string]string{"reason": "missing"}, 1},
 			{"phonesd_http_request_duration_seconds", map[string]string{"operation": "createPhone"}, 5},
+			{"phonesd_outbox_events_delivered_total", map[string]string{"sink": "file"}, 3},
 		} {
 			if got := counter(after, c.name, c.labels) - counter(before, c.name, c.labels); got != c.moved {
 				t.Errorf("%s%v moved by %v; want %v", c.name, c.labels, got, c.moved)
 			}
 		}
-		for _, name := range []string{
-			"phonesd_group_commit_batch_size", "phonesd_outbox_relay_lease_held", "phonesd_jwks_age_seconds",
-			"go_goroutines", "process_cpu_seconds_total",
-		} {
+		for _, name := range []string{"phonesd_jwks_age_seconds", "go_goroutines", "process_cpu_seconds_total",
+			"phonesd_outbox_pending_events", "phonesd_outbox_oldest_pending_age_seconds"} {
 			if _, ok := after[name]; !ok {
 				t.Errorf("no %s in /metrics", name)
 			}
+		}
+		// The three creates went through the group commit, in one batch
+		// or more, and this replica's relay holds the lease.
+		if commits := counter(after, "phonesd_group_commit_batch_size", nil) - counter(before, "phonesd_group_commit_batch_size", nil); commits < 1 || commits > 3 {
+			t.Errorf("%v group commits for 3 creates sent one after another; want 1 to 3", commits)
+		}
+		if held := counter(after, "phonesd_outbox_relay_lease_held", nil); held != 1 {
+			t.Errorf("phonesd_outbox_relay_lease_held %v; want 1", held)
 		}
 		if b.name == "postgres" {
 			if _, ok := after["phonesd_db_pool_total_connections"]; !ok {
@@ -229,6 +236,18 @@ func (o *otlpReceiver) named(name string) []*tracepb.Span {
 	return out
 }
 
+// linkedFrom reports whether one of spans has a link to target.
+func linkedFrom(spans []*tracepb.Span, target *tracepb.Span) bool {
+	for _, s := range spans {
+		for _, l := range s.Links {
+			if bytes.Equal(l.TraceId, target.TraceId) && bytes.Equal(l.SpanId, target.SpanId) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // TestTraces sends a create carrying a client's traceparent to a phonesd
 // exporting to an OTLP/HTTP receiver: the server span continues the
 // client's trace, the storage span is its child, and the log line of the
@@ -239,6 +258,7 @@ func TestTraces(t *testing.T) {
 		s := b.start(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": o.URL})
 		const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 		createdID(t, s.create(1, okBody, [2]string{"traceparent", "00-" + traceID + "-" + parentID + "-01"}))
+		s.events(1)
 		// Stopping flushes the spans still batched.
 		if err := s.stop(); err != nil {
 			t.Fatal(err)
@@ -259,7 +279,15 @@ func TestTraces(t *testing.T) {
 		}
 		stores := o.named("store.CreatePhone")
 		if len(stores) != 1 || !bytes.Equal(stores[0].ParentSpanId, srv.SpanId) || !bytes.Equal(stores[0].TraceId, srv.TraceId) {
-			t.Errorf("store.CreatePhone spans %v; want one, the child of the server span", stores)
+			t.Fatalf("store.CreatePhone spans %v; want one, the child of the server span", stores)
+		}
+		// The commit that carried the create is a span of its own, linked
+		// from the create's; the relay's delivery links back to the request.
+		if !linkedFrom(o.named("groupcommit.commit"), stores[0]) {
+			t.Error("no groupcommit.commit span links to the create's store span")
+		}
+		if !linkedFrom(o.named("outbox.deliver"), srv) {
+			t.Error("no outbox.deliver span links to the create's server span")
 		}
 		if !strings.Contains(s.logs.String(), `"trace_id":"`+traceID+`"`) {
 			t.Error("the request's log line does not name its trace")

@@ -48,7 +48,7 @@ func variables() []variable {
 		{name: "PHONES_NATS_STREAM", def: "ACCOUNTS_EVENTS", meaning: "NATS: the stream that must hold them, created when missing"},
 		{name: "PHONES_NATS_DUPLICATE_WINDOW", def: "10m", meaning: "NATS: duplicate window of a stream phonesd creates"},
 		{name: "PHONES_NATS_REPLICAS", def: "1", meaning: "NATS: replicas of a stream phonesd creates (1 to 5); `3` on a three-server cluster, see [High availability](#high-availability)"},
-		{name: "PHONES_OUTBOX_RETENTION", def: "168h", meaning: "how long delivered events stay in the outbox table"},
+		{name: "PHONES_OUTBOX_RETENTION", def: "168h", meaning: "how long delivered events stay in the outbox table, counted from their creation"},
 		{name: "PHONES_IDEMPOTENCY_TTL", def: "24h", meaning: "how long the answer to an `Idempotency-Key` is kept"},
 		{name: "PHONES_STORAGE_TIMEOUT", def: "1500ms", meaning: "the longest a request waits for storage before answering 500: a lost database costs a client under 2 s, not a hang"},
 		{name: "PHONES_DB_MAX_CONNS", def: "16", meaning: "PostgreSQL: connections in the pool"},

@@ -9,6 +9,10 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrClosed is returned by Do after Close.
@@ -57,6 +61,17 @@ type Options struct {
 	// QueueSize bounds the calls waiting for a commit; default 4096. A full
 	// queue makes Do wait, within its caller's deadline.
 	QueueSize int
+	// Instruments tell about each commit; zero fields tell nothing.
+	Instruments Instruments
+}
+
+// Instruments are what a Batcher tells the people who run it.
+type Instruments struct {
+	// Committed learns each commit's size, duration and failure.
+	Committed func(size int, took time.Duration, err error)
+	// Tracer makes a span for each commit, linked to the span of each
+	// call it carries: the commit is the child of no single request.
+	Tracer trace.Tracer
 }
 
 // Batcher commits the calls of Do in batches, one batch at a time.
@@ -207,10 +222,31 @@ func (b *Batcher[In, Out]) run(batch []*call[In, Out]) {
 
 // commitAll commits calls together and answers each, or returns the error
 // of a batch that failed as a whole without answering any.
-func (b *Batcher[In, Out]) commitAll(ctx context.Context, calls []*call[In, Out]) error {
+func (b *Batcher[In, Out]) commitAll(ctx context.Context, calls []*call[In, Out]) (err error) {
 	ins := make([]In, len(calls))
 	for i, c := range calls {
 		ins[i] = c.in
+	}
+	if t := b.opts.Instruments.Tracer; t != nil {
+		links := make([]trace.Link, 0, len(calls))
+		for _, c := range calls {
+			if l := trace.LinkFromContext(c.ctx); l.SpanContext.IsValid() {
+				links = append(links, l)
+			}
+		}
+		var span trace.Span
+		ctx, span = t.Start(ctx, "groupcommit.commit", trace.WithLinks(links...),
+			trace.WithAttributes(attribute.Int("groupcommit.batch_size", len(calls))))
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
+	if f := b.opts.Instruments.Committed; f != nil {
+		began := time.Now()
+		defer func() { f(len(calls), time.Since(began), err) }()
 	}
 	outs, err := b.commit(ctx, ins)
 	if err != nil {

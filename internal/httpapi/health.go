@@ -96,6 +96,20 @@ func (k KeyFreshness) warning() string {
 		age.Round(time.Second), k.MaxStale)
 }
 
+// Backlog reports the outbox's events waiting for delivery and the age of
+// the oldest, from the same probe /readyz answers from, at most about a
+// second old; known is false while storage does not answer.
+func (s *Server) Backlog(ctx context.Context) (pending int64, oldestAge time.Duration, known bool) {
+	st := s.storageProbe.get(ctx)
+	if !st.backlogKnown {
+		return 0, 0, false
+	}
+	if !st.oldest.IsZero() {
+		oldestAge = time.Since(st.oldest)
+	}
+	return st.pending, oldestAge, true
+}
+
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(s.spec)

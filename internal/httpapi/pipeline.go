@@ -39,6 +39,9 @@ type request struct {
 	account   int64
 	phoneID   int64
 	customer  *int64
+	// traceParent is the W3C trace context the request runs in, for its
+	// event; "" when it belongs to no trace.
+	traceParent string
 	// key is the Idempotency-Key; "" when none was sent. fingerprint
 	// digests what makes two creates the same request.
 	key         string
@@ -53,7 +56,7 @@ type request struct {
 // audit is what the request's event says of its caller.
 func (in *request) audit() phone.Audit {
 	p := in.principal
-	return phone.Audit{CID: in.cid, Email: p.Email, Roles: p.Roles, Origin: p.Origin}
+	return phone.Audit{CID: in.cid, Email: p.Email, Roles: p.Roles, Origin: p.Origin, TraceParent: in.traceParent}
 }
 
 // serve runs the contract's checks on a routed request in their order, each
@@ -92,7 +95,7 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 	if !s.allowTenant(x, p.Tenant) {
 		return
 	}
-	in := request{principal: p, cid: x.cid}
+	in := request{principal: p, cid: x.cid, traceParent: s.traceParent(ctx)}
 	if err := op.params(&in, r, args); err != nil {
 		s.refuse(x, err)
 		return
@@ -117,6 +120,16 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 	ctx, cancel := context.WithTimeout(ctx, s.storageTimeout)
 	defer cancel()
 	op.do(s, x, ctx, &in)
+}
+
+// traceParent writes the W3C trace context of ctx, "" when it has none.
+func (s *Server) traceParent(ctx context.Context) string {
+	if s.propagator == nil || !trace.SpanContextFromContext(ctx).IsValid() {
+		return ""
+	}
+	carrier := propagation.MapCarrier{}
+	s.propagator.Inject(ctx, carrier)
+	return carrier["traceparent"]
 }
 
 // traceContext is the request's context with its W3C trace: the one the

@@ -39,7 +39,7 @@ func newHandler(tb testing.TB) (*Server, *auth.DevKey) {
 func newHandlerWith(tb testing.TB, edit func(*Config)) (*Server, *auth.DevKey) {
 	tb.Helper()
 	dir := tb.TempDir()
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"))
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "phones.db"), sqlite.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

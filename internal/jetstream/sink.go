@@ -263,6 +263,11 @@ func (s *Sink) Publish(ctx context.Context, events []phone.Event) error {
 	acks := make([]natsjs.PubAckFuture, len(events))
 	for i, ev := range events {
 		msg := &nats.Msg{Subject: subjects[i], Data: ev.Payload}
+		if ev.TraceParent != "" {
+			// The trace of the change that wrote the event, for the
+			// consumers that continue it (W3C Trace Context).
+			msg.Header = nats.Header{"traceparent": []string{ev.TraceParent}}
+		}
 		ack, err := s.js.PublishMsgAsync(msg,
 			natsjs.WithMsgID(ev.ID),
 			natsjs.WithExpectStream(s.cfg.Stream),

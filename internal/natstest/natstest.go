@@ -48,10 +48,11 @@ type Stream struct {
 
 // Message is one message of a stream, as a test checks it.
 type Message struct {
-	Seq     uint64
-	Subject string
-	MsgID   string // the Nats-Msg-Id header
-	Data    []byte
+	Seq         uint64
+	Subject     string
+	MsgID       string // the Nats-Msg-Id header
+	TraceParent string // the traceparent header, "" for none
+	Data        []byte
 }
 
 // serverURL returns the server named by PHONES_TEST_NATS_URL; it skips t
@@ -212,7 +213,7 @@ func (s *Stream) ReadAll(ctx context.Context) ([]Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: message %d: %w", s.Name, seq, err)
 		}
-		out = append(out, Message{Seq: m.Sequence, Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), Data: m.Data})
+		out = append(out, Message{Seq: m.Sequence, Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), TraceParent: m.Header.Get("traceparent"), Data: m.Data})
 	}
 	return out, nil
 }

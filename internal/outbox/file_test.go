@@ -183,14 +183,14 @@ type failingMarks struct {
 	failures int
 }
 
-func (s *failingMarks) MarkSent(ctx context.Context, seqs []int64, epoch int64) error {
+func (s *failingMarks) MarkDelivered(ctx context.Context, through int64, epoch int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failures > 0 {
 		s.failures--
 		return errors.New("mark lost")
 	}
-	return s.DB.MarkSent(ctx, seqs, epoch)
+	return s.DB.MarkDelivered(ctx, through, epoch)
 }
 
 // TestRelayAfterCrashDoesNotAppendAgain starts a relay on a file that

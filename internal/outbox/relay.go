@@ -11,17 +11,24 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"phonesd/internal/phone"
 )
 
 // Store is the outbox as the relay needs it.
 type Store interface {
 	PendingEvents(ctx context.Context, limit int) ([]phone.Event, error)
-	// MarkSent records the events of seqs as sent. A non-zero epoch is the
-	// relay lease's term the relay holds: the store refuses the mark with
-	// an error wrapping ErrLeaseLost once a later term has begun.
-	MarkSent(ctx context.Context, seqs []int64, epoch int64) error
-	PruneSent(ctx context.Context, sentBefore time.Time) (int64, error)
+	// MarkDelivered records every event up to the seq through as
+	// delivered: one position, not a mark per event. A non-zero epoch is
+	// the relay lease's term the relay holds: the store refuses the mark
+	// with an error wrapping ErrLeaseLost once a later term has begun.
+	MarkDelivered(ctx context.Context, through int64, epoch int64) error
+	// PruneDelivered deletes delivered events created before a time.
+	PruneDelivered(ctx context.Context, createdBefore time.Time) (int64, error)
 	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
 }
 
@@ -69,11 +76,54 @@ type Options struct {
 	// disk; gathering makes one round carry many events under load, for a
 	// delay no consumer of audit events notices.
 	Gather        time.Duration
-	Retention     time.Duration // how long sent events are kept; default 7 days
-	PruneInterval time.Duration // how often sent events are pruned; default 1h
+	Retention     time.Duration // how long delivered events are kept after their creation; default 7 days
+	PruneInterval time.Duration // how often delivered events are pruned; default 1h
 	MaxBackoff    time.Duration // longest wait after failed rounds; default 30s
 	StatsInterval time.Duration // how often the backlog is logged; default 30s
 	Logger        *slog.Logger  // default discards
+	// Instruments tell about the deliveries; zero fields tell nothing.
+	Instruments Instruments
+}
+
+// Instruments are what a Relay tells the people who run it.
+type Instruments struct {
+	// Delivered learns each round that published n events and marked
+	// them, or failed to.
+	Delivered func(n int, err error)
+	// LeaseHeld learns, each round, whether this relay may deliver.
+	LeaseHeld func(held bool)
+	// Tracer makes a span for each round that publishes, linked to the
+	// traces of the requests that wrote its events.
+	Tracer trace.Tracer
+}
+
+func (in Instruments) delivered(n int, err error) {
+	if in.Delivered != nil {
+		in.Delivered(n, err)
+	}
+}
+
+func (in Instruments) leaseHeld(held bool) {
+	if in.LeaseHeld != nil {
+		in.LeaseHeld(held)
+	}
+}
+
+// span starts the span of a round that publishes events, or returns ctx
+// and a no-op end without a tracer.
+func (in Instruments) span(ctx context.Context, events []phone.Event) (context.Context, func(error)) {
+	if in.Tracer == nil {
+		return ctx, func(error) {}
+	}
+	ctx, span := in.Tracer.Start(ctx, "outbox.deliver", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithLinks(eventLinks(events)...),
+		trace.WithAttributes(attribute.Int("outbox.events", len(events)), attribute.Int64("outbox.first_seq", events[0].Seq)))
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 // Defaults of Options.
@@ -166,7 +216,7 @@ func (r *Relay) Notify() {
 // Run delivers events until ctx ends. It polls every PollInterval, or sooner
 // after Notify; after a failed round it backs off exponentially up to
 // MaxBackoff, ignoring Notify so that a broken sink is not retried on every
-// commit. Every PruneInterval it deletes events sent more than Retention ago,
+// commit. Every PruneInterval it deletes delivered events created more than Retention ago,
 // and every StatsInterval, unless another replica holds the lease, it logs
 // the backlog.
 func (r *Relay) Run(ctx context.Context) {
@@ -268,6 +318,7 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	var term Term
 	if r.opts.Lease != nil {
 		t, held, err := r.opts.Lease.Hold(ctx)
+		r.opts.Instruments.leaseHeld(held && err == nil)
 		if err != nil {
 			return 0, err
 		}
@@ -275,6 +326,8 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 			return 0, errStandby
 		}
 		term = t
+	} else {
+		r.opts.Instruments.leaseHeld(true)
 	}
 	// The round stops the moment the lease is lost: a replica taking over
 	// publishes the same events, and this relay must not go on with them.
@@ -287,6 +340,16 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	if len(events) == 0 {
 		return 0, nil
 	}
+	rctx, end := r.opts.Instruments.span(rctx, events)
+	n, err := r.publishAndMark(ctx, rctx, events, term)
+	end(err)
+	r.opts.Instruments.delivered(n, err)
+	return n, err
+}
+
+// publishAndMark delivers events to the sink and marks them sent, under
+// the lease's term when there is one.
+func (r *Relay) publishAndMark(ctx, rctx context.Context, events []phone.Event, term Term) (int, error) {
 	if err := r.sink.Publish(rctx, events); err != nil {
 		return 0, fmt.Errorf("publish %d events from seq %d: %w", len(events), events[0].Seq, leaseCause(rctx, err))
 	}
@@ -294,20 +357,17 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	// at the destination but unmarked: the case deduplication exists for.
 	r.published++
 	failpoint("relay-after-publish", r.published)
-	seqs := make([]int64, len(events))
-	for i, ev := range events {
-		seqs[i] = ev.Seq
-	}
+	last := events[len(events)-1].Seq
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 	defer cancel()
 	// Marked even when the lease was lost meanwhile: the epoch lets the
 	// store refuse the mark only if another replica has taken over, which
 	// then delivers the events itself.
-	if err := r.store.MarkSent(mctx, seqs, term.Epoch); err != nil {
+	if err := r.store.MarkDelivered(mctx, last, term.Epoch); err != nil {
 		// The events were published; the next round delivers them again,
 		// and the sink recognises them: JetStream by Nats-Msg-Id, the
 		// file sink among its file's last lines.
-		return 0, fmt.Errorf("mark %d events sent: %w", len(seqs), err)
+		return 0, fmt.Errorf("mark %d events delivered: %w", len(events), err)
 	}
 	return len(events), nil
 }
@@ -343,10 +403,10 @@ func leaseCause(ctx context.Context, err error) error {
 	return err
 }
 
-// prune deletes the events sent more than Retention ago. A failure is only
+// prune deletes the delivered events created more than Retention ago. A failure is only
 // logged: the rows wait for the next prune, and delivery goes on.
 func (r *Relay) prune(ctx context.Context) {
-	n, err := r.store.PruneSent(ctx, time.Now().Add(-r.opts.Retention))
+	n, err := r.store.PruneDelivered(ctx, time.Now().Add(-r.opts.Retention))
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Warn("outbox prune failed", "err", err, "deleted", n)
@@ -397,4 +457,19 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 		return true
 	}
 	return false
+}
+
+// eventLinks links a round's span to the traces its events were written in.
+func eventLinks(events []phone.Event) []trace.Link {
+	var links []trace.Link
+	for _, ev := range events {
+		if ev.TraceParent == "" {
+			continue
+		}
+		ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": ev.TraceParent})
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	return links
 }

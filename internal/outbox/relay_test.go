@@ -21,7 +21,7 @@ import (
 
 func openStore(t *testing.T) *sqlite.DB {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "phones.db"))
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "phones.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)
 	}
@@ -396,15 +396,15 @@ func TestFlush(t *testing.T) {
 }
 
 // countingStore passes every call to the real store and adds up what
-// PruneSent deleted.
+// PruneDelivered deleted.
 type countingStore struct {
 	*sqlite.DB
 	mu     sync.Mutex
 	pruned int64
 }
 
-func (s *countingStore) PruneSent(ctx context.Context, before time.Time) (int64, error) {
-	n, err := s.DB.PruneSent(ctx, before)
+func (s *countingStore) PruneDelivered(ctx context.Context, before time.Time) (int64, error) {
+	n, err := s.DB.PruneDelivered(ctx, before)
 	s.mu.Lock()
 	s.pruned += n
 	s.mu.Unlock()

@@ -24,6 +24,9 @@ type Audit struct {
 	Email  string
 	Roles  []string
 	Origin string
+	// TraceParent is the W3C trace context the change was made in, carried
+	// with the event to the brokers that take headers; "" for none.
+	TraceParent string
 }
 
 // Event is an audit event waiting in, or read from, the outbox.
@@ -34,6 +37,9 @@ type Event struct {
 	Type      string
 	Payload   []byte // the whole envelope as JSON, exactly as sinks deliver it
 	CreatedAt time.Time
+	// TraceParent is the W3C trace context of the change that wrote the
+	// event (Audit.TraceParent), outside the envelope; "" for none.
+	TraceParent string
 }
 
 type envelope struct {
@@ -123,5 +129,5 @@ func newEvent(eventID, typ, method, uri string, p Phone, a Audit, at time.Time) 
 	if err != nil {
 		return Event{}, fmt.Errorf("encode %s event: %w", typ, err)
 	}
-	return Event{ID: eventID, Domain: EventDomain, Type: typ, Payload: payload, CreatedAt: at}, nil
+	return Event{ID: eventID, Domain: EventDomain, Type: typ, Payload: payload, CreatedAt: at, TraceParent: a.TraceParent}, nil
 }

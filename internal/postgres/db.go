@@ -58,6 +58,8 @@ type Options struct {
 	MaxConns         int32         // default 16
 	StatementTimeout time.Duration // default 5s, set as the statement_timeout run-time parameter of every connection
 	ConnectTimeout   time.Duration // default 2s: a dial to an unreachable server fails fast
+	// Instruments tell about the commits of creates.
+	Instruments groupcommit.Instruments
 }
 
 // DB is phonesd's storage on a PostgreSQL database.
@@ -133,7 +135,7 @@ func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 		return nil, redact(fmt.Errorf("migrate %s: %w", where, err), secrets)
 	}
 	db := &DB{pool: pool, lease: newLease(cfg.ConnConfig)}
-	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{Timeout: opts.StatementTimeout})
+	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{Timeout: opts.StatementTimeout, Instruments: opts.Instruments})
 	return db, nil
 }
 

@@ -32,7 +32,7 @@ const (
 	tryLeaseSQL = `SELECT pg_try_advisory_lock($1)`
 	readOnlySQL = `SELECT current_setting('transaction_read_only')`
 	// takeOverSQL begins a new term. It waits for the marks under way with
-	// the previous epoch to commit (markSentSQL locks the row FOR SHARE),
+	// the previous epoch to commit (markDeliveredSQL updates the same row),
 	// so the new holder reads the outbox after them.
 	takeOverSQL = `UPDATE relay_lease SET epoch = epoch + 1 RETURNING epoch`
 )
@@ -41,7 +41,7 @@ const (
 // a session-level advisory lock on a connection of its own. When the holder
 // dies, PostgreSQL ends its session and frees the lock, and a standby takes
 // it at its next Hold. Each take-over increments the lease's epoch in the
-// database, and MarkSent checks it: a holder whose session died without it
+// database, and MarkDelivered checks it: a holder whose session died without it
 // noticing (a partition) can mark nothing once another has taken over.
 // While the lease is held, a watcher owns its connection and closes the
 // term's Lost channel the moment the session is found dead, or on a server

@@ -104,7 +104,7 @@ func TestRelayLeaseLostAtOnceWhenItsSessionEnds(t *testing.T) {
 	}
 }
 
-func TestMarkSentRefusesAStaleEpoch(t *testing.T) {
+func TestMarkDeliveredRefusesAStaleEpoch(t *testing.T) {
 	dbURL := pgtest.Database(t)
 	a, b := open(t, dbURL, Options{}), open(t, dbURL, Options{})
 	ctx := context.Background()
@@ -114,21 +114,25 @@ func TestMarkSentRefusesAStaleEpoch(t *testing.T) {
 		t.Fatalf("PendingEvents: %d, %v; want 3", len(events), err)
 	}
 	old := waitHold(t, a)
-	if err := a.MarkSent(ctx, []int64{events[0].Seq}, old.Epoch); err != nil {
-		t.Fatalf("MarkSent with the current epoch: %v", err)
+	if err := a.MarkDelivered(ctx, events[0].Seq, old.Epoch); err != nil {
+		t.Fatalf("MarkDelivered with the current epoch: %v", err)
 	}
 	terminateLeaseHolder(t, dbURL) // a does not know yet when b takes over
 	current := waitHold(t, b)
-	err = a.MarkSent(ctx, []int64{events[1].Seq}, old.Epoch)
+	err = a.MarkDelivered(ctx, events[2].Seq, old.Epoch)
 	if !errors.Is(err, outbox.ErrLeaseLost) {
-		t.Errorf("MarkSent with epoch %d after b took over with %d: got %v; want ErrLeaseLost", old.Epoch, current.Epoch, err)
-	}
-	if err := b.MarkSent(ctx, []int64{events[2].Seq}, current.Epoch); err != nil {
-		t.Errorf("MarkSent with the new epoch: %v", err)
+		t.Errorf("MarkDelivered with epoch %d after b took over with %d: got %v; want ErrLeaseLost", old.Epoch, current.Epoch, err)
 	}
 	pending, err := a.PendingEvents(ctx, 10)
-	if err != nil || len(pending) != 1 || pending[0].Seq != events[1].Seq {
-		t.Errorf("pending after the stale mark: %v, %v; want only seq %d", pending, err, events[1].Seq)
+	if err != nil || len(pending) != 2 || pending[0].Seq != events[1].Seq {
+		t.Errorf("pending after the stale mark: %v, %v; want seqs %d and %d", pending, err, events[1].Seq, events[2].Seq)
+	}
+	if err := b.MarkDelivered(ctx, events[1].Seq, current.Epoch); err != nil {
+		t.Errorf("MarkDelivered with the new epoch: %v", err)
+	}
+	pending, err = a.PendingEvents(ctx, 10)
+	if err != nil || len(pending) != 1 || pending[0].Seq != events[2].Seq {
+		t.Errorf("pending after the new holder's mark: %v, %v; want only seq %d", pending, err, events[2].Seq)
 	}
 }
 

@@ -63,9 +63,9 @@ const (
   ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
   RETURNING id
 ), events AS (
-  INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
-  SELECT e.event_id, $14, e.event_type, e.payload, $12
-  FROM unnest($1::bigint[], $13::uuid[], $15::text[], $16::bytea[]) AS e(id, event_id, event_type, payload)
+  INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
+  SELECT e.event_id, $14, e.event_type, e.payload, $12, e.traceparent
+  FROM unnest($1::bigint[], $13::uuid[], $15::text[], $16::bytea[], $20::text[]) AS e(id, event_id, event_type, payload, traceparent)
   JOIN inserted USING (id)
   ORDER BY e.id
 )
@@ -73,8 +73,8 @@ SELECT id, true FROM inserted
 UNION ALL
 SELECT phone_id, false FROM claimed`
 
-	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
-VALUES ($1, $2, $3, $4, $5)`
+	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
+VALUES ($1, $2, $3, $4, $5, $6)`
 
 	selectPhoneSQL = `SELECT ` + phoneColumns + `
 FROM phones
@@ -179,6 +179,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		extensions                    = make([]*string, n)
 		eventIDs, eventTypes          = make([]string, n), make([]string, n)
 		payloads                      = make([][]byte, n)
+		traceParents                  = make([]*string, n)
 		phones                        = make([]phone.Phone, n)
 		scopes                        = make([]*string, n)
 		fingerprints                  = make([][]byte, n)
@@ -196,6 +197,9 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		types[i], actives[i], areas[i], countries[i] = string(p.Type), p.Active, p.AreaCode, p.CountryCode
 		extensions[i], keys[i] = p.Extension, c.Key
 		eventIDs[i], eventTypes[i], payloads[i] = ev.ID, ev.Type, ev.Payload
+		if ev.TraceParent != "" {
+			traceParents[i] = &ev.TraceParent
+		}
 		if k := c.Idempotency; k != nil {
 			scopes[i], fingerprints[i], expiries[i] = &k.Scope, k.Fingerprint, &k.ExpiresAt
 		}
@@ -203,7 +207,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	write := &pgx.Batch{}
 	write.Queue(insertPhonesSQL, ids, tenants, accounts, customers, numbers, types, actives,
 		areas, countries, extensions, keys, now, eventIDs, phone.EventDomain, eventTypes, payloads,
-		scopes, fingerprints, expiries)
+		scopes, fingerprints, expiries, traceParents)
 	write.Queue("COMMIT")
 	inserted, claimed := make(map[int64]bool, n), make(map[int64]bool)
 	committed := false
@@ -291,7 +295,11 @@ func sendBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, read func(pgx.
 // insertEvent appends ev to the outbox inside tx, which holds
 // outboxOrderLockKey.
 func insertEvent(ctx context.Context, tx pgx.Tx, ev phone.Event) error {
-	_, err := tx.Exec(ctx, insertEventSQL, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt)
+	var traceParent *string
+	if ev.TraceParent != "" {
+		traceParent = &ev.TraceParent
+	}
+	_, err := tx.Exec(ctx, insertEventSQL, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt, traceParent)
 	if err != nil {
 		return fmt.Errorf("insert %s event: %w", ev.Type, err)
 	}

@@ -20,7 +20,7 @@ func BenchmarkCreatePhones(b *testing.B) {
 	for _, size := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			ctx := context.Background()
-			db, err := Open(ctx, filepath.Join(b.TempDir(), "phones.db"))
+			db, err := Open(ctx, filepath.Join(b.TempDir(), "phones.db"), Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

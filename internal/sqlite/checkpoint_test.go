@@ -19,7 +19,7 @@ func TestWALComesBackToItsStart(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "phones.db")
 	ckpt := checkpoints{interval: 20 * time.Millisecond, restartFrames: 200, tailFrames: 64, catchUpRounds: 8}
-	db, err := open(ctx, path, ckpt)
+	db, err := open(ctx, path, Options{}, ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}

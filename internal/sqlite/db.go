@@ -50,15 +50,21 @@ type DB struct {
 	checkpointDone chan struct{}
 }
 
+// Options tunes a DB; the zero value is the service's.
+type Options struct {
+	// Instruments tell about the commits of creates.
+	Instruments groupcommit.Instruments
+}
+
 // Open opens or creates the database file at path (its directory must exist),
 // sets WAL mode and synchronous=FULL on every connection, and applies the
 // embedded migrations. It returns an error when the file cannot be opened, is
 // not in WAL mode afterwards, or a migration fails.
-func Open(ctx context.Context, path string) (*DB, error) {
-	return open(ctx, path, defaultCheckpoints)
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	return open(ctx, path, opts, defaultCheckpoints)
 }
 
-func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
+func open(ctx context.Context, path string, opts Options, ckpt checkpoints) (*DB, error) {
 	if err := createPrivate(path); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -124,7 +130,7 @@ func open(ctx context.Context, path string, ckpt checkpoints) (*DB, error) {
 	db.stopCheckpoint, db.checkpointDone = make(chan struct{}), make(chan struct{})
 	go ckpt.loop(checkpointer, writer, db.stopCheckpoint, db.checkpointDone)
 	db.prepared = append(db.prepared, readStmts...)
-	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{})
+	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{Instruments: opts.Instruments})
 	return db, nil
 }
 

@@ -29,8 +29,8 @@ const (
 	spendPhoneIDsSQL = `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'phones'`
 	firstPhoneIDsSQL = `INSERT INTO sqlite_sequence (name, seq) VALUES ('phones', ?)`
 
-	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at)
-VALUES (?, ?, ?, ?, ?)`
+	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
+VALUES (?, ?, ?, ?, ?, ?)`
 
 	selectPhoneSQL = `SELECT ` + phoneColumns + `
 FROM phones
@@ -144,7 +144,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		if err != nil {
 			return fail(err)
 		}
-		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ms})
+		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ms, nullable(ev.TraceParent)})
 		outs[i].Phone = p
 	}
 	if _, err := db.insertRows(ctx, tx, &insertEventsSQL, events); err != nil {
@@ -266,18 +266,26 @@ RETURNING id`,
 
 	// insertEventsSQL appends events to the outbox, in the order given.
 	insertEventsSQL = rowsInsert{
-		head: `INSERT INTO outbox (event_id, domain, event_type, payload, created_at) VALUES `,
-		row:  `(?, ?, ?, ?, ?)`,
+		head: `INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent) VALUES `,
+		row:  `(?, ?, ?, ?, ?, ?)`,
 	}
 )
 
 // insertEvent appends ev to the outbox inside tx.
 func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) error {
-	_, err := tx.StmtContext(ctx, db.writes.insertEvent).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli())
+	_, err := tx.StmtContext(ctx, db.writes.insertEvent).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent))
 	if err != nil {
 		return fmt.Errorf("insert %s event: %w", ev.Type, err)
 	}
 	return nil
+}
+
+// nullable stores "" as NULL, which takes no room in a row.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // isUniqueViolation reports whether err is SQLite's UNIQUE constraint

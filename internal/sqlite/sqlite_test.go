@@ -14,7 +14,7 @@ import (
 
 func openTemp(t *testing.T, path string) *DB {
 	t.Helper()
-	db, err := Open(context.Background(), path)
+	db, err := Open(context.Background(), path, Options{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -45,7 +45,7 @@ func TestPing(t *testing.T) {
 }
 
 func TestOpenMissingDirectory(t *testing.T) {
-	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "missing", "phones.db"))
+	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "missing", "phones.db"), Options{})
 	if err == nil {
 		t.Fatal("Open: got nil error; want one")
 	}
@@ -131,7 +131,7 @@ func TestReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "phones.db")
 
-	db, err := Open(ctx, path)
+	db, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

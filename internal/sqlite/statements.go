@@ -20,7 +20,7 @@ import (
 
 // writes are the writer's prepared statements.
 type writes struct {
-	lastPhoneID, spendPhoneIDs, selectPhone, updatePhone, insertEvent, markSent *sql.Stmt
+	lastPhoneID, spendPhoneIDs, selectPhone, updatePhone, insertEvent, markDelivered *sql.Stmt
 	// inserts holds, for each multi-row INSERT, its statements of 1, 2, 4
 	// ... maxRowsPerStatement rows, at index log2(rows). Only powers of two
 	// are kept because a statement of many rows holds a large program: one
@@ -87,7 +87,7 @@ func prepareWrites(ctx context.Context, db *sql.DB) (*writes, []*sql.Stmt, error
 		selectPhone:   p.prepare(selectPhoneSQL),
 		updatePhone:   p.prepare(updatePhoneSQL),
 		insertEvent:   p.prepare(insertEventSQL),
-		markSent:      p.prepare(markSentSQL),
+		markDelivered: p.prepare(markDeliveredSQL),
 		inserts: map[*rowsInsert][]*sql.Stmt{
 			&insertKeysSQL:   p.insert(&insertKeysSQL),
 			&insertPhonesSQL: p.insert(&insertPhonesSQL),

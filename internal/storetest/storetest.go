@@ -40,8 +40,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
 		{"EventEnvelope", testEventEnvelope},
 		{"PendingEventsOrderAndLimit", testPendingEventsOrderAndLimit},
-		{"MarkSent", testMarkSent},
-		{"PruneSent", testPruneSent},
+		{"MarkDelivered", testMarkDelivered},
+		{"PruneDelivered", testPruneDelivered},
 		{"OutboxStats", testOutboxStats},
 		{"ListPhones", testListPhones},
 		{"ListPhonesPaging", testListPhonesPaging},
@@ -571,56 +571,56 @@ func testPendingEventsOrderAndLimit(t *testing.T, s Store) {
 	}
 }
 
-func testMarkSent(t *testing.T, s Store) {
+func testMarkDelivered(t *testing.T, s Store) {
 	ctx := context.Background()
 	ids := createN(t, s, 5)
 	all := pending(t, s)
 
 	steps := []struct {
-		name string
-		mark []int64
-		want []string
+		name    string
+		through int64
+		want    []string
 	}{
-		{"nothing", nil, ids},
-		{"first two", seqs(all[:2]), ids[2:]},
-		{"again", seqs(all[:2]), ids[2:]},
-		{"the fourth, out of order", seqs(all[3:4]), []string{ids[2], ids[4]}},
-		{"unknown seq", []int64{all[4].Seq + 100}, []string{ids[2], ids[4]}},
-		{"the rest", seqs(all), []string{}},
+		{"nothing", 0, ids},
+		{"through the second", all[1].Seq, ids[2:]},
+		{"again", all[1].Seq, ids[2:]},
+		{"back to the first: the position never moves back", all[0].Seq, ids[2:]},
+		{"through the fourth", all[3].Seq, ids[4:]},
+		{"through the last", all[4].Seq, []string{}},
 	}
 	for _, st := range steps {
-		if err := s.MarkSent(ctx, st.mark, 0); err != nil {
-			t.Fatalf("%s: MarkSent: got error %v; want nil", st.name, err)
+		if err := s.MarkDelivered(ctx, st.through, 0); err != nil {
+			t.Fatalf("%s: MarkDelivered: got error %v; want nil", st.name, err)
 		}
 		if got := eventIDs(pending(t, s)); fmt.Sprint(got) != fmt.Sprint(st.want) {
-			t.Errorf("%s: pending after MarkSent: got %v; want %v", st.name, got, st.want)
+			t.Errorf("%s: pending after MarkDelivered: got %v; want %v", st.name, got, st.want)
 		}
 	}
 }
 
-func testPruneSent(t *testing.T, s Store) {
+func testPruneDelivered(t *testing.T, s Store) {
 	ctx := context.Background()
+	before := time.Now().Add(-time.Second)
 	ids := createN(t, s, 3)
 	all := pending(t, s)
-	beforeMark := time.Now().Add(-time.Second)
-	if err := s.MarkSent(ctx, seqs(all[:2]), 0); err != nil {
-		t.Fatalf("MarkSent: %v", err)
+	if err := s.MarkDelivered(ctx, all[1].Seq, 0); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
 	}
-	afterMark := time.Now().Add(time.Second)
+	after := time.Now().Add(time.Second)
 
 	steps := []struct {
 		name        string
 		cutoff      time.Time
 		wantDeleted int64
 	}{
-		{"cutoff before sending", beforeMark, 0},
-		{"cutoff after sending", afterMark, 2},
-		{"again", afterMark, 0},
+		{"cutoff before their creation", before, 0},
+		{"cutoff after it", after, 2},
+		{"again", after, 0},
 	}
 	for _, st := range steps {
-		n, err := s.PruneSent(ctx, st.cutoff)
+		n, err := s.PruneDelivered(ctx, st.cutoff)
 		if err != nil {
-			t.Fatalf("%s: PruneSent: got error %v; want nil", st.name, err)
+			t.Fatalf("%s: PruneDelivered: got error %v; want nil", st.name, err)
 		}
 		if n != st.wantDeleted {
 			t.Errorf("%s: deleted: got %d; want %d", st.name, n, st.wantDeleted)
@@ -629,12 +629,20 @@ func testPruneSent(t *testing.T, s Store) {
 			t.Errorf("%s: pending: got %v; want %v", st.name, got, want)
 		}
 	}
-	// The unsent event survives any cutoff; once sent, it goes too.
-	if err := s.MarkSent(ctx, seqs(all[2:]), 0); err != nil {
-		t.Fatalf("MarkSent: %v", err)
+	// The undelivered event survives any cutoff; once delivered, it goes too.
+	if err := s.MarkDelivered(ctx, all[2].Seq, 0); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
 	}
-	if n, err := s.PruneSent(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
-		t.Errorf("PruneSent after sending the last: got %d, %v; want 1, nil", n, err)
+	if n, err := s.PruneDelivered(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
+		t.Errorf("PruneDelivered after delivering the last: got %d, %v; want 1, nil", n, err)
+	}
+	// Pruned, the outbox is empty, and what comes next waits again.
+	d := draft()
+	d.Number = ptr("3000-9999")
+	c := creation(t, tenant, account, nil, d)
+	create(t, s, c)
+	if got := eventIDs(pending(t, s)); fmt.Sprint(got) != fmt.Sprint([]string{c.EventID}) {
+		t.Errorf("pending after pruning everything and creating one: got %v; want [%s]", got, c.EventID)
 	}
 }
 
@@ -658,14 +666,14 @@ func testOutboxStats(t *testing.T, s Store) {
 	createN(t, s, 3)
 	all := pending(t, s)
 	check("three created", 3, all[0].CreatedAt)
-	if err := s.MarkSent(ctx, seqs(all[:1]), 0); err != nil {
-		t.Fatalf("MarkSent: %v", err)
+	if err := s.MarkDelivered(ctx, all[0].Seq, 0); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
 	}
-	check("first sent", 2, all[1].CreatedAt)
-	if err := s.MarkSent(ctx, seqs(all), 0); err != nil {
-		t.Fatalf("MarkSent: %v", err)
+	check("first delivered", 2, all[1].CreatedAt)
+	if err := s.MarkDelivered(ctx, all[2].Seq, 0); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
 	}
-	check("all sent", 0, time.Time{})
+	check("all delivered", 0, time.Time{})
 }
 
 // endedContexts are the two ways a caller's context ends.
@@ -739,8 +747,8 @@ func testEndedContextFailsEveryMethod(t *testing.T, s Store) {
 					return err
 				}},
 				{"PendingEvents", func() error { _, err := s.PendingEvents(ctx, 10); return err }},
-				{"MarkSent", func() error { return s.MarkSent(ctx, []int64{1}, 0) }},
-				{"PruneSent", func() error { _, err := s.PruneSent(ctx, time.Now()); return err }},
+				{"MarkDelivered", func() error { return s.MarkDelivered(ctx, 1, 0) }},
+				{"PruneDelivered", func() error { _, err := s.PruneDelivered(ctx, time.Now()); return err }},
 				{"OutboxStats", func() error { _, _, err := s.OutboxStats(ctx); return err }},
 			}
 			for _, c := range calls {

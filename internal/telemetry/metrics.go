@@ -9,6 +9,7 @@
 package telemetry
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -136,6 +137,38 @@ func (m *Metrics) RegisterKeySetAge(age func() (time.Duration, bool)) error {
 		}
 		return 0
 	}))
+}
+
+// RegisterBacklog exposes the outbox's backlog, read when scraped: the
+// events waiting for delivery and the age of the oldest of them.
+func (m *Metrics) RegisterBacklog(backlog func() (pending int64, oldestAge time.Duration, known bool)) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "phonesd_outbox_pending_events",
+			Help: "Events in the outbox waiting for delivery (an upper bound on PostgreSQL when not 0); NaN while storage does not answer.",
+		}, func() float64 {
+			n, _, ok := backlog()
+			if !ok {
+				return math.NaN()
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "phonesd_outbox_oldest_pending_age_seconds",
+			Help: "Age of the oldest event waiting for delivery, 0 when none waits; NaN while storage does not answer.",
+		}, func() float64 {
+			_, age, ok := backlog()
+			if !ok {
+				return math.NaN()
+			}
+			return age.Seconds()
+		}),
+	} {
+		if err := m.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Answered counts an answered request and its duration.
