@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -104,7 +105,13 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("unknown path: status %d", r.status)
 		}
 		s.events(3)
+		// The relay counts its deliveries once it has marked them, just
+		// after the events file has them.
 		text, after := scrape(t, s.base+"/metrics")
+		for deadline := time.Now().Add(5 * time.Second); counter(after, "phonesd_outbox_events_delivered_total", map[string]string{"sink": "file"}) < 3 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			text, after = scrape(t, s.base+"/metrics")
+		}
 
 		for _, c := range []struct {
 			name   string
