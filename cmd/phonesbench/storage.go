@@ -225,7 +225,7 @@ func preloadPhones(ctx context.Context, st storageTarget, n int, accounts int64,
 				AreaCode:    &area,
 				CountryCode: phone.DefaultCountryCode,
 			}
-			cs[i] = phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: uuid.NewString(), Audit: phone.Audit{CID: uuid.NewString(), Origin: "API"}}
+			cs[i] = phone.Creation{Phone: p, EventID: uuid.NewString(), Audit: phone.Audit{CID: uuid.NewString(), Origin: "API"}}
 		}
 		outs, err := db.CreatePhones(ctx, cs)
 		if err != nil {

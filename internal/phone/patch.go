@@ -1,7 +1,5 @@
 package phone
 
-import "time"
-
 // Patch is an update as the client sent it: a nil field is absent and
 // stays as stored. Area code and extension may also be cleared (JSON null);
 // the other fields cannot be null.
@@ -75,18 +73,4 @@ func equalPtr[T comparable](a, b *T) bool {
 		return a == b
 	}
 	return *a == *b
-}
-
-// Successor returns next as the version after p, updated at now. What a
-// change may not alter (id, tenant, account, customer, creation time) is
-// taken from p, so that a change can never move a phone.
-func (p Phone) Successor(next Phone, now time.Time) Phone {
-	next.ID = p.ID
-	next.Tenant = p.Tenant
-	next.AccountID = p.AccountID
-	next.CustomerID = p.CustomerID
-	next.CreatedAt = p.CreatedAt
-	next.UpdatedAt = now
-	next.Version = p.Version + 1
-	return next
 }

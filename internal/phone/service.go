@@ -14,10 +14,10 @@ import (
 
 // Store keeps phones and their outbox. Each method is one transaction.
 type Store interface {
-	// CreatePhone stores the phone of c with a new id, version 1 and
-	// creation time (the transaction's, UTC, in milliseconds) and, in the
-	// same transaction, the Phone created event. It returns the stored
-	// phone, or ErrDuplicate when the phone is active and its account
+	// CreatePhone gives the phone of c a new id and the transaction's time
+	// (UTC, in milliseconds), and stores what c.Write returns for them, the
+	// phone and its Phone created event, in one transaction. It returns the
+	// stored phone, or ErrDuplicate when the phone is active and its account
 	// already has an active phone with the same duplicate key.
 	CreatePhone(ctx context.Context, c Creation) (Phone, error)
 	// Phone returns one phone of an account of a tenant, or ErrNotFound.
@@ -31,26 +31,12 @@ type Store interface {
 	// PurgeKeys deletes the idempotency keys that expired before t and
 	// returns how many.
 	PurgeKeys(ctx context.Context, t time.Time) (int64, error)
-	// UpdatePhone locks the phone of c, calls c.Apply with it, and when
-	// Apply reports a change stores the new state with the next version, the
-	// transaction's time as update time and its Phone updated event, all in
-	// one transaction. It returns the phone as stored afterwards, ErrNotFound,
+	// UpdatePhone locks the phone of c and calls c.Apply with it and the
+	// transaction's time (UTC, in milliseconds); when Apply reports a change
+	// it stores the Write Apply returned, the phone and its event, in one
+	// transaction. It returns the phone as stored afterwards, ErrNotFound,
 	// ErrDuplicate, or Apply's error (and then stores nothing).
 	UpdatePhone(ctx context.Context, c Change) (Phone, error)
-}
-
-// Creation is what a store needs to create a phone: the phone, its duplicate
-// key, what the Phone created event needs beyond the phone, and the
-// idempotency key it came with, if any. A store keeps the idempotency key in
-// the phone's transaction, so that a create committed just before a crash is
-// still replayed to a retry; it answers ErrKeyTaken, and stores nothing,
-// when an unexpired key of that scope exists.
-type Creation struct {
-	Phone       Phone
-	Key         string
-	EventID     string
-	Audit       Audit
-	Idempotency *Idempotency
 }
 
 // Outcome is what became of one Creation of a batch: the stored phone, or
@@ -58,18 +44,6 @@ type Creation struct {
 type Outcome struct {
 	Phone Phone
 	Err   error
-}
-
-// Change is what a store needs to update a phone.
-type Change struct {
-	Tenant    string
-	AccountID int64
-	ID        int64
-	EventID   string
-	Audit     Audit
-	// Apply returns the phone as it should become and whether it differs
-	// from current; the store computes the new duplicate key from it.
-	Apply func(current Phone) (next Phone, changed bool, err error)
 }
 
 // ListQuery selects a page of an account's phones.
@@ -118,8 +92,7 @@ type CreateRequest struct {
 // ErrDuplicate), ErrKeyMismatch when the key was first used for another
 // request, or ErrKeyInProgress while that request is still running here.
 func (s *Service) Create(ctx context.Context, r CreateRequest) (Phone, error) {
-	p := r.Phone
-	c := Creation{Phone: p, Key: p.DuplicateKey(), EventID: newEventID(), Audit: r.Audit, Idempotency: r.Idempotency}
+	c := Creation{Phone: r.Phone, EventID: newEventID(), Audit: r.Audit, Idempotency: r.Idempotency}
 	if c.Idempotency == nil {
 		return s.create(ctx, c)
 	}
@@ -251,19 +224,22 @@ type UpdateRequest struct {
 // storage error.
 func (s *Service) Update(ctx context.Context, r UpdateRequest) (Phone, error) {
 	changed := false
+	eventID := newEventID()
 	p, err := s.store.UpdatePhone(ctx, Change{
 		Tenant:    r.Tenant,
 		AccountID: r.AccountID,
 		ID:        r.ID,
-		EventID:   newEventID(),
-		Audit:     r.Audit,
-		Apply: func(cur Phone) (Phone, bool, error) {
+		Apply: func(cur Phone, at time.Time) (Write, bool, error) {
 			if r.IfMatch != nil && !slices.Contains(r.IfMatch, cur.Version) {
-				return cur, false, ErrPrecondition
+				return Write{}, false, ErrPrecondition
 			}
 			next, ok := r.Patch.Apply(cur)
-			changed = ok
-			return next, ok, nil
+			if !ok {
+				return Write{}, false, nil
+			}
+			w, err := Changed(cur, next, at, eventID, r.Audit)
+			changed = err == nil
+			return w, true, err
 		},
 	})
 	if err != nil {

@@ -42,7 +42,7 @@ func createOne(ctx context.Context, db *DB, number string) (phone.Phone, error) 
 	if err != nil {
 		return phone.Phone{}, err
 	}
-	return db.CreatePhone(ctx, phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: uuid.NewString()})
+	return db.CreatePhone(ctx, phone.Creation{Phone: p, EventID: uuid.NewString()})
 }
 
 // TestOpenSkipsStandby names the standby first in a multi-host URL: the

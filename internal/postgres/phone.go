@@ -38,9 +38,9 @@ const (
 	insertPhonesSQL = `WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
     $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::text[],
-    $17::text[], $18::bytea[], $19::timestamptz[])
+    $17::text[], $18::bytea[], $19::timestamptz[], $21::timestamptz[], $22::timestamptz[], $23::bigint[])
     AS t(id, tenant, account_id, customer_id, number, type, active, area_code, country_code, extension, dup_key,
-      scope, fingerprint, expires_at)
+      scope, fingerprint, expires_at, created_at, updated_at, version)
 ), claimed AS (
   INSERT INTO idempotency_keys (scope, fingerprint, phone_id, created_at, expires_at)
   SELECT DISTINCT ON (scope) scope, fingerprint, id, $12, expires_at
@@ -56,7 +56,7 @@ const (
     area_code, country_code, extension, dup_key, created_at, updated_at, version)
   OVERRIDING SYSTEM VALUE
   SELECT id, tenant, account_id, customer_id, number, type, active,
-    area_code, country_code, extension, dup_key, $12, $12, 1
+    area_code, country_code, extension, dup_key, created_at, updated_at, version
   FROM input
   WHERE scope IS NULL OR id IN (SELECT phone_id FROM claimed)
   ORDER BY id
@@ -64,8 +64,9 @@ const (
   RETURNING id
 ), events AS (
   INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
-  SELECT e.event_id, $14, e.event_type, e.payload, $12, e.traceparent
-  FROM unnest($1::bigint[], $13::uuid[], $15::text[], $16::bytea[], $20::text[]) AS e(id, event_id, event_type, payload, traceparent)
+  SELECT e.event_id, e.domain, e.event_type, e.payload, e.created_at, e.traceparent
+  FROM unnest($1::bigint[], $13::uuid[], $14::text[], $15::text[], $16::bytea[], $24::timestamptz[], $20::text[])
+    AS e(id, event_id, domain, event_type, payload, created_at, traceparent)
   JOIN inserted USING (id)
   ORDER BY e.id
 )
@@ -106,10 +107,11 @@ WHERE id = $10 AND version = $11`
 // uniqueViolation is PostgreSQL's SQLSTATE for a unique index violation.
 const uniqueViolation = "23505"
 
-// CreatePhone stores the phone of c, with version 1, and its Phone created
-// event. Calls arriving together share one transaction and its commit (see
-// CreatePhones). It returns phone.ErrDuplicate when c's phone is active and
-// its account already has an active phone with key c.Key, or the context's
+// CreatePhone stores what c.Write returns for a new id and the
+// transaction's time: the phone and its Phone created event. Calls arriving
+// together share one transaction and its commit (see CreatePhones). It
+// returns phone.ErrDuplicate when c's phone is active and its account
+// already has an active phone with its duplicate key, or the context's
 // error when ctx ends first. c.EventID must be a UUID.
 func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, error) {
 	o, err := db.creates.Do(ctx, c)
@@ -119,8 +121,8 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 	return o.Phone, o.Err
 }
 
-// CreatePhones stores each creation of cs, with its Phone created event, in
-// one transaction, in order: a later creation that duplicates an earlier one
+// CreatePhones stores what each creation of cs writes (its phone and its
+// Phone created event) and its idempotency key, in one transaction, in order: a later creation that duplicates an earlier one
 // of the batch is refused like any duplicate. It returns each creation's
 // outcome, or an error: wrapped by groupcommit.NotCommitted when the
 // transaction certainly stored nothing, of unknown outcome otherwise (the
@@ -128,7 +130,7 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 //
 // It costs two round trips: one that begins, takes the outbox order lock and
 // allocates the ids, and one that writes every phone and event and commits.
-// The events are built here, in Go, and carry their phone's id, so the ids
+// The events, which c.Write builds, carry their phone's id, so the ids
 // must be known before the write; allocating them under the lock keeps ids,
 // outbox order and creation times in commit order across replicas.
 func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
@@ -177,8 +179,12 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		areas                         = make([]*int32, n)
 		countries                     = make([]int32, n)
 		extensions                    = make([]*string, n)
+		createdAts, updatedAts        = make([]time.Time, n), make([]time.Time, n)
+		versions                      = make([]int64, n)
 		eventIDs, eventTypes          = make([]string, n), make([]string, n)
+		eventDomains                  = make([]string, n)
 		payloads                      = make([][]byte, n)
+		eventTimes                    = make([]time.Time, n)
 		traceParents                  = make([]*string, n)
 		phones                        = make([]phone.Phone, n)
 		scopes                        = make([]*string, n)
@@ -186,17 +192,17 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		expiries                      = make([]*time.Time, n)
 	)
 	for i, c := range cs {
-		p := c.Phone
-		p.ID, p.CreatedAt, p.UpdatedAt, p.Version = ids[i], now, now, 1
-		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
+		w, err := c.Write(ids[i], now)
 		if err != nil {
 			return nil, groupcommit.NotCommitted(err)
 		}
+		p, ev := w.Phone, w.Event
 		phones[i] = p
 		tenants[i], accounts[i], customers[i], numbers[i] = p.Tenant, p.AccountID, p.CustomerID, p.Number
 		types[i], actives[i], areas[i], countries[i] = string(p.Type), p.Active, p.AreaCode, p.CountryCode
-		extensions[i], keys[i] = p.Extension, c.Key
-		eventIDs[i], eventTypes[i], payloads[i] = ev.ID, ev.Type, ev.Payload
+		extensions[i], keys[i] = p.Extension, w.Key
+		createdAts[i], updatedAts[i], versions[i] = p.CreatedAt, p.UpdatedAt, p.Version
+		eventIDs[i], eventDomains[i], eventTypes[i], payloads[i], eventTimes[i] = ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt
 		if ev.TraceParent != "" {
 			traceParents[i] = &ev.TraceParent
 		}
@@ -206,8 +212,8 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	}
 	write := &pgx.Batch{}
 	write.Queue(insertPhonesSQL, ids, tenants, accounts, customers, numbers, types, actives,
-		areas, countries, extensions, keys, now, eventIDs, phone.EventDomain, eventTypes, payloads,
-		scopes, fingerprints, expiries, traceParents)
+		areas, countries, extensions, keys, now, eventIDs, eventDomains, eventTypes, payloads,
+		scopes, fingerprints, expiries, traceParents, createdAts, updatedAts, versions, eventTimes)
 	write.Queue("COMMIT")
 	inserted, claimed := make(map[int64]bool, n), make(map[int64]bool)
 	committed := false
@@ -360,16 +366,15 @@ func (db *DB) ListPhones(ctx context.Context, q phone.ListQuery) ([]phone.Phone,
 	return phones, nil
 }
 
-// UpdatePhone locks the phone of c and calls c.Apply with it; when Apply
-// reports a change, it stores Apply's phone with the next version and the
-// transaction's time as update time, and its Phone updated event, all in one
-// transaction. The id, tenant, account, customer and creation time stay as
-// stored whatever Apply returns. It returns the phone as stored afterwards,
-// phone.ErrNotFound, phone.ErrDuplicate when the new state is active and its
-// account already has another active phone with its duplicate key, Apply's
-// error, or the context's error; on error it stores nothing. c.Apply runs
-// while the outbox order lock is held, so it must be quick and must not
-// write through the store.
+// UpdatePhone locks the phone of c and calls c.Apply with it and the
+// transaction's time; when Apply reports a change, it stores the Write
+// Apply returned, its phone's state and its event, in one transaction. The
+// update names the id and version it locked, so it changes that row only.
+// It returns the phone as stored afterwards, phone.ErrNotFound,
+// phone.ErrDuplicate when the new state is active and its account already
+// has another active phone with its duplicate key, Apply's error, or the
+// context's error; on error it stores nothing. c.Apply runs while the
+// outbox order lock is held.
 func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, error) {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -394,21 +399,20 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	if err != nil {
 		return phone.Phone{}, fmt.Errorf("lock phone %d: %w", c.ID, err)
 	}
-	next, changed, err := c.Apply(cur)
+	// The transaction's time, taken once the locks are held, so that
+	// update times follow commit order.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	w, changed, err := c.Apply(cur, now)
 	if err != nil {
 		return phone.Phone{}, fmt.Errorf("change phone %d: %w", c.ID, err)
 	}
 	if !changed {
 		return cur, nil
 	}
-
-	// The transaction's time, taken once the locks are held, so that
-	// update times follow commit order.
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	next = cur.Successor(next, now)
+	next := w.Phone
 	tag, err := tx.Exec(ctx, updatePhoneSQL,
 		next.Number, string(next.Type), next.Active, next.AreaCode, next.CountryCode,
-		next.Extension, next.DuplicateKey(), now, next.Version,
+		next.Extension, w.Key, next.UpdatedAt, next.Version,
 		cur.ID, cur.Version,
 	)
 	if err != nil {
@@ -421,11 +425,7 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 		return phone.Phone{}, fmt.Errorf("update phone %d: version %d is no longer stored", c.ID, cur.Version)
 	}
 
-	ev, err := phone.ChangedEvent(c.EventID, next, c.Audit)
-	if err != nil {
-		return phone.Phone{}, err
-	}
-	if err := insertEvent(ctx, tx, ev); err != nil {
+	if err := insertEvent(ctx, tx, w.Event); err != nil {
 		return phone.Phone{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -103,7 +103,7 @@ func TestConcurrentMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := dbs[0].CreatePhone(ctx, phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: uuid.NewString()})
+	created, err := dbs[0].CreatePhone(ctx, phone.Creation{Phone: p, EventID: uuid.NewString()})
 	if err != nil {
 		t.Fatalf("CreatePhone: %v", err)
 	}
@@ -258,7 +258,7 @@ func TestReusedEventID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = db.CreatePhone(ctx, phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: eventID})
+		_, err = db.CreatePhone(ctx, phone.Creation{Phone: p, EventID: eventID})
 		switch {
 		case i == 0 && err != nil:
 			t.Fatalf("first CreatePhone: %v", err)

@@ -45,7 +45,7 @@ func BenchmarkCreatePhones(b *testing.B) {
 					}
 					// Event ids increase, as the service's UUIDv7 do, so
 					// that their index is appended to.
-					batch[i] = phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: fmt.Sprintf("bench-%012d", n),
+					batch[i] = phone.Creation{Phone: p, EventID: fmt.Sprintf("bench-%012d", n),
 						Audit: phone.Audit{CID: "cid", Origin: "API"}}
 				}
 				outs, err := db.CreatePhones(ctx, batch)

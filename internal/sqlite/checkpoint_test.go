@@ -42,7 +42,7 @@ func TestWALComesBackToItsStart(t *testing.T) {
 					errs <- err
 					return
 				}
-				c := phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: fmt.Sprintf("wal-%d-%d", w, i)}
+				c := phone.Creation{Phone: p, EventID: fmt.Sprintf("wal-%d-%d", w, i)}
 				if _, err := db.CreatePhone(ctx, c); err != nil {
 					errs <- err
 					return

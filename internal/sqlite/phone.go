@@ -54,10 +54,11 @@ LIMIT ?6`
 WHERE id = ? AND version = ?`
 )
 
-// CreatePhone stores the phone of c, with version 1, and its Phone created
-// event. Calls arriving together share one transaction and its fsync (see
-// CreatePhones). It returns phone.ErrDuplicate when c's phone is active and
-// its account already has an active phone with key c.Key, or the context's
+// CreatePhone stores what c.Write returns for a new id and the
+// transaction's time: the phone and its Phone created event. Calls arriving
+// together share one transaction and its fsync (see CreatePhones). It
+// returns phone.ErrDuplicate when c's phone is active and its account
+// already has an active phone with its duplicate key, or the context's
 // error when ctx ends first.
 func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, error) {
 	o, err := db.creates.Do(ctx, c)
@@ -67,8 +68,8 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 	return o.Phone, o.Err
 }
 
-// CreatePhones stores each creation of cs, with its Phone created event and
-// its idempotency key, in one transaction, in order: a later creation that
+// CreatePhones stores what each creation of cs writes (its phone and its
+// Phone created event) and its idempotency key, in one transaction, in order: a later creation that
 // duplicates an earlier one of the batch is refused like any duplicate. It
 // returns each creation's outcome (a phone, phone.ErrDuplicate or
 // phone.ErrKeyTaken), or an error: wrapped by groupcommit.NotCommitted when
@@ -100,6 +101,12 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 	// creation times follow commit order.
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	ms := now.UnixMilli()
+	writes := make([]phone.Write, len(cs))
+	for i, c := range cs {
+		if writes[i], err = c.Write(id(i), now); err != nil {
+			return fail(err)
+		}
+	}
 
 	var keys [][]any
 	for i, c := range cs {
@@ -118,9 +125,10 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 			outs[i].Err = fmt.Errorf("claim idempotency key: %w", phone.ErrKeyTaken)
 			continue
 		}
-		p := c.Phone
-		phones = append(phones, []any{id(i), p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
-			p.AreaCode, p.CountryCode, p.Extension, c.Key, ms, ms})
+		w := writes[i]
+		p := w.Phone
+		phones = append(phones, []any{p.ID, p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
+			p.AreaCode, p.CountryCode, p.Extension, w.Key, p.CreatedAt.UnixMilli(), p.UpdatedAt.UnixMilli(), p.Version})
 	}
 	inserted, err := db.insertRows(ctx, tx, &insertPhonesSQL, phones)
 	if err != nil {
@@ -130,7 +138,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		return fail(err)
 	}
 	var events [][]any
-	for i, c := range cs {
+	for i := range cs {
 		if outs[i].Err != nil {
 			continue
 		}
@@ -138,14 +146,9 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 			outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
 			continue
 		}
-		p := c.Phone
-		p.ID, p.CreatedAt, p.UpdatedAt, p.Version = id(i), now, now, 1
-		ev, err := phone.CreatedEvent(c.EventID, p, c.Audit)
-		if err != nil {
-			return fail(err)
-		}
-		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ms, nullable(ev.TraceParent)})
-		outs[i].Phone = p
+		ev := writes[i].Event
+		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent)})
+		outs[i].Phone = writes[i].Phone
 	}
 	if _, err := db.insertRows(ctx, tx, &insertEventsSQL, events); err != nil {
 		return fail(fmt.Errorf("insert events: %w", err))
@@ -258,7 +261,7 @@ RETURNING phone_id`,
   id, tenant, account_id, customer_id, number, type, active,
   area_code, country_code, extension, dup_key, created_at, updated_at, version
 ) VALUES `,
-		row: `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		row: `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tail: `
 ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
 RETURNING id`,
@@ -341,16 +344,15 @@ func (db *DB) ListPhones(ctx context.Context, q phone.ListQuery) ([]phone.Phone,
 	return phones, nil
 }
 
-// UpdatePhone reads the phone of c and calls c.Apply with it; when Apply
-// reports a change, it stores Apply's phone with the next version and the
-// transaction's time as update time, and its Phone updated event, all in one
-// transaction. The id, tenant, account, customer and creation time stay as
-// stored whatever Apply returns. It returns the phone as stored afterwards,
-// phone.ErrNotFound, phone.ErrDuplicate when the new state is active and its
-// account already has another active phone with its duplicate key, Apply's
-// error, or the context's error; on error it stores nothing. c.Apply runs
-// while the single writer is held, so it must be quick and must not write
-// through the store.
+// UpdatePhone reads the phone of c and calls c.Apply with it and the
+// transaction's time; when Apply reports a change, it stores the Write
+// Apply returned, its phone's state and its event, in one transaction. The
+// update names the id and version it read, so it changes that row only. It
+// returns the phone as stored afterwards, phone.ErrNotFound,
+// phone.ErrDuplicate when the new state is active and its account already
+// has another active phone with its duplicate key, Apply's error, or the
+// context's error; on error it stores nothing. c.Apply runs while the
+// single writer is held.
 func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, error) {
 	// The writer's IMMEDIATE transaction holds the database's write lock
 	// from BEGIN on: no other writer can change the phone between the read
@@ -368,21 +370,20 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	if err != nil {
 		return phone.Phone{}, fmt.Errorf("select phone %d: %w", c.ID, err)
 	}
-	next, changed, err := c.Apply(cur)
+	// The transaction's time, taken once the write lock is held, so that
+	// update times follow commit order.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	w, changed, err := c.Apply(cur, now)
 	if err != nil {
 		return phone.Phone{}, fmt.Errorf("change phone %d: %w", c.ID, err)
 	}
 	if !changed {
 		return cur, nil
 	}
-
-	// The transaction's time, taken once the write lock is held, so that
-	// update times follow commit order.
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	next = cur.Successor(next, now)
+	next := w.Phone
 	res, err := tx.StmtContext(ctx, db.writes.updatePhone).ExecContext(ctx,
 		next.Number, string(next.Type), next.Active, next.AreaCode, next.CountryCode,
-		next.Extension, next.DuplicateKey(), now.UnixMilli(), next.Version,
+		next.Extension, w.Key, next.UpdatedAt.UnixMilli(), next.Version,
 		cur.ID, cur.Version,
 	)
 	if err != nil {
@@ -401,11 +402,7 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 		return phone.Phone{}, fmt.Errorf("update phone %d: version %d is no longer stored", c.ID, cur.Version)
 	}
 
-	ev, err := phone.ChangedEvent(c.EventID, next, c.Audit)
-	if err != nil {
-		return phone.Phone{}, err
-	}
-	if err := db.insertEvent(ctx, tx, ev); err != nil {
+	if err := db.insertEvent(ctx, tx, w.Event); err != nil {
 		return phone.Phone{}, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -139,7 +139,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := db.CreatePhone(ctx, phone.Creation{Phone: p, Key: p.DuplicateKey(), EventID: "e1"})
+	created, err := db.CreatePhone(ctx, phone.Creation{Phone: p, EventID: "e1"})
 	if err != nil {
 		t.Fatalf("CreatePhone: %v", err)
 	}

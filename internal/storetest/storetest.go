@@ -95,7 +95,6 @@ func creation(t *testing.T, tenant string, account int64, customer *int64, d pho
 	}
 	return phone.Creation{
 		Phone:   p,
-		Key:     p.DuplicateKey(),
 		EventID: uuid.NewString(),
 		Audit:   audit(),
 	}
@@ -743,7 +742,7 @@ func testEndedContextFailsEveryMethod(t *testing.T, s Store) {
 					return err
 				}},
 				{"UpdatePhone", func() error {
-					_, err := s.UpdatePhone(ctx, change(tenant, account, 1, func(p *phone.Phone) { p.Active = false }))
+					_, err := s.UpdatePhone(ctx, change(tenant, account, 1, func(p *phone.Phone) { p.Active = false }).Change)
 					return err
 				}},
 				{"PendingEvents", func() error { _, err := s.PendingEvents(ctx, 10); return err }},

@@ -16,26 +16,35 @@ import (
 	"phonesd/internal/phone"
 )
 
+// changeOf is a Change and what its event must say.
+type changeOf struct {
+	phone.Change
+	eventID string
+	audit   phone.Audit
+}
+
 // change builds a Change whose Apply reports as changed the current phone
-// edited by edit, as the service's patches do.
-func change(tenant string, account, id int64, edit func(p *phone.Phone)) phone.Change {
-	return phone.Change{
+// edited by edit, written as the domain writes a change (phone.Changed),
+// as the service's patches do.
+func change(tenant string, account, id int64, edit func(p *phone.Phone)) changeOf {
+	c := changeOf{eventID: uuid.NewString(), audit: audit()}
+	c.Change = phone.Change{
 		Tenant:    tenant,
 		AccountID: account,
 		ID:        id,
-		EventID:   uuid.NewString(),
-		Audit:     audit(),
-		Apply: func(cur phone.Phone) (phone.Phone, bool, error) {
+		Apply: func(cur phone.Phone, at time.Time) (phone.Write, bool, error) {
 			next := cur
 			edit(&next)
-			return next, true, nil
+			w, err := phone.Changed(cur, next, at, c.eventID, c.audit)
+			return w, true, err
 		},
 	}
+	return c
 }
 
-func update(t *testing.T, s Store, c phone.Change) phone.Phone {
+func update(t *testing.T, s Store, c changeOf) phone.Phone {
 	t.Helper()
-	p, err := s.UpdatePhone(context.Background(), c)
+	p, err := s.UpdatePhone(context.Background(), c.Change)
 	if err != nil {
 		t.Fatalf("UpdatePhone: got error %v; want nil", err)
 	}
@@ -84,10 +93,10 @@ func decodeEnvelope(t *testing.T, payload []byte) (env, data, obj map[string]any
 
 // checkChangedEvent checks that ev is the Phone updated event of c, holding
 // p's full state.
-func checkChangedEvent(t *testing.T, ev phone.Event, c phone.Change, p phone.Phone) {
+func checkChangedEvent(t *testing.T, ev phone.Event, c changeOf, p phone.Phone) {
 	t.Helper()
-	if ev.ID != c.EventID {
-		t.Errorf("event ID: got %q; want %q", ev.ID, c.EventID)
+	if ev.ID != c.eventID {
+		t.Errorf("event ID: got %q; want %q", ev.ID, c.eventID)
 	}
 	if ev.Domain != phone.EventDomain {
 		t.Errorf("event Domain: got %q; want %q", ev.Domain, phone.EventDomain)
@@ -98,7 +107,7 @@ func checkChangedEvent(t *testing.T, ev phone.Event, c phone.Change, p phone.Pho
 	if !ev.CreatedAt.Equal(p.UpdatedAt) {
 		t.Errorf("event CreatedAt: got %v; want the phone's UpdatedAt %v", ev.CreatedAt, p.UpdatedAt)
 	}
-	want, err := phone.ChangedEvent(c.EventID, p, c.Audit)
+	want, err := phone.ChangedEvent(c.eventID, p, c.audit)
 	if err != nil {
 		t.Fatalf("phone.ChangedEvent: %v", err)
 	}
@@ -121,14 +130,14 @@ func checkChangedEvent(t *testing.T, ev phone.Event, c phone.Change, p phone.Pho
 		name      string
 		got, want any
 	}{
-		{"event_id", env["event_id"], c.EventID},
+		{"event_id", env["event_id"], c.eventID},
 		{"event_type", env["event_type"], "phone_change-1"},
 		{"org_id", env["org_id"], p.Tenant},
-		{"cid", env["cid"], c.Audit.CID},
+		{"cid", env["cid"], c.audit.CID},
 		{"timestamp", env["timestamp"], p.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000Z")},
 		{"data.method", data["method"], "PATCH"},
 		{"data.uri", data["uri"], "/v1/accounts/:accountId/phones/:phoneId"},
-		{"data.email", data["email"], c.Audit.Email},
+		{"data.email", data["email"], c.audit.Email},
 		{"data.object.id", obj["id"], json.Number(strconv.FormatInt(p.ID, 10))},
 		{"data.object.account_id", obj["account_id"], json.Number(strconv.FormatInt(p.AccountID, 10))},
 		{"data.object.customer_id", obj["customer_id"], customer},
@@ -229,7 +238,7 @@ func testSuccessiveUpdates(t *testing.T, s Store) {
 		func(p *phone.Phone) { p.Active = false },
 	}
 	var (
-		changes []phone.Change
+		changes []changeOf
 		states  []phone.Phone
 	)
 	for i, edit := range edits {
@@ -260,13 +269,17 @@ func testSuccessiveUpdates(t *testing.T, s Store) {
 func testUpdateUnchanged(t *testing.T, s Store) {
 	tests := []struct {
 		name  string
-		apply func(cur phone.Phone) (phone.Phone, bool, error)
+		apply func(cur phone.Phone, at time.Time) (phone.Write, bool, error)
 	}{
-		{"same phone", func(cur phone.Phone) (phone.Phone, bool, error) { return cur, false, nil }},
+		{"same phone", func(cur phone.Phone, at time.Time) (phone.Write, bool, error) {
+			return phone.Write{Phone: cur}, false, nil
+		}},
 		// The store trusts Apply's report, as the service decides what a change is.
-		{"other phone reported unchanged", func(cur phone.Phone) (phone.Phone, bool, error) {
-			cur.Number = "7777-7777"
-			return cur, false, nil
+		{"other phone reported unchanged", func(cur phone.Phone, at time.Time) (phone.Write, bool, error) {
+			next := cur
+			next.Number = "7777-7777"
+			w, err := phone.Changed(cur, next, at, uuid.NewString(), audit())
+			return w, false, err
 		}},
 	}
 	for i, tt := range tests {
@@ -303,12 +316,14 @@ func testUpdateApplyError(t *testing.T, s Store) {
 			created := create(t, s, creation(t, tenant, account, nil, numbered(i)))
 			before := len(pending(t, s))
 			c := change(tenant, account, created.ID, nil)
-			c.Apply = func(cur phone.Phone) (phone.Phone, bool, error) {
-				cur.Number = "7777-7777"
-				return cur, true, tt.err
+			c.Apply = func(cur phone.Phone, at time.Time) (phone.Write, bool, error) {
+				next := cur
+				next.Number = "7777-7777"
+				w, _ := phone.Changed(cur, next, at, uuid.NewString(), audit())
+				return w, true, tt.err
 			}
 
-			_, err := s.UpdatePhone(context.Background(), c)
+			_, err := s.UpdatePhone(context.Background(), c.Change)
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("UpdatePhone: got error %v; want %v", err, tt.err)
 			}
@@ -340,12 +355,14 @@ func testUpdateNotFound(t *testing.T, s Store) {
 			before := len(pending(t, s))
 			called := false
 			c := change(tt.tenant, tt.account, tt.id, nil)
-			c.Apply = func(cur phone.Phone) (phone.Phone, bool, error) {
+			c.Apply = func(cur phone.Phone, at time.Time) (phone.Write, bool, error) {
 				called = true
-				cur.Active = false
-				return cur, true, nil
+				next := cur
+				next.Active = false
+				w, err := phone.Changed(cur, next, at, uuid.NewString(), audit())
+				return w, true, err
 			}
-			_, err := s.UpdatePhone(context.Background(), c)
+			_, err := s.UpdatePhone(context.Background(), c.Change)
 			if !errors.Is(err, phone.ErrNotFound) {
 				t.Errorf("UpdatePhone(%q, %d, %d): got error %v; want phone.ErrNotFound", tt.tenant, tt.account, tt.id, err)
 			}
@@ -412,7 +429,7 @@ func testUpdateDuplicate(t *testing.T, s Store) {
 			target := create(t, s, creation(t, tenant, acct, nil, tt.target))
 			before := len(pending(t, s))
 
-			got, err := s.UpdatePhone(context.Background(), change(tenant, acct, target.ID, tt.edit))
+			got, err := s.UpdatePhone(context.Background(), change(tenant, acct, target.ID, tt.edit).Change)
 			if tt.other != nil {
 				checkPhone(t, "other phone", read(t, s, other), other)
 			}
@@ -458,7 +475,7 @@ func testDeactivateFreesKey(t *testing.T, s Store) {
 	}
 
 	before := len(pending(t, s))
-	_, err = s.UpdatePhone(ctx, change(tenant, account, first.ID, func(p *phone.Phone) { p.Active, p.Extension = true, nil }))
+	_, err = s.UpdatePhone(ctx, change(tenant, account, first.ID, func(p *phone.Phone) { p.Active, p.Extension = true, nil }).Change)
 	if !errors.Is(err, phone.ErrDuplicate) {
 		t.Fatalf("reactivating onto the second phone's key: got error %v; want phone.ErrDuplicate", err)
 	}
@@ -546,7 +563,7 @@ func testConcurrentUpdates(t *testing.T, s Store) {
 			c := change(tenant, account, p.ID, edit)
 			wg.Go(func() {
 				<-start
-				_, errs[2*i+j] = s.UpdatePhone(context.Background(), c)
+				_, errs[2*i+j] = s.UpdatePhone(context.Background(), c.Change)
 			})
 		}
 	}
@@ -608,7 +625,7 @@ func testEndedContextUpdatesNothing(t *testing.T, s Store) {
 				p.Active = false
 			})
 
-			if _, err := s.UpdatePhone(ctx, c); !errors.Is(err, tt.want) {
+			if _, err := s.UpdatePhone(ctx, c.Change); !errors.Is(err, tt.want) {
 				t.Fatalf("UpdatePhone: got error %v; want %v", err, tt.want)
 			}
 			if called {
