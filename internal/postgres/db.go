@@ -8,7 +8,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/url"
 	"slices"
@@ -21,6 +20,7 @@ import (
 
 	"phonesd/internal/groupcommit"
 	"phonesd/internal/phone"
+	"phonesd/internal/schema"
 )
 
 //go:embed migrations/*.sql
@@ -284,13 +284,6 @@ const (
 	unlockSQL            = `SELECT pg_advisory_unlock($1)`
 )
 
-// migration is one embedded schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrate applies, in version order, each embedded migration not yet
 // recorded in schema_migrations, each in its own transaction.
 //
@@ -301,7 +294,7 @@ type migration struct {
 // no statement_timeout: a replica may wait for another's migrations, and a
 // migration may rightly take long; ctx bounds both.
 func migrate(ctx context.Context, poolConfig *pgx.ConnConfig) error {
-	migrations, err := loadMigrations()
+	migrations, err := schema.Migrations(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -332,7 +325,7 @@ func migrate(ctx context.Context, poolConfig *pgx.ConnConfig) error {
 
 // applyMigrations applies the migrations not recorded yet; the caller holds
 // migrationLockKey.
-func applyMigrations(ctx context.Context, conn *pgx.Conn, migrations []migration) error {
+func applyMigrations(ctx context.Context, conn *pgx.Conn, migrations []schema.Migration) error {
 	// Created under the lock: concurrent CREATE TABLE IF NOT EXISTS of one
 	// table can fail on PostgreSQL's catalog unique indexes.
 	if _, err := conn.Exec(ctx, createMigrationsSQL); err != nil {
@@ -347,18 +340,18 @@ func applyMigrations(ctx context.Context, conn *pgx.Conn, migrations []migration
 		return fmt.Errorf("read schema_migrations: %w", err)
 	}
 	for _, m := range migrations {
-		if slices.Contains(applied, int32(m.version)) {
+		if slices.Contains(applied, int32(m.Version)) {
 			continue
 		}
 		if err := applyMigration(ctx, conn, m); err != nil {
-			return fmt.Errorf("apply %s: %w", m.name, err)
+			return fmt.Errorf("apply %s: %w", m.Name, err)
 		}
 	}
 	return nil
 }
 
 // applyMigration applies and records m in one transaction.
-func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) error {
+func applyMigration(ctx context.Context, conn *pgx.Conn, m schema.Migration) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -367,44 +360,14 @@ func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) error {
 
 	// Without arguments pgx uses the simple protocol, which runs a file of
 	// several statements in one call.
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, recordMigrationSQL, m.version, time.Now().UTC()); err != nil {
+	if _, err := tx.Exec(ctx, recordMigrationSQL, m.Version, time.Now().UTC()); err != nil {
 		return fmt.Errorf("record version: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-// loadMigrations returns the embedded migrations sorted by version, the
-// number before the first '_' of their file name.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var migrations []migration
-	seen := make(map[int]string)
-	for _, e := range entries {
-		name := e.Name()
-		prefix, _, ok := strings.Cut(name, "_")
-		version, err := strconv.Atoi(prefix)
-		if !ok || err != nil || version <= 0 || version > 1<<31-1 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version and '_'", name)
-		}
-		if other, dup := seen[version]; dup {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", other, name, version)
-		}
-		seen[version] = name
-		body, err := fs.ReadFile(migrationFiles, "migrations/"+name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		migrations = append(migrations, migration{version: version, name: name, sql: string(body)})
-	}
-	slices.SortFunc(migrations, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
-	return migrations, nil
 }

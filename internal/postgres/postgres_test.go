@@ -17,6 +17,7 @@ import (
 
 	"phonesd/internal/pgtest"
 	"phonesd/internal/phone"
+	"phonesd/internal/schema"
 	"phonesd/internal/storetest"
 )
 
@@ -84,7 +85,7 @@ func TestConcurrentMigrations(t *testing.T) {
 		t.FailNow()
 	}
 
-	migrations, err := loadMigrations()
+	migrations, err := schema.Migrations(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +94,8 @@ func TestConcurrentMigrations(t *testing.T) {
 		t.Errorf("applied migrations: got %v; want %d", before, len(migrations))
 	}
 	for _, m := range migrations {
-		if _, ok := before[m.version]; !ok {
-			t.Errorf("migration %s: got unrecorded; want recorded", m.name)
+		if _, ok := before[m.Version]; !ok {
+			t.Errorf("migration %s: got unrecorded; want recorded", m.Name)
 		}
 	}
 

@@ -12,8 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 
 	"phonesd/internal/groupcommit"
 	"phonesd/internal/phone"
+	"phonesd/internal/schema"
 )
 
 //go:embed migrations/*.sql
@@ -239,17 +238,10 @@ const (
 	recordMigrationSQL  = `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`
 )
 
-// migration is one embedded schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrate applies, in version order, each embedded migration not yet
 // recorded in schema_migrations, each in its own transaction.
 func (db *DB) migrate(ctx context.Context) error {
-	migrations, err := loadMigrations()
+	migrations, err := schema.Migrations(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -258,7 +250,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	for _, m := range migrations {
 		if err := db.applyMigration(ctx, m); err != nil {
-			return fmt.Errorf("apply %s: %w", m.name, err)
+			return fmt.Errorf("apply %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -266,7 +258,7 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // applyMigration checks and applies m in one IMMEDIATE transaction, so two
 // processes opening the same new file cannot both apply it.
-func (db *DB) applyMigration(ctx context.Context, m migration) error {
+func (db *DB) applyMigration(ctx context.Context, m schema.Migration) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -274,50 +266,20 @@ func (db *DB) applyMigration(ctx context.Context, m migration) error {
 	defer tx.Rollback()
 
 	var applied bool
-	if err := tx.QueryRowContext(ctx, migrationAppliedSQL, m.version).Scan(&applied); err != nil {
+	if err := tx.QueryRowContext(ctx, migrationAppliedSQL, m.Version).Scan(&applied); err != nil {
 		return fmt.Errorf("check version: %w", err)
 	}
 	if applied {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, recordMigrationSQL, m.version, time.Now().UnixMilli()); err != nil {
+	if _, err := tx.ExecContext(ctx, recordMigrationSQL, m.Version, time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("record version: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-// loadMigrations returns the embedded migrations sorted by version, the
-// number before the first '_' of their file name.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var migrations []migration
-	seen := make(map[int]string)
-	for _, e := range entries {
-		name := e.Name()
-		prefix, _, ok := strings.Cut(name, "_")
-		version, err := strconv.Atoi(prefix)
-		if !ok || err != nil || version <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version and '_'", name)
-		}
-		if other, dup := seen[version]; dup {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", other, name, version)
-		}
-		seen[version] = name
-		body, err := fs.ReadFile(migrationFiles, "migrations/"+name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		migrations = append(migrations, migration{version: version, name: name, sql: string(body)})
-	}
-	sort.Slice(migrations, func(i, j int) bool { return migrations[i].version < migrations[j].version })
-	return migrations, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"phonesd/internal/phone"
+	"phonesd/internal/schema"
 	"phonesd/internal/storetest"
 )
 
@@ -168,7 +169,7 @@ func TestReopen(t *testing.T) {
 			t.Errorf("migration %d applied_at: got %d; want %d (not re-applied)", v, after[v], at)
 		}
 	}
-	migrations, err := loadMigrations()
+	migrations, err := schema.Migrations(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
