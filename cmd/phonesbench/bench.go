@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"phonesd/internal/idp"
-	"phonesd/internal/launch"
+	"phonesd/internal/testkit/idp"
+	"phonesd/internal/testkit/launch"
 )
 
 // Tokens: a handful, minted once and taken in turn by the workers; phonesd

@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"time"
 
-	"phonesd/internal/natstest"
-	"phonesd/internal/pgtest"
+	"phonesd/internal/testkit/natstest"
+	"phonesd/internal/testkit/pgtest"
 )
 
 // Topologies of --ha: the same private servers, without and with their

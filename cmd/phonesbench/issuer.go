@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"phonesd/internal/auth"
-	"phonesd/internal/idp"
+	"phonesd/internal/testkit/idp"
 )
 
 // The token issuer the phonesd started by the bench trusts.

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/natstest"
-	"phonesd/internal/pgtest"
+	"phonesd/internal/testkit/natstest"
+	"phonesd/internal/testkit/pgtest"
 )
 
 // runBench runs the whole program with args and returns its JSON report.

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"phonesd/internal/launch"
+	"phonesd/internal/testkit/launch"
 )
 
 // managedEnv are the variables the bench sets for phonesd; --env may not

@@ -275,7 +275,7 @@ type benchDatabase struct {
 const (
 	// benchDBPrefix starts the name of each database the bench creates;
 	// the creation time in Unix seconds and a random part follow, as the
-	// test databases of internal/pgtest are named.
+	// test databases of internal/testkit/pgtest are named.
 	benchDBPrefix = "phonesd_bench_"
 	// benchDBStaleAfter is the age past which a database of the prefix is
 	// taken for the leftover of a killed run and dropped.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"phonesd/internal/auth"
-	"phonesd/internal/idp"
+	"phonesd/internal/testkit/idp"
 )
 
 // Two abuses that once let one client take the service from everyone:

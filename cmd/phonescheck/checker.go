@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"time"
 
-	"phonesd/internal/faultproxy"
-	"phonesd/internal/idp"
-	"phonesd/internal/launch"
-	"phonesd/internal/natstest"
-	"phonesd/internal/pgtest"
+	"phonesd/internal/testkit/faultproxy"
+	"phonesd/internal/testkit/idp"
+	"phonesd/internal/testkit/launch"
+	"phonesd/internal/testkit/natstest"
+	"phonesd/internal/testkit/pgtest"
 )
 
 // drainTimeout bounds the wait for the outbox to be delivered after

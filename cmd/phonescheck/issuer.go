@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"phonesd/internal/auth"
-	"phonesd/internal/idp"
+	"phonesd/internal/testkit/idp"
 )
 
 // The token issuer the phonesd started by the checker trusts.

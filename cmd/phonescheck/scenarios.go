@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"phonesd/internal/faultproxy"
 	"phonesd/internal/outbox"
+	"phonesd/internal/testkit/faultproxy"
 )
 
 // scenario is a fault script and the setup it needs.

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"phonesd/internal/launch"
+	"phonesd/internal/testkit/launch"
 )
 
 // replica is one phonesd of a scenario: the same address, data directory

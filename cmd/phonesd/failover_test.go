@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/pgtest"
+	"phonesd/internal/testkit/pgtest"
 )
 
 // TestPostgresFailoverToPromotedStandby runs phonesd on a private primary

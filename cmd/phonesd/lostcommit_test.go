@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/pgtest"
+	"phonesd/internal/testkit/pgtest"
 )
 
 // storedNumbers returns how many phones of account hold each number.

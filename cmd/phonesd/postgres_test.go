@@ -11,8 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/faultproxy"
-	"phonesd/internal/pgtest"
+	"phonesd/internal/testkit/faultproxy"
+	"phonesd/internal/testkit/pgtest"
 )
 
 // viaProxy returns dbURL with its host replaced by a fault proxy's address.

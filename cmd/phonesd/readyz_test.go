@@ -18,8 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	phonesdlaunch "phonesd/internal/launch"
 	"phonesd/internal/sqlite"
+	phonesdlaunch "phonesd/internal/testkit/launch"
 )
 
 // backlogEvents is the outbox backlog /readyz must stay cheap with.

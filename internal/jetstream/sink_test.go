@@ -17,10 +17,10 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"phonesd/internal/faultproxy"
 	"phonesd/internal/jetstream"
-	"phonesd/internal/natstest"
 	"phonesd/internal/phone"
+	"phonesd/internal/testkit/faultproxy"
+	"phonesd/internal/testkit/natstest"
 )
 
 // logBuffer is a log destination the test can read while the sink writes.

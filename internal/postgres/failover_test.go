@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"phonesd/internal/pgtest"
 	"phonesd/internal/phone"
+	"phonesd/internal/testkit/pgtest"
 )
 
 func TestOpenRefusesReadOnlyTargets(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"phonesd/internal/outbox"
-	"phonesd/internal/pgtest"
 	"phonesd/internal/phone"
+	"phonesd/internal/testkit/pgtest"
 )
 
 func TestRelayLeaseOneHolderAtATime(t *testing.T) {

@@ -15,10 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"phonesd/internal/pgtest"
 	"phonesd/internal/phone"
 	"phonesd/internal/schema"
-	"phonesd/internal/storetest"
+	"phonesd/internal/testkit/pgtest"
+	"phonesd/internal/testkit/storetest"
 )
 
 func open(t *testing.T, dbURL string, opts Options) *DB {

@@ -10,7 +10,7 @@ import (
 
 	"phonesd/internal/phone"
 	"phonesd/internal/schema"
-	"phonesd/internal/storetest"
+	"phonesd/internal/testkit/storetest"
 )
 
 func openTemp(t *testing.T, path string) *DB {
