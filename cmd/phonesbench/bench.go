@@ -160,7 +160,7 @@ type build struct {
 type deployment struct {
 	build   build
 	name    string
-	svcs    []*service
+	svcs    []*launch.Process
 	target  *target
 	events  eventCounter
 	created int64 // 200s answered, warm-ups included: events to deliver
@@ -331,8 +331,8 @@ func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, w
 	}
 	var bases []string
 	for _, svc := range svcs {
-		b.say("%s: phonesd pid %d at %s, logs in %s", name, svc.pid(), svc.base, svc.logPath)
-		bases = append(bases, svc.base)
+		b.say("%s: phonesd pid %d at %s, logs in %s", name, svc.PID(), svc.URL(), svc.LogPath)
+		bases = append(bases, svc.URL())
 	}
 	undo = append(undo, func() error {
 		if err := stopReplicas(svcs); err != nil {
@@ -410,7 +410,7 @@ func (b *bench) measure(ctx context.Context, d *deployment, c, round int) (level
 	}
 	lvl.finish()
 	for _, svc := range d.svcs {
-		if rss, err := svc.peakRSS(); err == nil {
+		if rss, err := peakRSS(svc.PID()); err == nil {
 			lvl.PeakRSSBytes = max(lvl.PeakRSSBytes, rss)
 		}
 	}

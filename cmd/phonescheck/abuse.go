@@ -147,7 +147,7 @@ func (s *trial) besideNormalClient(ctx context.Context, what string, attack func
 	}
 	began := time.Now()
 	attacked := make(chan []*hostileStat, 1)
-	go func() { attacked <- attack(r.addr, stop) }()
+	go func() { attacked <- attack(r.Addr, stop) }()
 	err := sleep(ctx, s.c.opts.duration)
 	close(stop)
 	<-paced
@@ -157,8 +157,8 @@ func (s *trial) besideNormalClient(ctx context.Context, what string, attack func
 			s.violate(what, "%s: %s", st.kind, u)
 		}
 	}
-	if !r.running() {
-		s.violate(what, "phonesd exited under %s (status %d)\n%s", what, r.exitCode(), r.logTail())
+	if !r.Running() {
+		s.violate(what, "phonesd exited under %s (status %d)\n%s", what, r.ExitCode(), r.LogTail())
 	}
 	creates, _ := s.ledger.snapshot()
 	var alone, beside []time.Duration

@@ -168,7 +168,7 @@ type trial struct {
 	ledger   *ledger
 	client   *client
 	load     *load
-	replicas []*replica
+	replicas []*launch.Process
 	store    storage
 	stream   *natstest.Stream
 	// dbProxy and natsProxy stand between phonesd and PostgreSQL, or NATS,
@@ -397,8 +397,8 @@ func (s *trial) setup(ctx context.Context) error {
 			return err
 		}
 		s.replicas = append(s.replicas, r)
-		targets = append(targets, r.base())
-		s.cleanups = append(s.cleanups, func() error { r.kill(); return nil })
+		targets = append(targets, r.URL())
+		s.cleanups = append(s.cleanups, func() error { r.Kill(); return nil })
 	}
 	s.client = newClient(c.opts.concurrency + 8)
 	s.load = newLoad(s.ledger, targets, c.tokens, s.client, c.numbers, c.runID, c.opts.concurrency)
@@ -409,10 +409,10 @@ func (s *trial) setup(ctx context.Context) error {
 // is ready.
 func (s *trial) startAll(ctx context.Context) error {
 	for _, r := range s.replicas {
-		if r.running() {
+		if r.Running() {
 			continue
 		}
-		if err := r.start(ctx); err != nil {
+		if err := r.Start(ctx); err != nil {
 			return err
 		}
 	}
@@ -432,11 +432,11 @@ func (s *trial) settle(ctx context.Context) (observed, error) {
 		return o, err
 	}
 	for _, r := range s.replicas {
-		if err := r.waitReady(ctx, launch.ReadyTimeout); err != nil {
+		if err := r.WaitReady(ctx, launch.ReadyTimeout); err != nil {
 			return o, err
 		}
 	}
-	base := s.replicas[0].base()
+	base := s.replicas[0].URL()
 	creates, updates := s.ledger.snapshot()
 	unknown := 0
 	for _, e := range creates {
@@ -475,7 +475,7 @@ func (s *trial) settle(ctx context.Context) (observed, error) {
 	} else {
 		var paths []string
 		for _, r := range s.replicas {
-			paths = append(paths, filepath.Join(r.dataDir, "events.jsonl"))
+			paths = append(paths, filepath.Join(r.DataDir, "events.jsonl"))
 		}
 		if err := readEventFiles(&o, paths); err != nil {
 			return o, err
@@ -492,7 +492,7 @@ func (s *trial) waitDrained(ctx context.Context, limit time.Duration) (time.Dura
 	last := int64(-1)
 	for {
 		for _, r := range s.replicas {
-			rd, err := r.ready(hc)
+			rd, err := ready(r, hc)
 			if err == nil && rd.status == http.StatusOK && rd.pending >= 0 && rd.checkedAt.After(began) {
 				last = rd.pending
 				break
@@ -513,15 +513,15 @@ func (s *trial) waitDrained(ctx context.Context, limit time.Duration) (time.Dura
 // stopAll stops every replica with SIGTERM; each must exit 0.
 func (s *trial) stopAll() {
 	for _, r := range s.replicas {
-		if !r.running() {
+		if !r.Running() {
 			continue
 		}
-		took, code, err := r.terminate()
+		took, code, err := r.Terminate()
 		switch {
 		case err != nil:
 			s.violate("exit", "%v", err)
 		case code != 0:
-			s.violate("exit", "%s exited with status %d after SIGTERM (in %.1fs); want 0\n%s", r.name, code, took.Seconds(), r.logTail())
+			s.violate("exit", "%s exited with status %d after SIGTERM (in %.1fs); want 0\n%s", r.Name, code, took.Seconds(), r.LogTail())
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"phonesd/internal/outbox"
 	"phonesd/internal/testkit/faultproxy"
+	"phonesd/internal/testkit/launch"
 )
 
 // scenario is a fault script and the setup it needs.
@@ -126,9 +127,9 @@ func driveKill(ctx context.Context, s *trial) error {
 		if err := sleep(ctx, gap); err != nil {
 			return err
 		}
-		r.kill()
+		r.Kill()
 		began := time.Now()
-		if err := r.start(ctx); err != nil {
+		if err := r.Start(ctx); err != nil {
 			return err
 		}
 		st.add(time.Since(began))
@@ -312,7 +313,7 @@ func (s *trial) requireAnswered(while string) {
 func (s *trial) pending() int64 {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, r := range s.replicas {
-		if rd, err := r.ready(hc); err == nil && rd.pending >= 0 {
+		if rd, err := ready(r, hc); err == nil && rd.pending >= 0 {
 			return rd.pending
 		}
 	}
@@ -335,7 +336,7 @@ func driveRelayCrash(ctx context.Context, s *trial) error {
 	crashes := 0
 	for i := range cycles {
 		s.natsProxy.Set(faultproxy.Cut)
-		if err := r.start(ctx, "PHONES_FAILPOINTS=relay-after-publish", infoLog); err != nil {
+		if err := r.Start(ctx, "PHONES_FAILPOINTS=relay-after-publish", infoLog); err != nil {
 			s.load.stop()
 			return err
 		}
@@ -356,32 +357,32 @@ func driveRelayCrash(ctx context.Context, s *trial) error {
 			crashes++
 		}
 	}
-	if err := r.start(ctx, infoLog); err != nil {
+	if err := r.Start(ctx, infoLog); err != nil {
 		s.load.stop()
 		return err
 	}
 	err := sleep(ctx, min(segment, 3*time.Second))
 	s.load.stop()
 	s.note("the relay died %d times between JetStream's ack and marking the events sent", crashes)
-	s.note("%s", droppedCopies(r.logPath))
+	s.note("%s", droppedCopies(r.LogPath))
 	return err
 }
 
 // awaitFailpoint waits for start n of r to exit at the relay-after-publish
 // failpoint, and reports whether it did; what else happened is a violation.
 // since says from when the 45 s it may take count, for the report.
-func (s *trial) awaitFailpoint(ctx context.Context, r *replica, n int, since string) (bool, error) {
+func (s *trial) awaitFailpoint(ctx context.Context, r *launch.Process, n int, since string) (bool, error) {
 	select {
-	case <-r.exitedChan():
+	case <-r.Exited():
 	case <-time.After(45 * time.Second):
 		s.violate("failpoint", "start %d: the relay did not reach relay-after-publish within 45s %s", n, since)
-		r.kill()
+		r.Kill()
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
-	code := r.exitCode()
+	code := r.ExitCode()
 	if code != failpointExit && code != -1 {
-		s.violate("failpoint", "start %d exited with status %d; want %d, the failpoint's\n%s", n, code, failpointExit, r.logTail())
+		s.violate("failpoint", "start %d exited with status %d; want %d, the failpoint's\n%s", n, code, failpointExit, r.LogTail())
 	}
 	return code == failpointExit, nil
 }
@@ -405,11 +406,11 @@ func driveRelayCrashFile(ctx context.Context, s *trial) error {
 		if i == 0 {
 			// Nothing is pending yet, so the relay has no round to
 			// crash in before the load begins.
-			if err := r.start(ctx, failpoint); err != nil {
+			if err := r.Start(ctx, failpoint); err != nil {
 				return err
 			}
 			s.load.start()
-		} else if err := r.launch(failpoint); err != nil {
+		} else if err := r.Launch(failpoint); err != nil {
 			s.load.stop()
 			return err
 		}
@@ -422,7 +423,7 @@ func driveRelayCrashFile(ctx context.Context, s *trial) error {
 			crashes++
 		}
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.Start(ctx); err != nil {
 		s.load.stop()
 		return err
 	}
@@ -478,22 +479,22 @@ func driveReplicas(ctx context.Context, s *trial) error {
 			return err
 		}
 		r := s.replicas[i]
-		r.kill()
+		r.Kill()
 		began := time.Now()
-		if err := r.start(ctx); err != nil {
+		if err := r.Start(ctx); err != nil {
 			return err
 		}
 		st.add(time.Since(began))
 	}
-	s.note("%s, the relay's lease holder first (%s)", st.String(), s.replicas[order[0]].name)
+	s.note("%s, the relay's lease holder first (%s)", st.String(), s.replicas[order[0]].Name)
 	return sleep(ctx, gap)
 }
 
 // killOrder puts first the replica whose events file grows: the one
 // holding the relay's lease.
 func (s *trial) killOrder() []int {
-	size := func(r *replica) int64 {
-		fi, err := os.Stat(filepath.Join(r.dataDir, "events.jsonl"))
+	size := func(r *launch.Process) int64 {
+		fi, err := os.Stat(filepath.Join(r.DataDir, "events.jsonl"))
 		if err != nil {
 			return 0
 		}
@@ -539,7 +540,7 @@ func driveSigterm(ctx context.Context, s *trial) error {
 	}
 	r := s.replicas[0]
 	signalled := time.Now()
-	took, code, err := r.terminate()
+	took, code, err := r.Terminate()
 	s.load.stop()
 	if err != nil {
 		s.violate("sigterm", "%v", err)
@@ -548,7 +549,7 @@ func driveSigterm(ctx context.Context, s *trial) error {
 		s.violate("sigterm", "phonesd exited %.1fs after SIGTERM; want under 25s", took.Seconds())
 	}
 	if code != 0 {
-		s.violate("exit", "phonesd exited with status %d after SIGTERM; want 0\n%s", code, r.logTail())
+		s.violate("exit", "phonesd exited with status %d after SIGTERM; want 0\n%s", code, r.LogTail())
 	}
 	// In flight: written before the signal, answered (or not) after it.
 	inFlight := func(wrote, end time.Time) bool {
@@ -600,7 +601,7 @@ func driveSigterm(ctx context.Context, s *trial) error {
 		}
 	})
 	// The relay flushes at shutdown: what is left waits for the next start.
-	if err := r.start(ctx); err != nil {
+	if err := r.Start(ctx); err != nil {
 		return err
 	}
 	s.note("outbox pending at the next start: %d", s.pending())

@@ -1,6 +1,8 @@
 // Package launch gives phonesd's own tools (the benchmark and the fault
 // checker) what they need to run phonesd as a process of theirs: its
-// binary, a free loopback address, and the end of its log for an error.
+// binary, a free loopback address, one supervisor of the process (start,
+// wait until ready, restart, kill, stop) and the end of its log for an
+// error.
 package launch
 
 import (
