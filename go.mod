@@ -5,6 +5,7 @@ go 1.26.8
 tool github.com/ogen-go/ogen/cmd/ogen
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/go-faster/errors v0.8.0
 	github.com/go-faster/jx v1.2.0
 	github.com/go-jose/go-jose/v4 v4.1.9

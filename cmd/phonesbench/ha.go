@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"time"
 
+	"phonesd/internal/testkit/latency"
 	"phonesd/internal/testkit/natstest"
 	"phonesd/internal/testkit/pgtest"
 )
@@ -156,7 +156,7 @@ type lagResult struct {
 func deliveryLag(ctx context.Context, st *natstest.Stream, from, to uint64, since time.Time) (*lagResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	var lags []time.Duration
+	lags := latency.New()
 	err := st.Range(ctx, from, to, func(_ uint64, stored time.Time, data []byte) {
 		var ev struct {
 			Timestamp time.Time `json:"timestamp"`
@@ -164,16 +164,15 @@ func deliveryLag(ctx context.Context, st *natstest.Stream, from, to uint64, sinc
 		if json.Unmarshal(data, &ev) != nil || ev.Timestamp.Before(since) {
 			return
 		}
-		lags = append(lags, stored.Sub(ev.Timestamp))
+		lags.Record(stored.Sub(ev.Timestamp))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delivery lag: %w", err)
 	}
-	if len(lags) == 0 {
+	if lags.Count() == 0 {
 		return nil, nil
 	}
-	slices.Sort(lags)
-	return &lagResult{Events: len(lags), P50ms: millis(percentile(lags, 0.5)), P99ms: millis(percentile(lags, 0.99)), MaxMs: millis(lags[len(lags)-1])}, nil
+	return &lagResult{Events: int(lags.Count()), P50ms: millis(lags.Quantile(0.5)), P99ms: millis(lags.Quantile(0.99)), MaxMs: millis(lags.Max())}, nil
 }
 
 // printHA compares, for each concurrency measured in both topologies, the

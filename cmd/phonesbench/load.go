@@ -6,16 +6,16 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"phonesd/internal/testkit/latency"
 )
 
 // requestTimeout bounds one request, so that a stuck server ends a
@@ -98,12 +98,12 @@ func (t *target) body(m mode) []byte {
 
 // worker is one request loop and what it measured.
 type worker struct {
-	durations  []time.Duration // measured requests only
-	statuses   map[int]int64   // measured requests only
-	answered   map[int]int64   // warm-up included
-	errors     int64           // measured requests only
-	firstError error           // warm-up included
-	last       time.Time       // when the last measured request ended
+	latencies  *latency.Summary // measured requests only, shared by the workers
+	statuses   map[int]int64    // measured requests only
+	answered   map[int]int64    // warm-up included
+	errors     int64            // measured requests only
+	firstError error            // warm-up included
+	last       time.Time        // when the last measured request ended
 }
 
 // load sends requests of mode m from concurrency workers over keep-alive
@@ -131,9 +131,10 @@ func (t *target) load(ctx context.Context, m mode, concurrency int, warmup, dura
 	from := start.Add(warmup)
 	end := from.Add(duration)
 	workers := make([]*worker, concurrency)
+	latencies := latency.New()
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{statuses: map[int]int64{}, answered: map[int]int64{}}
+		w := &worker{latencies: latencies, statuses: map[int]int64{}, answered: map[int]int64{}}
 		workers[i] = w
 		wg.Go(func() { t.loop(ctx, client, w, m, t.bases[i%len(t.bases)], authz[i%len(authz)], from, end) })
 	}
@@ -151,7 +152,7 @@ func (t *target) load(ctx context.Context, m mode, concurrency int, warmup, dura
 	if err := ctx.Err(); err != nil {
 		return phaseResult{}, err
 	}
-	r := merge(workers, m, from)
+	r := merge(workers, latencies, m, from)
 	if t.cpu != nil {
 		if used, err := t.cpu(); err == nil {
 			r.setCPU(used - <-cpuFrom)
@@ -185,7 +186,7 @@ func (t *target) loop(ctx context.Context, client *http.Client, w *worker, m mod
 		if began.Before(from) {
 			continue
 		}
-		w.durations = append(w.durations, ended.Sub(began))
+		w.latencies.Record(ended.Sub(began))
 		w.statuses[status]++
 		w.last = ended
 	}
@@ -215,12 +216,10 @@ func (t *target) send(ctx context.Context, client *http.Client, m mode, base, au
 
 // merge sums the workers' measurements. The rate counts the answers with
 // the mode's expected status only: a fast 500 is no create.
-func merge(workers []*worker, m mode, from time.Time) phaseResult {
+func merge(workers []*worker, latencies *latency.Summary, m mode, from time.Time) phaseResult {
 	r := phaseResult{Statuses: map[string]int64{}, answered: map[int]int64{}}
-	var all []time.Duration
 	last := from
 	for _, w := range workers {
-		all = append(all, w.durations...)
 		for s, n := range w.statuses {
 			r.Statuses[strconv.Itoa(s)] += n
 		}
@@ -235,28 +234,16 @@ func merge(workers []*worker, m mode, from time.Time) phaseResult {
 			last = w.last
 		}
 	}
-	slices.Sort(all)
-	r.Requests = int64(len(all)) + r.TransportErrors
+	r.Requests = latencies.Count() + r.TransportErrors
 	r.Seconds = last.Sub(from).Seconds()
 	if r.Seconds > 0 {
 		r.PerSecond = float64(r.Statuses[strconv.Itoa(m.expected())]) / r.Seconds
 	}
-	r.P50ms = millis(percentile(all, 0.50))
-	r.P90ms = millis(percentile(all, 0.90))
-	r.P99ms = millis(percentile(all, 0.99))
-	if len(all) > 0 {
-		r.MaxMs = millis(all[len(all)-1])
-	}
+	r.P50ms = millis(latencies.Quantile(0.50))
+	r.P90ms = millis(latencies.Quantile(0.90))
+	r.P99ms = millis(latencies.Quantile(0.99))
+	r.MaxMs = millis(latencies.Max())
 	return r
-}
-
-// percentile returns the nearest-rank percentile p (0 < p <= 1) of sorted.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -252,24 +252,6 @@ func TestParseOptions(t *testing.T) {
 	}
 }
 
-func TestPercentile(t *testing.T) {
-	var d []time.Duration
-	for i := 1; i <= 100; i++ {
-		d = append(d, time.Duration(i)*time.Millisecond)
-	}
-	for _, tc := range []struct {
-		p    float64
-		want time.Duration
-	}{{0.5, 50 * time.Millisecond}, {0.9, 90 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
-		if got := percentile(d, tc.p); got != tc.want {
-			t.Errorf("percentile(1..100ms, %v) = %v; want %v", tc.p, got, tc.want)
-		}
-	}
-	if got := percentile(nil, 0.5); got != 0 {
-		t.Errorf("percentile(nil) = %v; want 0", got)
-	}
-}
-
 func TestNumbersAreUniqueDigits(t *testing.T) {
 	s, err := newNumberSource(15)
 	if err != nil {

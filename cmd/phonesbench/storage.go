@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"phonesd/internal/phone"
 	"phonesd/internal/postgres"
 	"phonesd/internal/sqlite"
+	"phonesd/internal/testkit/latency"
 )
 
 // probePayload is the text each bare commit inserts, about the size of a
@@ -107,8 +107,8 @@ func (s sqliteTarget) commitLatency(ctx context.Context, n int) (storageResult, 
 	}
 	return storageResult{
 		Commits: n,
-		P50ms:   millis(percentile(times, 0.50)),
-		P99ms:   millis(percentile(times, 0.99)),
+		P50ms:   millis(times.Quantile(0.50)),
+		P99ms:   millis(times.Quantile(0.99)),
 		Settings: []setting{
 			{"journal_mode", journal},
 			{"synchronous", synchronousName(synchronous)},
@@ -174,23 +174,23 @@ func (p postgresTarget) commitLatency(ctx context.Context, n int) (storageResult
 	}
 	return storageResult{
 		Commits:  n,
-		P50ms:    millis(percentile(times, 0.50)),
-		P99ms:    millis(percentile(times, 0.99)),
+		P50ms:    millis(times.Quantile(0.50)),
+		P99ms:    millis(times.Quantile(0.99)),
 		Settings: settings,
 	}, nil
 }
 
-// timeCommits runs commit n times and returns the durations, sorted.
-func timeCommits(n int, commit func() error) ([]time.Duration, error) {
-	times := make([]time.Duration, 0, n)
+// timeCommits runs commit n times and returns the summary of their
+// durations.
+func timeCommits(n int, commit func() error) (*latency.Summary, error) {
+	times := latency.New()
 	for range n {
 		start := time.Now()
 		if err := commit(); err != nil {
 			return nil, fmt.Errorf("bare commit: %w", err)
 		}
-		times = append(times, time.Since(start))
+		times.Record(time.Since(start))
 	}
-	slices.Sort(times)
 	return times, nil
 }
 

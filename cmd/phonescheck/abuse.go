@@ -12,6 +12,7 @@ import (
 
 	"phonesd/internal/auth"
 	"phonesd/internal/testkit/idp"
+	"phonesd/internal/testkit/latency"
 )
 
 // Two abuses that once let one client take the service from everyone:
@@ -161,14 +162,14 @@ func (s *trial) besideNormalClient(ctx context.Context, what string, attack func
 		s.violate(what, "phonesd exited under %s (status %d)\n%s", what, r.ExitCode(), r.LogTail())
 	}
 	creates, _ := s.ledger.snapshot()
-	var alone, beside []time.Duration
+	alone, beside := latency.New(), latency.New()
 	failed := map[string]int{}
 	for _, e := range creates {
 		if e.Start.Before(began) {
-			alone = append(alone, e.End.Sub(e.Start))
+			alone.Record(e.End.Sub(e.Start))
 			continue
 		}
-		beside = append(beside, e.End.Sub(e.Start))
+		beside.Record(e.End.Sub(e.Start))
 		if e.Class != classOK {
 			failed[fmt.Sprintf("%d %s", e.Status, e.Err)]++
 		}
@@ -178,11 +179,11 @@ func (s *trial) besideNormalClient(ctx context.Context, what string, attack func
 	}
 	s.note("normal client alone: %s", latencies(alone))
 	s.note("normal client beside %s: %s (limit %s)", what, latencies(beside), s.c.opts.p99Limit)
-	if p99 := percentile(beside, 0.99); p99 >= s.c.opts.p99Limit {
+	if p99 := beside.Quantile(0.99); p99 >= s.c.opts.p99Limit {
 		if s.c.opts.short {
 			s.note("p99 over the limit: reported, not judged, with --short")
 		} else {
-			s.violate("latency", "the normal client's p99 is %.1fms beside %s (alone: %.1fms); want under %s", ms(p99), what, ms(percentile(alone, 0.99)), s.c.opts.p99Limit)
+			s.violate("latency", "the normal client's p99 is %.1fms beside %s (alone: %.1fms); want under %s", ms(p99), what, ms(alone.Quantile(0.99)), s.c.opts.p99Limit)
 		}
 	}
 	return err

@@ -17,6 +17,7 @@ import (
 
 	"phonesd/internal/outbox"
 	"phonesd/internal/testkit/faultproxy"
+	"phonesd/internal/testkit/latency"
 	"phonesd/internal/testkit/launch"
 )
 
@@ -637,20 +638,9 @@ func driveHostile(ctx context.Context, s *trial) error {
 	})
 }
 
-// latencies summarises a normal client's latencies.
-func latencies(ds []time.Duration) string {
-	return fmt.Sprintf("%d creates at %d/s, p50 %.1fms, p99 %.1fms, max %.1fms", len(ds), normalRate, ms(percentile(ds, 0.5)), ms(percentile(ds, 0.99)), ms(percentile(ds, 1)))
+// latencies describes a normal client's latencies.
+func latencies(l *latency.Summary) string {
+	return fmt.Sprintf("%d creates at %d/s, p50 %.1fms, p99 %.1fms, max %.1fms", l.Count(), normalRate, ms(l.Quantile(0.5)), ms(l.Quantile(0.99)), ms(l.Max()))
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// percentile returns the q-th quantile (nearest rank) of ds.
-func percentile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(q*float64(len(s))+0.999999) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
