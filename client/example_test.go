@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"time"
 
 	"phonesd/api"
 	"phonesd/client"
@@ -83,6 +84,9 @@ func startPhonesd() (url, token string, stop func()) {
 		Verifier: v,
 		Storage:  db,
 		Spec:     api.Spec,
+		// phonesd's defaults.
+		StorageTimeout: 1500 * time.Millisecond,
+		IdempotencyTTL: 24 * time.Hour,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -105,14 +105,17 @@ func (c config) eventsName() string {
 	return jetstream.Redact(c.nats.url) + " stream " + c.nats.stream + " subjects " + c.nats.subjectPrefix + ".>"
 }
 
-// loadConfig reads the environment. Each error is one line naming the variable.
+// loadConfig reads the environment, taking the default of every variable
+// left unset from the table of variables (vars.go). Each error is one line
+// naming the variable.
 func loadConfig(getenv func(string) string) (config, error) {
+	e := newEnv(getenv)
 	c := config{
-		addr:     envOr(getenv, "PHONES_ADDR", "127.0.0.1:8080"),
-		dataDir:  envOr(getenv, "PHONES_DATA_DIR", "data"),
-		jwksURL:  getenv("PHONES_JWKS_URL"),
-		issuer:   getenv("PHONES_JWT_ISSUER"),
-		audience: getenv("PHONES_JWT_AUDIENCE"),
+		addr:     e.get("PHONES_ADDR"),
+		dataDir:  e.get("PHONES_DATA_DIR"),
+		jwksURL:  e.get("PHONES_JWKS_URL"),
+		issuer:   e.get("PHONES_JWT_ISSUER"),
+		audience: e.get("PHONES_JWT_AUDIENCE"),
 	}
 	var err error
 	if c.dataDir, err = filepath.Abs(c.dataDir); err != nil {
@@ -121,28 +124,30 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if _, _, err := net.SplitHostPort(c.addr); err != nil {
 		return c, fmt.Errorf("PHONES_ADDR: want host:port, got %q", c.addr)
 	}
-	if c.leeway, err = durationEnv(getenv, "PHONES_JWT_LEEWAY", 30*time.Second); err != nil {
+	// Zero is refused where it cannot mean "none": the package given it
+	// would take it for its own default, or refuse it.
+	if c.leeway, err = e.positiveDuration("PHONES_JWT_LEEWAY"); err != nil {
 		return c, err
 	}
-	if c.maxTTL, err = durationEnv(getenv, "PHONES_JWT_MAX_TTL", 24*time.Hour); err != nil {
+	if c.maxTTL, err = e.duration("PHONES_JWT_MAX_TTL"); err != nil {
 		return c, err
 	}
-	if c.tokenCacheSize, err = intEnv(getenv, "PHONES_TOKEN_CACHE_SIZE", 10_000, 0, 1_000_000); err != nil {
+	if c.tokenCacheSize, err = e.int32("PHONES_TOKEN_CACHE_SIZE", 0, 1_000_000); err != nil {
 		return c, err
 	}
-	if c.retention, err = durationEnv(getenv, "PHONES_OUTBOX_RETENTION", 7*24*time.Hour); err != nil {
+	if c.retention, err = e.positiveDuration("PHONES_OUTBOX_RETENTION"); err != nil {
 		return c, err
 	}
-	if c.idempotencyTTL, err = durationEnv(getenv, "PHONES_IDEMPOTENCY_TTL", 24*time.Hour); err != nil {
+	if c.idempotencyTTL, err = e.positiveDuration("PHONES_IDEMPOTENCY_TTL"); err != nil {
 		return c, err
 	}
-	if c.storageTimeout, err = durationEnv(getenv, "PHONES_STORAGE_TIMEOUT", 1500*time.Millisecond); err != nil {
+	if c.storageTimeout, err = e.positiveDuration("PHONES_STORAGE_TIMEOUT"); err != nil {
 		return c, err
 	}
-	if c.dbStmtTimeout, err = durationEnv(getenv, "PHONES_DB_STATEMENT_TIMEOUT", 5*time.Second); err != nil {
+	if c.dbStmtTimeout, err = e.positiveDuration("PHONES_DB_STATEMENT_TIMEOUT"); err != nil {
 		return c, err
 	}
-	if c.dbMaxConns, err = intEnv(getenv, "PHONES_DB_MAX_CONNS", 16, 1, 1000); err != nil {
+	if c.dbMaxConns, err = e.int32("PHONES_DB_MAX_CONNS", 1, 1000); err != nil {
 		return c, err
 	}
 	if c.debugAddr = getenv("PHONES_DEBUG_ADDR"); c.debugAddr != "" && !loopback(c.debugAddr) {
@@ -153,19 +158,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return c, fmt.Errorf("PHONES_METRICS_ADDR: want host:port, got %q", c.metricsAddr)
 		}
 	}
-	if err := c.logLevel.UnmarshalText([]byte(envOr(getenv, "PHONES_LOG_LEVEL", "info"))); err != nil {
+	if err := c.logLevel.UnmarshalText([]byte(e.get("PHONES_LOG_LEVEL"))); err != nil {
 		return c, fmt.Errorf("PHONES_LOG_LEVEL: want debug, info, warn or error")
 	}
+	// The database's and the events' defaults follow the data directory:
+	// they are derived here, and the table only describes them.
 	if err := c.parseDatabase(getenv("PHONES_DATABASE_URL")); err != nil {
 		return c, err
 	}
-	if err := c.parseEvents(getenv); err != nil {
+	if err := c.parseEvents(e); err != nil {
 		return c, err
 	}
-	if err := c.parseBackPressure(getenv); err != nil {
+	if err := c.parseBackPressure(e); err != nil {
 		return c, err
 	}
-	if c.jwksMaxStale, err = durationEnv(getenv, "PHONES_JWKS_MAX_STALE", 24*time.Hour); err != nil {
+	if c.jwksMaxStale, err = e.duration("PHONES_JWKS_MAX_STALE"); err != nil {
 		return c, err
 	}
 	if c.dev() {
@@ -177,7 +184,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 		}
 	}
-	if c.allowInsecure, err = boolEnv(getenv, "PHONES_ALLOW_INSECURE_TRANSPORT"); err != nil {
+	if c.allowInsecure, err = e.bool("PHONES_ALLOW_INSECURE_TRANSPORT"); err != nil {
 		return c, err
 	}
 	if err := c.checkTransport(); err != nil {
@@ -231,15 +238,15 @@ func (c *config) parseDatabase(v string) error {
 
 // parseEvents reads PHONES_EVENTS_URL, a file:// or nats:// URL, and the
 // settings of the NATS sink.
-func (c *config) parseEvents(getenv func(string) string) error {
-	v := getenv("PHONES_EVENTS_URL")
+func (c *config) parseEvents(e env) error {
+	v := e.getenv("PHONES_EVENTS_URL")
 	if scheme, _, _ := strings.Cut(v, "://"); scheme == "nats" || scheme == "tls" {
-		return c.parseNATS(v, getenv)
+		return c.parseNATS(v, e)
 	}
 	// Set without a NATS URL they would be ignored, and a deployment that
 	// lost PHONES_EVENTS_URL would write its events to a file no one reads.
 	for _, k := range []string{"PHONES_NATS_CREDS", "PHONES_NATS_SUBJECT_PREFIX", "PHONES_NATS_STREAM", "PHONES_NATS_DUPLICATE_WINDOW", "PHONES_NATS_REPLICAS"} {
-		if getenv(k) != "" {
+		if e.set(k) {
 			return fmt.Errorf("%s is set, but PHONES_EVENTS_URL is not a nats:// URL: events would go to a file", k)
 		}
 	}
@@ -261,7 +268,7 @@ func (c *config) parseEvents(getenv func(string) string) error {
 
 // parseNATS reads a NATS URL, or several separated by commas, and the
 // PHONES_NATS_* settings.
-func (c *config) parseNATS(v string, getenv func(string) string) error {
+func (c *config) parseNATS(v string, e env) error {
 	for part := range strings.SplitSeq(v, ",") {
 		u, err := url.Parse(strings.TrimSpace(part))
 		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
@@ -271,9 +278,9 @@ func (c *config) parseNATS(v string, getenv func(string) string) error {
 	}
 	n := natsConfig{
 		url:           v,
-		credsFile:     getenv("PHONES_NATS_CREDS"),
-		subjectPrefix: envOr(getenv, "PHONES_NATS_SUBJECT_PREFIX", "accounts"),
-		stream:        envOr(getenv, "PHONES_NATS_STREAM", "ACCOUNTS_EVENTS"),
+		credsFile:     e.get("PHONES_NATS_CREDS"),
+		subjectPrefix: e.get("PHONES_NATS_SUBJECT_PREFIX"),
+		stream:        e.get("PHONES_NATS_STREAM"),
 	}
 	if n.credsFile != "" {
 		if err := jetstream.CheckCreds(n.credsFile); err != nil {
@@ -287,97 +294,96 @@ func (c *config) parseNATS(v string, getenv func(string) string) error {
 		return fmt.Errorf("PHONES_NATS_STREAM: %w", err)
 	}
 	var err error
-	if n.duplicateWindow, err = durationEnv(getenv, "PHONES_NATS_DUPLICATE_WINDOW", jetstream.DefaultDuplicateWindow); err != nil {
+	if n.duplicateWindow, err = e.positiveDuration("PHONES_NATS_DUPLICATE_WINDOW"); err != nil {
 		return err
-	}
-	if n.duplicateWindow == 0 {
-		return errors.New("PHONES_NATS_DUPLICATE_WINDOW: want a positive duration such as 10m")
 	}
 	// JetStream's own bounds: 1 (one server), up to 5 (a cluster's Raft
 	// group).
-	if n.replicas, err = intEnv(getenv, "PHONES_NATS_REPLICAS", 1, 1, 5); err != nil {
+	if n.replicas, err = e.int32("PHONES_NATS_REPLICAS", 1, 5); err != nil {
 		return err
 	}
 	c.nats = n
 	return nil
 }
 
-// Back-pressure defaults, per replica. A tenant is a whole organisation and
-// its phones change at the pace of its customers and back office: 1000
-// requests a second on one replica is far above that, yet a runaway client
-// of one tenant takes at most a fraction of a replica (phonesbench: about
-// 6000 creates a second on 2 CPUs) from the others. The burst absorbs two
-// seconds of it, such as a batch job's start. Development mode has no
-// limit: its only tenant is its developer.
-const (
-	defaultRateLimit = 1000
-	// defaultMaxInFlight caps the requests a replica works on at once.
-	// Throughput stops growing by about 64 concurrent requests; at 512 a
-	// request waits some 70 ms, still far inside the storage timeout, so a
-	// replica that merely runs hot sheds nothing. When storage stalls,
-	// each request holds its place up to the storage timeout; the cap then
-	// answers the excess 503 at once instead of 500 after the timeout. Each
-	// holds at most a 64 KiB body: 512 bodies are at most 32 MiB.
-	defaultMaxInFlight = 512
-	// maxInFlightCap is the group-commit queue's size: with no more requests
-	// in flight than that, a create never waits for room in the queue.
-	maxInFlightCap = 4096
-)
+// maxInFlightCap is the group-commit queue's size: with no more requests in
+// flight than that, a create never waits for room in the queue.
+const maxInFlightCap = 4096
 
 // parseBackPressure reads the per-tenant rate limit and the cap on requests
 // in flight.
-func (c *config) parseBackPressure(getenv func(string) string) error {
-	def := float64(defaultRateLimit)
-	if c.dev() {
-		def = 0
+func (c *config) parseBackPressure(e env) error {
+	v := e.get("PHONES_RATE_LIMIT")
+	if c.dev() && !e.set("PHONES_RATE_LIMIT") {
+		v = e.devDefault("PHONES_RATE_LIMIT")
 	}
-	c.rateLimit = def
-	if v := getenv("PHONES_RATE_LIMIT"); v != "" {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(n == 0 || (n >= 0.01 && n <= 1e6)) {
-			return fmt.Errorf("PHONES_RATE_LIMIT: want requests a second per tenant, 0 (off) or from 0.01 to 1000000, got %q", v)
-		}
-		c.rateLimit = n
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(n == 0 || (n >= 0.01 && n <= 1e6)) {
+		return fmt.Errorf("PHONES_RATE_LIMIT: want requests a second per tenant, 0 (off) or from 0.01 to 1000000, got %q", v)
 	}
-	if c.rateLimit == 0 && getenv("PHONES_RATE_BURST") != "" {
+	c.rateLimit = n
+	if c.rateLimit == 0 && e.set("PHONES_RATE_BURST") {
 		return errors.New("PHONES_RATE_BURST is set, but rate limiting is off (PHONES_RATE_LIMIT is 0, or unset in development mode)")
 	}
 	// Two seconds' worth by default, at least 1.
 	defBurst := int32(min(math.Ceil(2*c.rateLimit), 2e6))
-	var err error
-	if c.rateBurst, err = intEnv(getenv, "PHONES_RATE_BURST", max(defBurst, 1), 1, 2_000_000); err != nil {
+	if c.rateBurst, err = e.int32Or("PHONES_RATE_BURST", max(defBurst, 1), 1, 2_000_000); err != nil {
 		return err
 	}
-	if c.maxInFlight, err = intEnv(getenv, "PHONES_MAX_IN_FLIGHT", defaultMaxInFlight, 1, maxInFlightCap); err != nil {
+	if c.maxInFlight, err = e.int32("PHONES_MAX_IN_FLIGHT", 1, maxInFlightCap); err != nil {
 		return err
 	}
 	// A quarter by default: four tenants whose requests all stall (slow
 	// bodies, a stuck account) leave the replica to nobody else only when
 	// they are four.
-	if c.maxInFlightPerTenant, err = intEnv(getenv, "PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, maxInFlightCap); err != nil {
+	if c.maxInFlightPerTenant, err = e.int32Or("PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, maxInFlightCap); err != nil {
 		return err
 	}
-	if c.bodyTimeout, err = durationEnv(getenv, "PHONES_BODY_TIMEOUT", 5*time.Second); err != nil {
+	if c.bodyTimeout, err = e.positiveDuration("PHONES_BODY_TIMEOUT"); err != nil {
 		return err
-	}
-	if c.bodyTimeout == 0 {
-		return errors.New("PHONES_BODY_TIMEOUT: want a positive duration such as 5s")
 	}
 	return nil
 }
 
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
+// env reads the PHONES_ variables. A variable left unset takes its default
+// from the table of variables, spelt as a value of the variable and read
+// like one, so that each default is written once, there. The defaults that
+// follow other variables (a defNote in the table) are derived by loadConfig
+// instead.
+type env struct {
+	getenv   func(string) string
+	defaults map[string]variable
 }
 
-func durationEnv(getenv func(string) string, key string, def time.Duration) (time.Duration, error) {
-	v := getenv(key)
-	if v == "" {
-		return def, nil
+func newEnv(getenv func(string) string) env {
+	e := env{getenv: getenv, defaults: map[string]variable{}}
+	for _, v := range variables() {
+		e.defaults[v.name] = v
 	}
+	return e
+}
+
+// set reports whether key is set.
+func (e env) set(key string) bool { return e.getenv(key) != "" }
+
+// get returns key's value, or its default when it is unset.
+func (e env) get(key string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return e.defaults[key].def
+}
+
+// devDefault returns key's default in development mode.
+func (e env) devDefault(key string) string {
+	if v := e.defaults[key]; v.devDef != "" {
+		return v.devDef
+	}
+	return e.get(key)
+}
+
+func (e env) duration(key string) (time.Duration, error) {
+	v := e.get(key)
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("%s: want a duration such as 30s, got %q", key, v)
@@ -385,11 +391,16 @@ func durationEnv(getenv func(string) string, key string, def time.Duration) (tim
 	return d, nil
 }
 
-func boolEnv(getenv func(string) string, key string) (bool, error) {
-	v := getenv(key)
-	if v == "" {
-		return false, nil
+func (e env) positiveDuration(key string) (time.Duration, error) {
+	d, err := e.duration(key)
+	if err == nil && d == 0 {
+		return 0, fmt.Errorf("%s: want a positive duration such as %s", key, e.defaults[key].def)
 	}
+	return d, err
+}
+
+func (e env) bool(key string) (bool, error) {
+	v := e.get(key)
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		return false, fmt.Errorf("%s: want true or false, got %q", key, v)
@@ -397,11 +408,19 @@ func boolEnv(getenv func(string) string, key string) (bool, error) {
 	return b, nil
 }
 
-func intEnv(getenv func(string) string, key string, def, lo, hi int32) (int32, error) {
-	v := getenv(key)
-	if v == "" {
+func (e env) int32(key string, lo, hi int32) (int32, error) {
+	return parseInt32(key, e.get(key), lo, hi)
+}
+
+// int32Or is int32 for a variable whose default follows others: def.
+func (e env) int32Or(key string, def, lo, hi int32) (int32, error) {
+	if !e.set(key) {
 		return def, nil
 	}
+	return parseInt32(key, e.getenv(key), lo, hi)
+}
+
+func parseInt32(key, v string, lo, hi int32) (int32, error) {
 	n, err := strconv.ParseInt(v, 10, 32)
 	if err != nil || int32(n) < lo || int32(n) > hi {
 		return 0, fmt.Errorf("%s: want an integer from %d to %d, got %q", key, lo, hi, v)

@@ -188,6 +188,12 @@ func TestConfigurationErrors(t *testing.T) {
 			"PHONES_DATABASE_URL": "postgres://phonesd:pw-secret@db.example:5432/phonesd?sslmode=prefer",
 		}, "sslmode"},
 		{"bad insecure transport switch", map[string]string{"PHONES_ALLOW_INSECURE_TRANSPORT": "maybe"}, "PHONES_ALLOW_INSECURE_TRANSPORT"},
+		// Zero cannot mean "none" for these, and once meant another default.
+		{"no storage timeout", map[string]string{"PHONES_STORAGE_TIMEOUT": "0"}, "PHONES_STORAGE_TIMEOUT: want a positive duration such as 1500ms"},
+		{"no idempotency TTL", map[string]string{"PHONES_IDEMPOTENCY_TTL": "0s"}, "PHONES_IDEMPOTENCY_TTL: want a positive duration"},
+		{"no outbox retention", map[string]string{"PHONES_OUTBOX_RETENTION": "0"}, "PHONES_OUTBOX_RETENTION: want a positive duration such as 168h"},
+		{"no statement timeout", map[string]string{"PHONES_DB_STATEMENT_TIMEOUT": "0"}, "PHONES_DB_STATEMENT_TIMEOUT: want a positive duration"},
+		{"no leeway", map[string]string{"PHONES_JWT_LEEWAY": "0"}, "PHONES_JWT_LEEWAY: want a positive duration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := map[string]string{"PHONES_DATA_DIR": dir, "PHONES_ADDR": "127.0.0.1:0"}

@@ -2,18 +2,34 @@ package main
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
+
+	"phonesd/internal/auth"
+	"phonesd/internal/jetstream"
+	"phonesd/internal/outbox"
+	"phonesd/internal/postgres"
 )
 
 // variable is one PHONES_ environment variable of the service. The table
 // below is what `phonesd help` prints and what the unknown-variable warning
-// knows; tests check the README's configuration table against it, and each
-// default against what loadConfig does with the variable unset.
+// knows, and where loadConfig takes each default from; tests check the
+// README's configuration table against it, and each default against what
+// loadConfig does with the variable unset.
+//
+// Each default has one home. A setting whose package has a default of its
+// own, for the tests and tools that use the package with zero options
+// (outbox's retention, the PostgreSQL pool's, JetStream's stream, the
+// token verifier's leeway), is spelt here from the package's constant; any
+// other default is written here alone, and the package requires a value.
 type variable struct {
 	name string
 	// def is the default, spelt as a value of the variable; "<data dir>"
 	// stands for the data directory. Empty when unset means off, or has no
-	// value to spell.
+	// value to spell. With a defNote, the default follows other variables
+	// and loadConfig derives it; def is then what it comes to when those
+	// are at their defaults.
 	def string
 	// devDef is the default in development mode, where it differs.
 	devDef string
@@ -38,7 +54,7 @@ func variables() []variable {
 		{name: "PHONES_JWT_ISSUER", meaning: "required with `PHONES_JWKS_URL`; must equal `iss`"},
 		{name: "PHONES_JWT_AUDIENCE", meaning: "required with `PHONES_JWKS_URL`; `aud` must be it or contain it"},
 		{name: "PHONES_JWKS_MAX_STALE", def: "24h", meaning: "how long the key set may go unrefreshed before `/readyz` and the log say so (see [Tokens](#tokens)); `0` turns the warning off"},
-		{name: "PHONES_JWT_LEEWAY", def: "30s", meaning: "clock leeway for `exp`, `nbf`, `iat`"},
+		{name: "PHONES_JWT_LEEWAY", def: durationText(auth.DefaultLeeway), meaning: "clock leeway for `exp`, `nbf`, `iat`"},
 		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat` (after now when there is no `iat`); `0` accepts any"},
 		{name: "PHONES_TOKEN_CACHE_SIZE", def: "10000", meaning: "verified tokens kept, so that a token sent again is not verified again; `0` turns the cache off"},
 		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/events.jsonl", defNote: "`file://` + `events.jsonl` in the data directory",
@@ -46,16 +62,31 @@ func variables() []variable {
 		{name: "PHONES_NATS_CREDS", meaning: "NATS: credentials file (user JWT and seed)"},
 		{name: "PHONES_NATS_SUBJECT_PREFIX", def: "accounts", meaning: "NATS: events go to `<prefix>.<domain>.<event_type>`"},
 		{name: "PHONES_NATS_STREAM", def: "ACCOUNTS_EVENTS", meaning: "NATS: the stream that must hold them, created when missing"},
-		{name: "PHONES_NATS_DUPLICATE_WINDOW", def: "10m", meaning: "NATS: duplicate window of a stream phonesd creates"},
-		{name: "PHONES_NATS_REPLICAS", def: "1", meaning: "NATS: replicas of a stream phonesd creates (1 to 5); `3` on a three-server cluster, see [High availability](#high-availability)"},
-		{name: "PHONES_OUTBOX_RETENTION", def: "168h", meaning: "how long delivered events stay in the outbox table, counted from their creation"},
+		{name: "PHONES_NATS_DUPLICATE_WINDOW", def: durationText(jetstream.DefaultDuplicateWindow), meaning: "NATS: duplicate window of a stream phonesd creates"},
+		{name: "PHONES_NATS_REPLICAS", def: strconv.Itoa(jetstream.DefaultReplicas), meaning: "NATS: replicas of a stream phonesd creates (1 to 5); `3` on a three-server cluster, see [High availability](#high-availability)"},
+		{name: "PHONES_OUTBOX_RETENTION", def: durationText(outbox.DefaultRetention), meaning: "how long delivered events stay in the outbox table, counted from their creation"},
 		{name: "PHONES_IDEMPOTENCY_TTL", def: "24h", meaning: "how long the answer to an `Idempotency-Key` is kept"},
 		{name: "PHONES_STORAGE_TIMEOUT", def: "1500ms", meaning: "the longest a request waits for storage before answering 500: a lost database costs a client under 2 s, not a hang"},
-		{name: "PHONES_DB_MAX_CONNS", def: "16", meaning: "PostgreSQL: connections in the pool"},
-		{name: "PHONES_DB_STATEMENT_TIMEOUT", def: "5s", meaning: "PostgreSQL: `statement_timeout` (and `idle_in_transaction_session_timeout`) of every connection"},
+		{name: "PHONES_DB_MAX_CONNS", def: strconv.Itoa(postgres.DefaultMaxConns), meaning: "PostgreSQL: connections in the pool"},
+		{name: "PHONES_DB_STATEMENT_TIMEOUT", def: durationText(postgres.DefaultStatementTimeout), meaning: "PostgreSQL: `statement_timeout` (and `idle_in_transaction_session_timeout`) of every connection"},
+		// Back-pressure, per replica. A tenant is a whole organisation and
+		// its phones change at the pace of its customers and back office:
+		// 1000 requests a second on one replica is far above that, yet a
+		// runaway client of one tenant takes at most a fraction of a
+		// replica (phonesbench: about 6000 creates a second on 2 CPUs) from
+		// the others. The burst absorbs two seconds of it, such as a batch
+		// job's start. Development mode has no limit: its only tenant is
+		// its developer.
 		{name: "PHONES_RATE_LIMIT", def: "1000", devDef: "0",
 			meaning: "API requests a second per tenant, per replica (0.01 or more, decimals allowed); `0` turns the limit off; see [Back-pressure](#back-pressure)"},
 		{name: "PHONES_RATE_BURST", def: "2000", defNote: "twice `PHONES_RATE_LIMIT`", meaning: "requests a tenant may send at once above its rate; an error when the limit is off"},
+		// Throughput stops growing by about 64 concurrent requests; at 512 a
+		// request waits some 70 ms, still far inside the storage timeout,
+		// so a replica that merely runs hot sheds nothing. When storage
+		// stalls, each request holds its place up to the storage timeout;
+		// the cap then answers the excess 503 at once instead of 500 after
+		// the timeout. Each holds at most a 64 KiB body: 512 bodies are at
+		// most 32 MiB.
 		{name: "PHONES_MAX_IN_FLIGHT", def: "512",
 			meaning: "authenticated API requests a replica serves at once (1 to 4096); more answer 503 at once. Requests whose token is being checked are bounded apart by the same number"},
 		{name: "PHONES_MAX_IN_FLIGHT_PER_TENANT", def: "128", defNote: "a quarter of `PHONES_MAX_IN_FLIGHT`", meaning: "requests one tenant may have in progress on a replica; more answer 429"},
@@ -66,6 +97,19 @@ func variables() []variable {
 		{name: "PHONES_ALLOW_INSECURE_TRANSPORT", def: "false",
 			meaning: "`true` lets PostgreSQL and NATS credentials and phone numbers go to hosts that are not loopback without TLS, where the network encrypts them itself (a service mesh); see [Encrypted transport](#encrypted-transport)"},
 	}
+}
+
+// durationText spells d as the table does: 168h, 10m, 1.5s, without the
+// zero minutes and seconds of time.Duration's String.
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // notServiceVariable reports PHONES_ names that are not the service's

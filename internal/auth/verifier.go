@@ -21,10 +21,12 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
+// DefaultLeeway is the clock leeway of a Config that sets none.
+const DefaultLeeway = 30 * time.Second
+
 const (
 	maxTokenBytes = 8 << 10
 
-	defaultLeeway             = 30 * time.Second
 	defaultRefreshInterval    = 10 * time.Minute
 	defaultMinRefetchInterval = 5 * time.Second
 	defaultHTTPTimeout        = 5 * time.Second
@@ -91,7 +93,7 @@ type Config struct {
 	Keys               *jose.JSONWebKeySet // a fixed key set (development mode); no fetching
 	Issuer             string              // required, checked against iss
 	Audience           string              // required; aud may be a string or an array containing it
-	Leeway             time.Duration       // for exp/nbf/iat; 0 means 30s
+	Leeway             time.Duration       // for exp/nbf/iat; 0 means DefaultLeeway
 	RefreshInterval    time.Duration       // 0 means 10m
 	MinRefetchInterval time.Duration       // unknown-kid refetch at most this often; 0 means 5s
 	// MaxTTL refuses tokens whose exp lies further than this beyond their
@@ -144,7 +146,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		return nil, errors.New("auth config: Leeway, RefreshInterval, MinRefetchInterval, MaxTTL and CacheSize must not be negative")
 	}
 	if cfg.Leeway == 0 {
-		cfg.Leeway = defaultLeeway
+		cfg.Leeway = DefaultLeeway
 	}
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = defaultRefreshInterval

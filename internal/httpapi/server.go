@@ -17,6 +17,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -72,10 +73,11 @@ type Config struct {
 	Storage  Storage
 	Spec     []byte // served at /openapi.json
 	// StorageTimeout bounds the storage work of one request, so that a stuck
-	// database answers 500 instead of holding the client. 0 means 5s.
+	// database answers 500 instead of holding the client; required. The
+	// service's configuration chooses it, and is its one home.
 	StorageTimeout time.Duration
-	// IdempotencyTTL is how long the answer to an Idempotency-Key is kept.
-	// 0 means 24h.
+	// IdempotencyTTL is how long the answer to an Idempotency-Key is kept;
+	// required, chosen by the service's configuration too.
 	IdempotencyTTL time.Duration
 	// RateLimit is the API requests a second each tenant may make, refilled
 	// continuously; 0 turns rate limiting off.
@@ -133,8 +135,12 @@ type Server struct {
 	propagator propagation.TextMapPropagator
 }
 
-// NewServer returns the HTTP handler of the whole service.
+// NewServer returns the HTTP handler of the whole service. It returns an
+// error when cfg's StorageTimeout or IdempotencyTTL is not positive.
 func NewServer(cfg Config) (*Server, error) {
+	if cfg.StorageTimeout <= 0 || cfg.IdempotencyTTL <= 0 {
+		return nil, errors.New("httpapi config: StorageTimeout and IdempotencyTTL must be positive")
+	}
 	s := &Server{
 		log:            cfg.Logger,
 		phones:         cfg.Phones,
@@ -156,12 +162,6 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if s.observer == nil {
 		s.observer = noObserver{}
-	}
-	if s.storageTimeout == 0 {
-		s.storageTimeout = 5 * time.Second
-	}
-	if s.idempotencyTTL == 0 {
-		s.idempotencyTTL = 24 * time.Hour
 	}
 	s.routes()
 	return s, nil

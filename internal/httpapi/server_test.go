@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"phonesd/api"
 	"phonesd/internal/auth"
@@ -58,6 +59,9 @@ func newHandlerWith(tb testing.TB, edit func(*Config)) (*Server, *auth.DevKey) {
 		Verifier: v,
 		Storage:  db,
 		Spec:     api.Spec,
+		// The tests' own bounds, roomy for a busy machine.
+		StorageTimeout: 5 * time.Second,
+		IdempotencyTTL: 24 * time.Hour,
 	}
 	edit(&cfg)
 	srv, err := NewServer(cfg)

@@ -20,6 +20,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultReplicas        = 1
 	DefaultPublishTimeout  = 10 * time.Second
 	DefaultReconnectWait   = time.Second
 )
@@ -66,9 +67,9 @@ type Config struct {
 	Stream string
 	// DuplicateWindow is the duplicate window of a stream created here.
 	DuplicateWindow time.Duration
-	// Replicas is the replica count of a stream created here: 1 by
-	// default, 3 or 5 on a cluster, so that the stream survives the loss
-	// of a server.
+	// Replicas is the replica count of a stream created here:
+	// DefaultReplicas (one server), or 3 or 5 on a cluster, so that the
+	// stream survives the loss of a server.
 	Replicas int
 	// PublishTimeout bounds the wait for one batch's acknowledgements, and
 	// each check of the stream.
@@ -115,7 +116,7 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 		cfg.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
+		cfg.Replicas = DefaultReplicas
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout
