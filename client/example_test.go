@@ -102,3 +102,63 @@ func startPhonesd() (url, token string, stop func()) {
 		os.RemoveAll(dir)
 	}
 }
+
+// Example_updateAndList changes a phone only while it is still the version
+// read (If-Match), shows that a change made from a stale version is
+// refused, then lists the account's active phones.
+func Example_updateAndList() {
+	base, token, stop := startPhonesd()
+	defer stop()
+	ctx := context.Background()
+
+	c, err := client.NewClient(base, client.Token(token))
+	if err != nil {
+		log.Fatal(err)
+	}
+	created, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, &client.PhoneRequest{
+		Number: "91234-5678",
+		Type:   client.PhoneTypeMOBILE,
+	}, client.PostAccountsV1AccountsAccountIdPhonesParams{AccountId: 123})
+	if err != nil {
+		log.Fatal(err)
+	}
+	id := int64(created.(*client.PostAccountsV1AccountsAccountIdPhonesOKHeaders).Response.ID)
+
+	ofVersion1 := client.PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams{
+		AccountId: 123,
+		PhoneId:   id,
+		IfMatch:   client.NewOptString(`"1"`),
+	}
+	updated, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, &client.PhoneUpdateRequest{
+		Extension: client.NewOptNilString("ramal 7"),
+	}, ofVersion1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := updated.(*client.PhoneHeaders)
+	fmt.Println(p.Response.Number, p.Response.Extension.Value, "ETag", p.ETag)
+
+	// Version 1 is gone: the change is refused, and nothing changes.
+	stale, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, &client.PhoneUpdateRequest{
+		Active: client.NewOptPhoneActive(false),
+	}, ofVersion1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%T\n", stale)
+
+	listed, err := c.GetAccountsV1AccountsAccountIdPhones(ctx, client.GetAccountsV1AccountsAccountIdPhonesParams{
+		AccountId: 123,
+		Active:    client.NewOptAccountPhoneActiveQuery(client.AccountPhoneActiveQueryTrue),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, item := range listed.(*client.PhoneListHeaders).Response.Items {
+		fmt.Println(item.Number, item.Extension.Value, item.Active)
+	}
+	// Output:
+	// 91234-5678 ramal 7 ETag "2"
+	// *client.PreconditionFailedHeaders
+	// 91234-5678 ramal 7 true
+}
