@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -138,27 +139,45 @@ func (t *target) load(ctx context.Context, m mode, concurrency int, warmup, dura
 		workers[i] = w
 		wg.Go(func() { t.loop(ctx, client, w, m, t.bases[i%len(t.bases)], authz[i%len(authz)], from, end) })
 	}
-	// phonesd's CPU over the measured span, read when the warm-up ends and
-	// once every counted request has ended.
-	cpuFrom := make(chan time.Duration, 1)
-	if t.cpu != nil {
-		go func() {
-			time.Sleep(time.Until(from))
-			used, _ := t.cpu()
-			cpuFrom <- used
-		}()
-	}
+	// The CPU of phonesd, of this client and of the whole machine over the
+	// measured span, read when the warm-up ends and once every counted
+	// request has ended.
+	cpuFrom := make(chan cpuReading, 1)
+	go func() {
+		time.Sleep(time.Until(from))
+		cpuFrom <- t.readCPU()
+	}()
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return phaseResult{}, err
 	}
 	r := merge(workers, latencies, m, from)
+	r.setCPU(<-cpuFrom, t.readCPU())
+	return r, nil
+}
+
+// cpuReading is the CPU used so far by phonesd (when the bench started
+// it), by this process, and by the machine; a field that could not be
+// read is negative.
+type cpuReading struct {
+	phonesd, client time.Duration
+	machine, idle   int64
+}
+
+func (t *target) readCPU() cpuReading {
+	r := cpuReading{phonesd: -1, client: -1, machine: -1, idle: -1}
 	if t.cpu != nil {
 		if used, err := t.cpu(); err == nil {
-			r.setCPU(used - <-cpuFrom)
+			r.phonesd = used
 		}
 	}
-	return r, nil
+	if used, err := processCPU(os.Getpid()); err == nil {
+		r.client = used
+	}
+	if total, idle, err := machineCPU(); err == nil {
+		r.machine, r.idle = total, idle
+	}
+	return r
 }
 
 // loop sends requests until end.

@@ -110,3 +110,35 @@ func peakRSS(pid int) (int64, error) {
 	}
 	return 0, errors.New("no VmHWM in /proc status")
 }
+
+// machineCPU returns the ticks, summed over every CPU, that the machine has
+// spent since boot, and of those the ticks spent idle (idle and iowait):
+// two readings bracket a span, and how idle it was tells whether the CPUs
+// or something else (a single writer, the disk) held the load back.
+func machineCPU() (total, idle int64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: first line %q", line)
+	}
+	for i, s := range f[1:] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %q: %w", s, err)
+		}
+		// guest and guest_nice (the 9th and 10th) are counted in user
+		// and nice already.
+		if i >= 8 {
+			break
+		}
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return total, idle, nil
+}

@@ -104,6 +104,13 @@ type phaseResult struct {
 	// answered; absent when the bench did not start phonesd.
 	CPUSeconds          float64 `json:"cpu_seconds,omitempty"`
 	CPUPerRequestMicros float64 `json:"cpu_per_request_us,omitempty"`
+	// ClientCPUPerRequestMicros is the bench's own CPU (its client, on
+	// the same machine) per request answered; IdlePercent is the share of
+	// the machine's CPU time left idle over the measured span. Together
+	// they say whether the CPUs were the limit, and how much of them the
+	// client took.
+	ClientCPUPerRequestMicros float64 `json:"client_cpu_per_request_us,omitempty"`
+	IdlePercent               float64 `json:"idle_percent"`
 	// answered counts answers by status, warm-up included: the events the
 	// relay must deliver.
 	answered map[int]int64
@@ -121,15 +128,29 @@ func newReport(o options, started time.Time) report {
 	}
 }
 
-// setCPU records phonesd's CPU over the measured span.
-func (p *phaseResult) setCPU(used time.Duration) {
-	p.CPUSeconds = used.Seconds()
+// setCPU records the CPU used between two readings, those of the measured
+// span's start and end.
+func (p *phaseResult) setCPU(from, to cpuReading) {
 	var answered int64
 	for _, n := range p.Statuses {
 		answered += n
 	}
-	if answered > 0 {
-		p.CPUPerRequestMicros = float64(used.Microseconds()) / float64(answered)
+	perRequest := func(used time.Duration) float64 {
+		if answered == 0 {
+			return 0
+		}
+		return float64(used.Microseconds()) / float64(answered)
+	}
+	if from.phonesd >= 0 && to.phonesd >= 0 {
+		used := to.phonesd - from.phonesd
+		p.CPUSeconds = used.Seconds()
+		p.CPUPerRequestMicros = perRequest(used)
+	}
+	if from.client >= 0 && to.client >= 0 {
+		p.ClientCPUPerRequestMicros = perRequest(to.client - from.client)
+	}
+	if from.machine >= 0 && to.machine > from.machine {
+		p.IdlePercent = 100 * float64(to.idle-from.idle) / float64(to.machine-from.machine)
 	}
 }
 
@@ -203,11 +224,11 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintln(w, "relay: how long after the creates the events file (or --ha's stream) held an event for every phone created.")
 	}
 	fmt.Fprintln(w, "floor: the same requests with \"type\": \"INVALID\" (400, no storage); ratio = creates/s ÷ floor/s.")
-	fmt.Fprintln(w, "Latencies in ms: p50/p90/p99/max.")
+	fmt.Fprintln(w, "Latencies in ms: p50/p90/p99/max. cpu: phonesd's, per request; client: the bench's own, per request, creates | floor; idle: the machine's CPU left idle, creates | floor.")
 	fmt.Fprintln(w)
 
 	compared := slices.ContainsFunc(r.Runs, func(run runResult) bool { return run.Build != "" && run.Build != "this" })
-	header := []string{"backend", "preload", "conc", "creates/s", "floor/s", "ratio", "creates ms", "floor ms", "cpu µs/create", "cpu µs/floor", "statuses creates | floor", "relay", "peak rss"}
+	header := []string{"backend", "preload", "conc", "creates/s", "floor/s", "ratio", "creates ms", "floor ms", "cpu µs/create", "cpu µs/floor", "client µs", "idle %", "statuses creates | floor", "relay", "peak rss"}
 	if compared {
 		header = append([]string{"phonesd"}, header...)
 	}
@@ -228,6 +249,8 @@ func printReport(w io.Writer, r report) {
 			row := []string{run.name(), strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
 				fmt.Sprintf("%.0f", l.Creates.PerSecond), fmt.Sprintf("%.0f", l.Floor.PerSecond), fmt.Sprintf("%.3f", l.Ratio),
 				latencies(l.Creates), latencies(l.Floor), cpu(l.Creates), cpu(l.Floor),
+				fmt.Sprintf("%.0f | %.0f", l.Creates.ClientCPUPerRequestMicros, l.Floor.ClientCPUPerRequestMicros),
+				fmt.Sprintf("%.0f | %.0f", l.Creates.IdlePercent, l.Floor.IdlePercent),
 				statuses(l.Creates) + " | " + statuses(l.Floor), relay, rss}
 			if compared {
 				row = append([]string{run.Build}, row...)
