@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -252,9 +253,12 @@ func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, w
 		"PHONES_LOG_LEVEL":    "info",
 		// The bench is one tenant at full speed: a per-tenant rate limit,
 		// or a tenant's share of the requests in flight, would measure the
-		// limit, not the service (--env may set them).
+		// limit, not the service (--env may set them). Its workers hold
+		// one request each, so the highest concurrency is all the tenant
+		// needs; asking no more keeps the setting valid for an earlier
+		// phonesd built with --baseline-ref, which capped it lower.
 		"PHONES_RATE_LIMIT":               "0",
-		"PHONES_MAX_IN_FLIGHT_PER_TENANT": "4096",
+		"PHONES_MAX_IN_FLIGHT_PER_TENANT": strconv.Itoa(slices.Max(b.opts.concurrency)),
 	}
 
 	var undo []func() error
