@@ -459,25 +459,11 @@ func testEventEnvelope(t *testing.T, s Store) {
 			if ev.Seq <= 0 {
 				t.Errorf("Seq: got %d; want > 0", ev.Seq)
 			}
-			if ev.ID != c.EventID {
-				t.Errorf("ID: got %q; want %q", ev.ID, c.EventID)
-			}
-			if ev.Domain != phone.EventDomain {
-				t.Errorf("Domain: got %q; want %q", ev.Domain, phone.EventDomain)
-			}
-			if ev.Type != phone.EventCreated {
-				t.Errorf("Type: got %q; want %q", ev.Type, phone.EventCreated)
-			}
-			if !ev.CreatedAt.Equal(p.CreatedAt) {
-				t.Errorf("CreatedAt: got %v; want the phone's %v", ev.CreatedAt, p.CreatedAt)
-			}
 			want, err := phone.CreatedEvent(c.EventID, p, c.Audit)
 			if err != nil {
 				t.Fatalf("phone.CreatedEvent: %v", err)
 			}
-			if !bytes.Equal(ev.Payload, want.Payload) {
-				t.Errorf("Payload:\ngot  %s\nwant %s", ev.Payload, want.Payload)
-			}
+			checkEvent(t, ev, want, phone.EventCreated)
 
 			dec := json.NewDecoder(bytes.NewReader(ev.Payload))
 			dec.UseNumber()

@@ -91,29 +91,34 @@ func decodeEnvelope(t *testing.T, payload []byte) (env, data, obj map[string]any
 	return env, data, obj
 }
 
+// checkEvent checks that the stored event got is want, the event the
+// domain builds for the write, and of type typ in the phones' domain: the
+// store wrote it as it was given, with the time of its phone's write.
+func checkEvent(t *testing.T, got, want phone.Event, typ string) {
+	t.Helper()
+	if got.ID != want.ID {
+		t.Errorf("event ID: got %q; want %q", got.ID, want.ID)
+	}
+	if got.Domain != phone.EventDomain || got.Type != typ {
+		t.Errorf("event domain and type: got %q %q; want %q %q", got.Domain, got.Type, phone.EventDomain, typ)
+	}
+	if !got.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("event CreatedAt: got %v; want %v", got.CreatedAt, want.CreatedAt)
+	}
+	if !bytes.Equal(got.Payload, want.Payload) {
+		t.Errorf("event Payload:\ngot  %s\nwant %s", got.Payload, want.Payload)
+	}
+}
+
 // checkChangedEvent checks that ev is the Phone updated event of c, holding
 // p's full state.
 func checkChangedEvent(t *testing.T, ev phone.Event, c changeOf, p phone.Phone) {
 	t.Helper()
-	if ev.ID != c.eventID {
-		t.Errorf("event ID: got %q; want %q", ev.ID, c.eventID)
-	}
-	if ev.Domain != phone.EventDomain {
-		t.Errorf("event Domain: got %q; want %q", ev.Domain, phone.EventDomain)
-	}
-	if ev.Type != phone.EventChanged {
-		t.Errorf("event Type: got %q; want %q", ev.Type, phone.EventChanged)
-	}
-	if !ev.CreatedAt.Equal(p.UpdatedAt) {
-		t.Errorf("event CreatedAt: got %v; want the phone's UpdatedAt %v", ev.CreatedAt, p.UpdatedAt)
-	}
 	want, err := phone.ChangedEvent(c.eventID, p, c.audit)
 	if err != nil {
 		t.Fatalf("phone.ChangedEvent: %v", err)
 	}
-	if !bytes.Equal(ev.Payload, want.Payload) {
-		t.Errorf("event Payload:\ngot  %s\nwant %s", ev.Payload, want.Payload)
-	}
+	checkEvent(t, ev, want, phone.EventChanged)
 
 	env, data, obj := decodeEnvelope(t, ev.Payload)
 	var customer, area, extension any
