@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"phonesd/internal/httpapi"
 )
 
 const (
@@ -15,13 +17,13 @@ const (
 	staleKeySetReminder = time.Hour
 )
 
-// watchKeySetAge logs at error level when the key set has not been
-// refreshed for longer than maxStale, and again every remind while it stays
-// so; phonesd keeps serving with it meanwhile, since an unreachable identity
+// watchKeySetAge logs at error level when the key set has grown stale
+// (older than k.MaxStale), and again every remind while it stays so;
+// phonesd keeps serving with it meanwhile, since an unreachable identity
 // provider must not take the API down. It checks every `every` until ctx
-// ends, and returns at once when maxStale is 0.
-func watchKeySetAge(ctx context.Context, age func() (time.Duration, bool), maxStale, every, remind time.Duration, log *slog.Logger) {
-	if maxStale <= 0 {
+// ends, and returns at once when k.MaxStale is 0.
+func watchKeySetAge(ctx context.Context, k httpapi.KeyFreshness, every, remind time.Duration, log *slog.Logger) {
+	if k.MaxStale <= 0 {
 		return
 	}
 	t := time.NewTicker(every)
@@ -33,16 +35,16 @@ func watchKeySetAge(ctx context.Context, age func() (time.Duration, bool), maxSt
 			return
 		case <-t.C:
 		}
-		a, ok := age()
+		a, stale := k.Stale()
 		switch {
-		case !ok || a <= maxStale:
+		case !stale:
 			if !reported.IsZero() {
 				log.Info("key set refreshed again", "age", a.Round(time.Second).String())
 			}
 			reported = time.Time{}
 		case reported.IsZero() || time.Since(reported) >= remind:
 			log.Error("key set not refreshed for longer than PHONES_JWKS_MAX_STALE; still verifying tokens with it, revoked keys included",
-				"age", a.Round(time.Second).String(), "max_stale", maxStale.String())
+				"age", a.Round(time.Second).String(), "max_stale", k.MaxStale.String())
 			reported = time.Now()
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"phonesd/internal/httpapi"
 )
 
 func TestReadyzWarnsOfAStaleKeySet(t *testing.T) {
@@ -50,8 +52,8 @@ func TestWatchKeySetAgeLogsWhenTheLimitIsCrossed(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchKeySetAge(ctx, func() (time.Duration, bool) { return time.Duration(age.Load()), true },
-			time.Hour, time.Millisecond, 500*time.Millisecond, slog.New(slog.NewJSONHandler(&logs, nil)))
+		fresh := httpapi.KeyFreshness{Age: func() (time.Duration, bool) { return time.Duration(age.Load()), true }, MaxStale: time.Hour}
+		watchKeySetAge(ctx, fresh, time.Millisecond, 500*time.Millisecond, slog.New(slog.NewJSONHandler(&logs, nil)))
 	}()
 	defer func() { cancel(); <-done }()
 	const stale = `"level":"ERROR","msg":"key set not refreshed for longer than PHONES_JWKS_MAX_STALE`

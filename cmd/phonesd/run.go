@@ -119,6 +119,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	}
 
 	phones := phone.NewService(store, relay.Notify)
+	keyFreshness := httpapi.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale}
 	srv, err := httpapi.NewServer(httpapi.Config{
 		Logger:               log,
 		Phones:               phones,
@@ -136,7 +137,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		Metrics:              apiMetrics,
 		Tracer:               tracing.Tracer,
 		Propagator:           tracing.Propagator,
-		KeyFreshness:         httpapi.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale},
+		KeyFreshness:         keyFreshness,
 	})
 	if err != nil {
 		return fmt.Errorf("build server: %w", err)
@@ -171,7 +172,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		}
 	}
 	go verifier.Run(bg)
-	go watchKeySetAge(bg, verifier.KeySetAge, cfg.jwksMaxStale, keySetAgeCheck, staleKeySetReminder, log)
+	go watchKeySetAge(bg, keyFreshness, keySetAgeCheck, staleKeySetReminder, log)
 	go purgeKeys(bg, phones, log)
 	relayDone := make(chan struct{})
 	go func() {

@@ -83,13 +83,20 @@ type KeyFreshness struct {
 	MaxStale time.Duration
 }
 
-// warning describes a key set older than MaxStale, or returns "".
-func (k KeyFreshness) warning() string {
+// Stale returns the key set's age and whether it is older than MaxStale:
+// the one rule behind /readyz's warning and the log's.
+func (k KeyFreshness) Stale() (age time.Duration, stale bool) {
 	if k.Age == nil || k.MaxStale <= 0 {
-		return ""
+		return 0, false
 	}
 	age, ok := k.Age()
-	if !ok || age <= k.MaxStale {
+	return age, ok && age > k.MaxStale
+}
+
+// warning describes a key set older than MaxStale, or returns "".
+func (k KeyFreshness) warning() string {
+	age, stale := k.Stale()
+	if !stale {
 		return ""
 	}
 	return fmt.Sprintf("the key set was last refreshed %s ago, longer than the %s allowed: tokens are still checked against it, revoked keys included, until the key set's URL answers again",
