@@ -149,17 +149,8 @@ func drivePostgresReset(ctx context.Context, s *trial) error {
 	}
 	s.load.start()
 	defer s.load.stop()
-	outages := 3
-	if !s.c.opts.short {
-		outages = 6
-	}
-	gap := s.c.opts.duration / time.Duration(outages+1)
-	length := min(3*time.Second, gap/2)
 	var cuts, holes int
-	for i := range outages {
-		if err := sleep(ctx, gap-length); err != nil {
-			return err
-		}
+	_, length, err := s.faultWindows(ctx, 3, 6, 3*time.Second, func(i int) (restore func()) {
 		mode := faultproxy.Cut
 		if i%2 == 1 {
 			mode = faultproxy.Blackhole
@@ -168,13 +159,13 @@ func drivePostgresReset(ctx context.Context, s *trial) error {
 			cuts++
 		}
 		s.dbProxy.Set(mode)
-		if err := sleep(ctx, length); err != nil {
-			return err
-		}
-		s.dbProxy.Set(faultproxy.Pass)
+		return func() { s.dbProxy.Set(faultproxy.Pass) }
+	})
+	if err != nil {
+		return err
 	}
 	s.note("PostgreSQL link cut %d times and blackholed %d times, %.1fs each", cuts, holes, length.Seconds())
-	return sleep(ctx, gap)
+	return nil
 }
 
 // drivePostgresLostCommit loses PostgreSQL's replies to COMMITs under
@@ -189,33 +180,49 @@ func drivePostgresLostCommit(ctx context.Context, s *trial) error {
 	}
 	s.load.start()
 	defer s.load.stop()
-	windows := 4
-	if !s.c.opts.short {
-		windows = 8
-	}
-	gap := s.c.opts.duration / time.Duration(windows+1)
-	length := min(2*time.Second, gap/2)
-	for i := range windows {
-		if err := sleep(ctx, gap-length); err != nil {
-			return err
-		}
+	windows, length, err := s.faultWindows(ctx, 4, 8, 2*time.Second, func(i int) (restore func()) {
 		minRows := 2
 		if i%2 == 1 {
 			minRows = 0
 		}
 		s.dbProxy.LoseCommitReplies(minRows)
-		err := sleep(ctx, length)
-		s.dbProxy.KeepCommitReplies()
-		if err != nil {
-			return err
-		}
+		return s.dbProxy.KeepCommitReplies
+	})
+	if err != nil {
+		return err
 	}
 	lost := s.dbProxy.CommitRepliesLost()
 	s.note("%d COMMIT replies lost in %d windows of %.1fs, in turns those of multi-row batches of creates and those of every commit", lost, windows, length.Seconds())
 	if lost == 0 {
 		s.violate("fault", "no COMMIT reply was lost: the scenario tested nothing")
 	}
-	return sleep(ctx, gap)
+	return nil
+}
+
+// faultWindows spreads fault windows evenly over the load, short of them
+// with --short and full otherwise, each as long as longest at most and
+// never more than half the gap between two: fault(i) opens window i and
+// returns what closes it. It returns after the quiet gap that follows the
+// last window, with the number of windows and their length.
+func (s *trial) faultWindows(ctx context.Context, short, full int, longest time.Duration, fault func(i int) (restore func())) (n int, length time.Duration, err error) {
+	n = short
+	if !s.c.opts.short {
+		n = full
+	}
+	gap := s.c.opts.duration / time.Duration(n+1)
+	length = min(longest, gap/2)
+	for i := range n {
+		if err := sleep(ctx, gap-length); err != nil {
+			return n, length, err
+		}
+		restore := fault(i)
+		err := sleep(ctx, length)
+		restore()
+		if err != nil {
+			return n, length, err
+		}
+	}
+	return n, length, sleep(ctx, gap)
 }
 
 // drivePostgresRestart restarts the private cluster with -m immediate at
