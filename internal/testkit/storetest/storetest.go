@@ -285,23 +285,31 @@ func testIDsIncrease(t *testing.T, s Store) {
 
 func testNotFound(t *testing.T, s Store) {
 	p := create(t, s, creation(t, tenant, account, nil, draft()))
-	tests := []struct {
-		name    string
-		tenant  string
-		account int64
-		id      int64
-	}{
-		{"unknown id", tenant, account, p.ID + 1000},
-		{"other account", tenant, account + 1, p.ID},
-		{"other tenant", "tenant-b", account, p.ID},
-	}
-	for _, tt := range tests {
+	for _, tt := range elsewhere(p) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.Phone(context.Background(), tt.tenant, tt.account, tt.id)
 			if !errors.Is(err, phone.ErrNotFound) {
 				t.Errorf("Phone(%q, %d, %d): got error %v; want phone.ErrNotFound", tt.tenant, tt.account, tt.id, err)
 			}
 		})
+	}
+}
+
+// place is where a test looks for a phone: a tenant, an account and an id.
+type place struct {
+	name    string
+	tenant  string
+	account int64
+	id      int64
+}
+
+// elsewhere returns the places where p is not: another id, the same id in
+// another account, and in another tenant. A store must not find p at any.
+func elsewhere(p phone.Phone) []place {
+	return []place{
+		{"unknown id", p.Tenant, p.AccountID, p.ID + 1000},
+		{"other account", p.Tenant, p.AccountID + 1, p.ID},
+		{"other tenant", "tenant-b", p.AccountID, p.ID},
 	}
 }
 

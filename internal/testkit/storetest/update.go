@@ -345,17 +345,7 @@ func testUpdateApplyError(t *testing.T, s Store) {
 
 func testUpdateNotFound(t *testing.T, s Store) {
 	p := create(t, s, creation(t, tenant, account, nil, draft()))
-	tests := []struct {
-		name    string
-		tenant  string
-		account int64
-		id      int64
-	}{
-		{"unknown id", tenant, account, p.ID + 1000},
-		{"other account", tenant, account + 1, p.ID},
-		{"other tenant", "tenant-b", account, p.ID},
-	}
-	for _, tt := range tests {
+	for _, tt := range elsewhere(p) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(pending(t, s))
 			called := false
