@@ -77,6 +77,9 @@ func checkRun(t *testing.T, run runResult, backend string, preload int) {
 		if c.p.CPUSeconds <= 0 || c.p.CPUPerRequestMicros <= 0 {
 			t.Errorf("%s %s: phonesd's CPU %vs, %vµs a request; want both > 0", run.label(), c.name, c.p.CPUSeconds, c.p.CPUPerRequestMicros)
 		}
+		if c.p.ClientCPUPerRequestMicros <= 0 || c.p.IdlePercent < 0 || c.p.IdlePercent > 100 {
+			t.Errorf("%s %s: the client's CPU %vµs a request, machine idle %v%%; want > 0, and 0 to 100", run.label(), c.name, c.p.ClientCPUPerRequestMicros, c.p.IdlePercent)
+		}
 	}
 	if l.Ratio <= 0 {
 		t.Errorf("%s: ratio %v; want > 0", run.label(), l.Ratio)
