@@ -10,7 +10,8 @@
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
-COPY go.mod go.sum ./
+COPY go.mod go.sum go.work go.work.sum ./
+COPY api/go.mod api/go.sum api/
 RUN go mod download
 COPY . .
 RUN scripts/build-static /out/phonesd && mkdir /out/data

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
 // buildRef builds phonesd as it was at the git revision ref, from a

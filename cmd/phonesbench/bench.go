@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"phonesd/internal/testkit/idp"
-	"phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/testkit/idp"
+	"github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
 // Tokens: a handful, minted once and taken in turn by the workers; phonesd

@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	"phonesd/internal/testkit/latency"
-	"phonesd/internal/testkit/natstest"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/latency"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // Topologies of --ha: the same private servers, without and with their

@@ -3,8 +3,8 @@ package main
 import (
 	"time"
 
-	"phonesd/internal/auth"
-	"phonesd/internal/testkit/idp"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/testkit/idp"
 )
 
 // The token issuer the phonesd started by the bench trusts.

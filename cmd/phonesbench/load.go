@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"phonesd/internal/testkit/latency"
+	"github.com/phonesd/phonesd/internal/testkit/latency"
 )
 
 // requestTimeout bounds one request, so that a stuck server ends a

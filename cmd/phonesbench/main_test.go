@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/testkit/natstest"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // runBench runs the whole program with args and returns its JSON report.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/postgres"
 )
 
 // lockSampleInterval is how often the outbox order lock is sampled in

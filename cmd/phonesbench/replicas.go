@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
 // eventCounter counts the events delivered so far.

@@ -18,10 +18,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"phonesd/internal/phone"
-	"phonesd/internal/postgres"
-	"phonesd/internal/sqlite"
-	"phonesd/internal/testkit/latency"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/internal/testkit/latency"
 )
 
 // probePayload is the text each bare commit inserts, about the size of a

@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"phonesd/internal/auth"
-	"phonesd/internal/testkit/idp"
-	"phonesd/internal/testkit/latency"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/testkit/idp"
+	"github.com/phonesd/phonesd/internal/testkit/latency"
 )
 
 // Two abuses that once let one client take the service from everyone:

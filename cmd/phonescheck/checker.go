@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"time"
 
-	"phonesd/internal/testkit/faultproxy"
-	"phonesd/internal/testkit/idp"
-	"phonesd/internal/testkit/launch"
-	"phonesd/internal/testkit/natstest"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
+	"github.com/phonesd/phonesd/internal/testkit/idp"
+	"github.com/phonesd/phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // drainTimeout bounds the wait for the outbox to be delivered after

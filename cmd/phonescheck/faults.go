@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net/url"
 
-	"phonesd/internal/testkit/faultproxy"
+	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
 )
 
 // proxied returns rawURL with its host replaced by a fault proxy's address,

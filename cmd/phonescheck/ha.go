@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"phonesd/internal/testkit/natstest"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // standbyName is the pg-failover standby's cluster_name, which the

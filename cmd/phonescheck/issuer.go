@@ -4,8 +4,8 @@ import (
 	"slices"
 	"time"
 
-	"phonesd/internal/auth"
-	"phonesd/internal/testkit/idp"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/testkit/idp"
 )
 
 // The token issuer the phonesd started by the checker trusts.

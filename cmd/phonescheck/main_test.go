@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 func ptr[T any](v T) *T { return &v }

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
 )
 
 // observed is what the checker finds once the service has recovered: the

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
 // newReplica prepares one phonesd of a scenario, on a free loopback port

@@ -15,10 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"phonesd/internal/outbox"
-	"phonesd/internal/testkit/faultproxy"
-	"phonesd/internal/testkit/latency"
-	"phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
+	"github.com/phonesd/phonesd/internal/testkit/latency"
+	"github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
 // scenario is a fault script and the setup it needs.

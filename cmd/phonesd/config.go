@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"phonesd/internal/jetstream"
+	"github.com/phonesd/phonesd/internal/jetstream"
 )
 
 // config is the service's configuration, read from PHONES_* variables.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 func TestCreatePhoneStoresPhoneAndEvent(t *testing.T) {

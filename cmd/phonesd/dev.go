@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 // devTenant is the tenant of the token printed at a development start.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // TestPostgresFailoverToPromotedStandby runs phonesd on a private primary

@@ -22,10 +22,10 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"phonesd/internal/phone"
-	"phonesd/internal/postgres"
-	"phonesd/internal/sqlite"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 const (

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"phonesd/internal/auth"
-	"phonesd/internal/issuer"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/issuer"
 )
 
 // issuerCommand runs `phonesd issuer`, a token issuer for production mode

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/issuer"
+	"github.com/phonesd/phonesd/internal/issuer"
 )
 
 // TestIssuerCommand runs phonesd issuer as a user would, then phonesd in

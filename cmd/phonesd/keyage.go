@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"phonesd/internal/httpapi"
+	"github.com/phonesd/phonesd/internal/httpapi"
 )
 
 const (

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/httpapi"
+	"github.com/phonesd/phonesd/internal/httpapi"
 )
 
 func TestReadyzWarnsOfAStaleKeySet(t *testing.T) {

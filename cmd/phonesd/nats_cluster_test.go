@@ -8,7 +8,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
 )
 
 // TestNATSClusterReplicatedStream points phonesd at every server of a

@@ -18,9 +18,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"phonesd/internal/testkit/faultproxy"
-	"phonesd/internal/testkit/natstest"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // natsEnv points phonesd at st's stream and prefix on server.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/testkit/faultproxy"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // viaProxy returns dbURL with its host replaced by a fault proxy's address.

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/testkit/natstest"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // The README's blocks marked <!-- readme-test: NAME --> are run as they are

@@ -18,8 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/sqlite"
-	phonesdlaunch "phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/sqlite"
+	phonesdlaunch "github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
 // backlogEvents is the outbox backlog /readyz must stay cheap with.

@@ -12,16 +12,16 @@ import (
 	"slices"
 	"time"
 
-	"phonesd/api"
-	"phonesd/internal/auth"
-	"phonesd/internal/groupcommit"
-	"phonesd/internal/httpapi"
-	"phonesd/internal/jetstream"
-	"phonesd/internal/outbox"
-	"phonesd/internal/phone"
-	"phonesd/internal/postgres"
-	"phonesd/internal/sqlite"
-	"phonesd/internal/telemetry"
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/httpapi"
+	"github.com/phonesd/phonesd/internal/jetstream"
+	"github.com/phonesd/phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/internal/telemetry"
 )
 
 // Shutdown budgets: in-flight requests get drainTimeout to finish, then the

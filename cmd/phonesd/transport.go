@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/postgres"
 )
 
 // checkTransport keeps credentials and phone numbers from crossing the

@@ -6,10 +6,10 @@ import (
 	"strings"
 	"time"
 
-	"phonesd/internal/auth"
-	"phonesd/internal/jetstream"
-	"phonesd/internal/outbox"
-	"phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/jetstream"
+	"github.com/phonesd/phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/postgres"
 )
 
 // variable is one PHONES_ environment variable of the service. The table

@@ -6,7 +6,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4/json"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 const maxTenantRunes = 64

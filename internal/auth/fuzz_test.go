@@ -25,7 +25,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
-	"phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 // The fuzz targets here hold the Verifier to an independent implementation,

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"phonesd/api"
-	"phonesd/internal/auth"
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 // apiServer is the real handler over a real SQLite file, with tokens of

@@ -14,7 +14,7 @@ import (
 
 	"github.com/go-faster/jx"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // maxBody is the largest request body accepted.

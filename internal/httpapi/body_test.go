@@ -7,8 +7,8 @@ import (
 
 	"github.com/go-faster/jx"
 
-	"phonesd/client"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 var decodeSeeds = []string{
@@ -50,7 +50,7 @@ func FuzzDecodePhoneRequest(f *testing.F) {
 			}
 			return
 		}
-		var req client.PhoneRequest
+		var req api.PhoneRequest
 		dec := jx.DecodeBytes(body)
 		if err := req.Decode(dec); err != nil {
 			t.Fatalf("accepted %q but ogen refuses it: %v", body, err)
@@ -89,7 +89,7 @@ func FuzzDecodePhoneUpdate(f *testing.F) {
 			}
 			return
 		}
-		var req client.PhoneUpdateRequest
+		var req api.PhoneUpdateRequest
 		if err := req.Decode(jx.DecodeBytes(body)); err != nil {
 			t.Fatalf("accepted %q but ogen refuses it: %v", body, err)
 		}
@@ -103,7 +103,7 @@ func FuzzDecodePhoneUpdate(f *testing.F) {
 }
 
 // draftOf is the draft of a create as ogen's decoder reads it.
-func draftOf(req *client.PhoneRequest) phone.Draft {
+func draftOf(req *api.PhoneRequest) phone.Draft {
 	number, typ := string(req.Number), string(req.Type)
 	d := phone.Draft{Number: &number, Type: &typ}
 	if v, ok := req.Active.Get(); ok {
@@ -126,7 +126,7 @@ func draftOf(req *client.PhoneRequest) phone.Draft {
 }
 
 // patchOf is an update's patch as ogen's decoder reads it.
-func patchOf(req *client.PhoneUpdateRequest) phone.Patch {
+func patchOf(req *api.PhoneUpdateRequest) phone.Patch {
 	var p phone.Patch
 	if v, ok := req.Number.Get(); ok {
 		n := string(v)

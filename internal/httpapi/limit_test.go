@@ -6,7 +6,7 @@ import (
 
 	"net/http"
 	"net/http/httptest"
-	"phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/auth"
 	"testing"
 	"time"
 )

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // Each parameter of the contract is read here, once, from the request as

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // The fuzz targets here hold the gate's parameter parsers to references

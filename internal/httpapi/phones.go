@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"phonesd/client"
-	"phonesd/internal/auth"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // The four operations of the contract. Each receives its request read and
@@ -57,7 +57,7 @@ func doCreatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *re
 	created, err := s.phones.Create(ctx, c)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, &client.PostAccountsV1AccountsAccountIdPhonesOK{ID: client.PhoneID(created.ID)})
+		writeJSON(w, http.StatusOK, &api.PostAccountsV1AccountsAccountIdPhonesOK{ID: api.PhoneID(created.ID)})
 	case errors.Is(err, phone.ErrDuplicate):
 		writeMessage(w, http.StatusConflict, msgDuplicate)
 	case errors.Is(err, phone.ErrKeyInProgress):
@@ -88,7 +88,7 @@ func doListPhones(s *Server, w http.ResponseWriter, ctx context.Context, in *req
 		writeMessage(w, http.StatusInternalServerError, msgListFailed)
 		return
 	}
-	out := &client.PhoneList{Items: make([]client.Phone, len(page.Phones))}
+	out := &api.PhoneList{Items: make([]api.Phone, len(page.Phones))}
 	for i, ph := range page.Phones {
 		out.Items[i] = phoneOf(ph)
 	}
@@ -160,14 +160,14 @@ func writePhone(w http.ResponseWriter, p phone.Phone) {
 
 // phoneOf is the phone as the contract shows it: area and country codes as
 // strings, times in UTC with milliseconds.
-func phoneOf(p phone.Phone) client.Phone {
-	out := client.Phone{
-		ID:          client.PhoneID(p.ID),
+func phoneOf(p phone.Phone) api.Phone {
+	out := api.Phone{
+		ID:          api.PhoneID(p.ID),
 		AccountID:   p.AccountID,
 		OrgID:       p.Tenant,
 		Number:      p.Number,
-		Type:        client.PhoneType(p.Type),
-		CountryCode: client.NewNilString(strconv.FormatInt(int64(p.CountryCode), 10)),
+		Type:        api.PhoneType(p.Type),
+		CountryCode: api.NewNilString(strconv.FormatInt(int64(p.CountryCode), 10)),
 		Active:      p.Active,
 		CreatedAt:   p.CreatedAt.UTC().Format(phone.TimestampLayout),
 		UpdatedAt:   p.UpdatedAt.UTC().Format(phone.TimestampLayout),

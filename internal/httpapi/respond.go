@@ -7,8 +7,8 @@ import (
 
 	"github.com/go-faster/jx"
 
-	"phonesd/client"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // Client-facing messages, each written here once. A 500 never carries
@@ -56,11 +56,11 @@ func writeJSON(w http.ResponseWriter, status int, v interface{ Encode(*jx.Encode
 }
 
 func writeMessage(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, &client.SimpleError{Message: msg})
+	writeJSON(w, status, &api.SimpleError{Message: msg})
 }
 
 func writeFieldError(w http.ResponseWriter, fe *phone.FieldError) {
-	writeJSON(w, http.StatusBadRequest, &client.BadRequestError{Message: fe.Message, Field: client.BadRequestErrorField(fe.Field)})
+	writeJSON(w, http.StatusBadRequest, &api.BadRequestError{Message: fe.Message, Field: api.BadRequestErrorField(fe.Field)})
 }
 
 // refuse answers a parameter or body the contract forbids: a

@@ -26,8 +26,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"phonesd/internal/auth"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // Verifier checks bearer tokens.

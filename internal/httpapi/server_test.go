@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/api"
-	"phonesd/internal/auth"
-	"phonesd/internal/phone"
-	"phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/sqlite"
 )
 
 // testServer is the real handler over a real SQLite file and a verifier of

@@ -14,7 +14,7 @@ import (
 	"net/http"
 	"time"
 
-	"phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 // Name and Audience are the iss and aud of the tokens of `phonesd issuer`,

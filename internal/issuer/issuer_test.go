@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 // TestIssuer serves the key set of a key kept in a file and checks that

@@ -14,7 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // Defaults of Config.

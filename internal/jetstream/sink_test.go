@@ -17,10 +17,10 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"phonesd/internal/jetstream"
-	"phonesd/internal/phone"
-	"phonesd/internal/testkit/faultproxy"
-	"phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/jetstream"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
 )
 
 // logBuffer is a log destination the test can read while the sink writes.

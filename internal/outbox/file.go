@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // FileSink is a Sink that appends each event's payload as one line of a file

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/outbox"
-	"phonesd/internal/phone"
-	"phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/sqlite"
 )
 
 func openStore(t *testing.T) *sqlite.DB {

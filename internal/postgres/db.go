@@ -18,9 +18,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"phonesd/internal/groupcommit"
-	"phonesd/internal/phone"
-	"phonesd/internal/schema"
+	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/schema"
 )
 
 //go:embed migrations/*.sql

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"phonesd/internal/phone"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 func TestOpenRefusesReadOnlyTargets(t *testing.T) {

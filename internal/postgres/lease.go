@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/outbox"
 )
 
 // relayLeaseKey is held, at session level, by the one replica whose relay

@@ -14,9 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/outbox"
-	"phonesd/internal/phone"
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 func TestRelayLeaseOneHolderAtATime(t *testing.T) {

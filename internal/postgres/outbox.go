@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/outbox"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 const (

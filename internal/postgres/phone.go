@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"phonesd/internal/groupcommit"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // phoneColumns are the columns scanPhone reads, in its order.

@@ -15,10 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"phonesd/internal/phone"
-	"phonesd/internal/schema"
-	"phonesd/internal/testkit/pgtest"
-	"phonesd/internal/testkit/storetest"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/schema"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/storetest"
 )
 
 func open(t *testing.T, dbURL string, opts Options) *DB {

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // BenchmarkCreatePhones measures the writer's cost per create for batches

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // TestWALComesBackToItsStart writes without pause, as a busy service does,

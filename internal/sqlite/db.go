@@ -17,9 +17,9 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"phonesd/internal/groupcommit"
-	"phonesd/internal/phone"
-	"phonesd/internal/schema"
+	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/schema"
 )
 
 //go:embed migrations/*.sql

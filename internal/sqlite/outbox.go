@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 const (

@@ -11,8 +11,8 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"phonesd/internal/groupcommit"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // phoneColumns are the columns scanPhone reads, in its order.

@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"phonesd/internal/phone"
-	"phonesd/internal/schema"
-	"phonesd/internal/testkit/storetest"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/schema"
+	"github.com/phonesd/phonesd/internal/testkit/storetest"
 )
 
 func openTemp(t *testing.T, path string) *DB {

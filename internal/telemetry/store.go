@@ -9,7 +9,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // TraceStore returns store with a client span around each of its

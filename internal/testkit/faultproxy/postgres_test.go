@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 // viaPostgresProxy returns dbURL through a new PostgreSQL-aware proxy, with

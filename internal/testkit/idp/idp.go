@@ -20,8 +20,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"phonesd/internal/auth"
-	"phonesd/internal/issuer"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/issuer"
 )
 
 // Provider serves its key set until Close.

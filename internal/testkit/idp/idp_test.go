@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 // TestTokensVerify checks that phonesd's own verifier, pointed at the

@@ -43,7 +43,7 @@ func BuildFrom(ctx context.Context, src, dir string, tags ...string) (string, er
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	args = append(args, "-o", bin, "phonesd/cmd/phonesd")
+	args = append(args, "-o", bin, "github.com/phonesd/phonesd/cmd/phonesd")
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {

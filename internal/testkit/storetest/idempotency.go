@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"phonesd/internal/groupcommit"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // keyed returns c with an idempotency key of scope.

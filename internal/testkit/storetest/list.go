@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // listFixture is 25 phones of one account, of every type and both states,

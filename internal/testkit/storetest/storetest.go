@@ -14,8 +14,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"phonesd/internal/outbox"
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/outbox"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // Store is what the suite exercises.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // changeOf is a Change and what its event must say.

@@ -1,4 +1,4 @@
-package client_test
+package httpapi_test
 
 import (
 	"context"
@@ -10,12 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"phonesd/api"
-	"phonesd/client"
-	"phonesd/internal/auth"
-	"phonesd/internal/httpapi"
-	"phonesd/internal/phone"
-	"phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/httpapi"
+	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/sqlite"
 )
 
 // Example creates a phone with an Idempotency-Key, then reads it back, on a
@@ -27,34 +26,34 @@ func Example() {
 	defer stop()
 	ctx := context.Background()
 
-	c, err := client.NewClient(base, client.Token(token))
+	c, err := api.NewClient(base, api.Token(token))
 	if err != nil {
 		log.Fatal(err)
 	}
-	created, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, &client.PhoneRequest{
+	created, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, &api.PhoneRequest{
 		Number:   "91234-5678",
-		Type:     client.PhoneTypeMOBILE,
-		AreaCode: client.NewOptAreaCode2(11),
-	}, client.PostAccountsV1AccountsAccountIdPhonesParams{
+		Type:     api.PhoneTypeMOBILE,
+		AreaCode: api.NewOptAreaCode2(11),
+	}, api.PostAccountsV1AccountsAccountIdPhonesParams{
 		AccountId:      123,
-		IdempotencyKey: client.NewOptString("order-42"),
+		IdempotencyKey: api.NewOptString("order-42"),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	ok, isOK := created.(*client.PostAccountsV1AccountsAccountIdPhonesOKHeaders)
+	ok, isOK := created.(*api.PostAccountsV1AccountsAccountIdPhonesOKHeaders)
 	if !isOK {
 		log.Fatalf("create answered %T", created)
 	}
 
-	got, err := c.GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx, client.GetAccountsV1AccountsAccountIdPhonesPhoneIdParams{
+	got, err := c.GetAccountsV1AccountsAccountIdPhonesPhoneId(ctx, api.GetAccountsV1AccountsAccountIdPhonesPhoneIdParams{
 		AccountId: 123,
 		PhoneId:   int64(ok.Response.ID),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	p := got.(*client.PhoneHeaders)
+	p := got.(*api.PhoneHeaders)
 	fmt.Println(p.Response.Number, p.Response.Type, p.Response.CountryCode.Value, p.Response.Active, "ETag", p.ETag)
 	// Output: 91234-5678 MOBILE 55 true ETag "1"
 }
@@ -111,54 +110,54 @@ func Example_updateAndList() {
 	defer stop()
 	ctx := context.Background()
 
-	c, err := client.NewClient(base, client.Token(token))
+	c, err := api.NewClient(base, api.Token(token))
 	if err != nil {
 		log.Fatal(err)
 	}
-	created, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, &client.PhoneRequest{
+	created, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, &api.PhoneRequest{
 		Number: "91234-5678",
-		Type:   client.PhoneTypeMOBILE,
-	}, client.PostAccountsV1AccountsAccountIdPhonesParams{AccountId: 123})
+		Type:   api.PhoneTypeMOBILE,
+	}, api.PostAccountsV1AccountsAccountIdPhonesParams{AccountId: 123})
 	if err != nil {
 		log.Fatal(err)
 	}
-	id := int64(created.(*client.PostAccountsV1AccountsAccountIdPhonesOKHeaders).Response.ID)
+	id := int64(created.(*api.PostAccountsV1AccountsAccountIdPhonesOKHeaders).Response.ID)
 
-	ofVersion1 := client.PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams{
+	ofVersion1 := api.PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams{
 		AccountId: 123,
 		PhoneId:   id,
-		IfMatch:   client.NewOptString(`"1"`),
+		IfMatch:   api.NewOptString(`"1"`),
 	}
-	updated, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, &client.PhoneUpdateRequest{
-		Extension: client.NewOptNilString("ramal 7"),
+	updated, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, &api.PhoneUpdateRequest{
+		Extension: api.NewOptNilString("ramal 7"),
 	}, ofVersion1)
 	if err != nil {
 		log.Fatal(err)
 	}
-	p := updated.(*client.PhoneHeaders)
+	p := updated.(*api.PhoneHeaders)
 	fmt.Println(p.Response.Number, p.Response.Extension.Value, "ETag", p.ETag)
 
 	// Version 1 is gone: the change is refused, and nothing changes.
-	stale, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, &client.PhoneUpdateRequest{
-		Active: client.NewOptPhoneActive(false),
+	stale, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, &api.PhoneUpdateRequest{
+		Active: api.NewOptPhoneActive(false),
 	}, ofVersion1)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("%T\n", stale)
 
-	listed, err := c.GetAccountsV1AccountsAccountIdPhones(ctx, client.GetAccountsV1AccountsAccountIdPhonesParams{
+	listed, err := c.GetAccountsV1AccountsAccountIdPhones(ctx, api.GetAccountsV1AccountsAccountIdPhonesParams{
 		AccountId: 123,
-		Active:    client.NewOptAccountPhoneActiveQuery(client.AccountPhoneActiveQueryTrue),
+		Active:    api.NewOptAccountPhoneActiveQuery(api.AccountPhoneActiveQueryTrue),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	for _, item := range listed.(*client.PhoneListHeaders).Response.Items {
+	for _, item := range listed.(*api.PhoneListHeaders).Response.Items {
 		fmt.Println(item.Number, item.Extension.Value, item.Active)
 	}
 	// Output:
 	// 91234-5678 ramal 7 ETag "2"
-	// *client.PreconditionFailedHeaders
+	// *api.PreconditionFailedHeaders
 	// 91234-5678 ramal 7 true
 }
