@@ -2,13 +2,13 @@ package httpapi
 
 import (
 	"io"
-	"strings"
-
 	"net/http"
 	"net/http/httptest"
-	"github.com/phonesd/phonesd/internal/auth"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 // fakeClock is a limiter's time, moved by hand.
