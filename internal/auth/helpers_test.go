@@ -98,6 +98,9 @@ type jwksServer struct {
 	status int
 	body   []byte
 	delay  time.Duration
+	// hold, when set, keeps each answer back until it is closed: a key
+	// server as slow as a test needs, with no clock in it.
+	hold chan struct{}
 }
 
 func newJWKSServer(t *testing.T, body []byte) *jwksServer {
@@ -110,9 +113,16 @@ func newJWKSServer(t *testing.T, body []byte) *jwksServer {
 			return
 		}
 		s.mu.Lock()
-		status, body, delay := s.status, s.body, s.delay
+		status, body, delay, hold := s.status, s.body, s.delay, s.hold
 		s.mu.Unlock()
 		time.Sleep(delay)
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		_, _ = w.Write(body)
