@@ -36,7 +36,8 @@ type variable struct {
 	// defNote says what the default is, in Markdown, where def alone would
 	// not (a default that follows another variable, or no value at all).
 	defNote string
-	// meaning is Markdown, as in the README.
+	// meaning is Markdown, as in the README: its links are relative to
+	// the repository's root, where the README is.
 	meaning string
 }
 
@@ -49,21 +50,21 @@ func variables() []variable {
 		{name: "PHONES_ADDR", def: "127.0.0.1:8080", meaning: "listen address"},
 		{name: "PHONES_DATA_DIR", def: "./data", meaning: "data directory (SQLite database, events file, development key, token issuer's key)"},
 		{name: "PHONES_DATABASE_URL", def: "sqlite:<data dir>/phones.db", defNote: "`sqlite:` + `phones.db` in the data directory",
-			meaning: "`sqlite:relative/path.db`, `sqlite:/abs/path.db` or `sqlite:///abs/path.db`; or `postgres://user:password@host:5432/db` (also `postgresql://`), several hosts allowed (`postgres://h1:5432,h2:5432/db`): see [High availability](#high-availability); a host that is not loopback or a Unix socket needs `sslmode=require`, `verify-ca` or `verify-full` (see [Encrypted transport](#encrypted-transport))"},
+			meaning: "`sqlite:relative/path.db`, `sqlite:/abs/path.db` or `sqlite:///abs/path.db`; or `postgres://user:password@host:5432/db` (also `postgresql://`), several hosts allowed (`postgres://h1:5432,h2:5432/db`): see [High availability](docs/operations.md#high-availability); a host that is not loopback or a Unix socket needs `sslmode=require`, `verify-ca` or `verify-full` (see [Encrypted transport](docs/operations.md#encrypted-transport))"},
 		{name: "PHONES_JWKS_URL", defNote: "development mode", meaning: "key set of the token issuer; `https`, or `http` for a loopback host only"},
 		{name: "PHONES_JWT_ISSUER", meaning: "required with `PHONES_JWKS_URL`; must equal `iss`"},
 		{name: "PHONES_JWT_AUDIENCE", meaning: "required with `PHONES_JWKS_URL`; `aud` must be it or contain it"},
-		{name: "PHONES_JWKS_MAX_STALE", def: "24h", meaning: "how long the key set may go unrefreshed before `/readyz` and the log say so (see [Tokens](#tokens)); `0` turns the warning off"},
+		{name: "PHONES_JWKS_MAX_STALE", def: "24h", meaning: "how long the key set may go unrefreshed before `/readyz` and the log say so (see [Tokens](docs/api.md#tokens)); `0` turns the warning off"},
 		{name: "PHONES_JWT_LEEWAY", def: durationText(auth.DefaultLeeway), meaning: "clock leeway for `exp`, `nbf`, `iat`"},
 		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat` (after now when there is no `iat`); `0` accepts any"},
 		{name: "PHONES_TOKEN_CACHE_SIZE", def: "10000", meaning: "verified tokens kept, so that a token sent again is not verified again; `0` turns the cache off"},
 		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/events.jsonl", defNote: "`file://` + `events.jsonl` in the data directory",
-			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](#running-with-nats-jetstream); credentials to a host that is not loopback go only over TLS"},
+			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](docs/operations.md#running-with-nats-jetstream); credentials to a host that is not loopback go only over TLS"},
 		{name: "PHONES_NATS_CREDS", meaning: "NATS: credentials file (user JWT and seed)"},
 		{name: "PHONES_NATS_SUBJECT_PREFIX", def: "accounts", meaning: "NATS: events go to `<prefix>.<domain>.<event_type>`"},
 		{name: "PHONES_NATS_STREAM", def: "ACCOUNTS_EVENTS", meaning: "NATS: the stream that must hold them, created when missing"},
 		{name: "PHONES_NATS_DUPLICATE_WINDOW", def: durationText(jetstream.DefaultDuplicateWindow), meaning: "NATS: duplicate window of a stream phonesd creates"},
-		{name: "PHONES_NATS_REPLICAS", def: strconv.Itoa(jetstream.DefaultReplicas), meaning: "NATS: replicas of a stream phonesd creates (1 to 5); `3` on a three-server cluster, see [High availability](#high-availability)"},
+		{name: "PHONES_NATS_REPLICAS", def: strconv.Itoa(jetstream.DefaultReplicas), meaning: "NATS: replicas of a stream phonesd creates (1 to 5); `3` on a three-server cluster, see [High availability](docs/operations.md#high-availability)"},
 		{name: "PHONES_OUTBOX_RETENTION", def: durationText(outbox.DefaultRetention), meaning: "how long delivered events stay in the outbox table, counted from their creation"},
 		{name: "PHONES_IDEMPOTENCY_TTL", def: "24h", meaning: "how long the answer to an `Idempotency-Key` is kept"},
 		{name: "PHONES_STORAGE_TIMEOUT", def: "1500ms", meaning: "the longest a request waits for storage before answering 500: a lost database costs a client under 2 s, not a hang"},
@@ -78,7 +79,7 @@ func variables() []variable {
 		// job's start. Development mode has no limit: its only tenant is
 		// its developer.
 		{name: "PHONES_RATE_LIMIT", def: "1000", devDef: "0",
-			meaning: "API requests a second per tenant, per replica (0.01 or more, decimals allowed); `0` turns the limit off; see [Back-pressure](#back-pressure)"},
+			meaning: "API requests a second per tenant, per replica (0.01 or more, decimals allowed); `0` turns the limit off; see [Back-pressure](docs/api.md#back-pressure)"},
 		{name: "PHONES_RATE_BURST", def: "2000", defNote: "twice `PHONES_RATE_LIMIT`", meaning: "requests a tenant may send at once above its rate; an error when the limit is off"},
 		// Throughput stops growing by about 64 concurrent requests; at 512 a
 		// request waits some 70 ms, still far inside the storage timeout,
@@ -95,7 +96,7 @@ func variables() []variable {
 		{name: "PHONES_DEBUG_ADDR", defNote: "off", meaning: "a loopback address serving Go's profiles at `/debug/pprof/`"},
 		{name: "PHONES_METRICS_ADDR", defNote: "the API's address", meaning: "an address serving `/metrics` instead of the API's, so that the metrics need not be exposed with the API"},
 		{name: "PHONES_ALLOW_INSECURE_TRANSPORT", def: "false",
-			meaning: "`true` lets PostgreSQL and NATS credentials and phone numbers go to hosts that are not loopback without TLS, where the network encrypts them itself (a service mesh); see [Encrypted transport](#encrypted-transport)"},
+			meaning: "`true` lets PostgreSQL and NATS credentials and phone numbers go to hosts that are not loopback without TLS, where the network encrypts them itself (a service mesh); see [Encrypted transport](docs/operations.md#encrypted-transport)"},
 	}
 }
 

@@ -248,7 +248,7 @@ func checkVerify(t *testing.T, v *auth.Verifier, ref *reference, token string) {
 	}
 }
 
-// referenceAccount reads the account a token is bound to as the README states
+// referenceAccount reads the account a token is bound to as docs/api.md states
 // the rule: account_id, else uid; a token with only external_account_id is
 // bound to an account phonesd cannot name (""). The caller checks that the
 // text is the canonical decimal of the account the Verifier read.
