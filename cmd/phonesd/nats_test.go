@@ -589,3 +589,20 @@ func TestNATSCrashBetweenAckAndMarkIsDeduplicated(t *testing.T) {
 		t.Errorf("the restart did not report JetStream dropping the duplicate:\n%s", s.logs.String())
 	}
 }
+
+// TestNATSStartAndStopLog: a start logs "NATS connected" once, and a clean
+// stop (SIGTERM) logs no lost connection.
+func TestNATSStartAndStopLog(t *testing.T) {
+	st := natstest.New(t)
+	s := start(t, natsEnv(st, st.URL))
+	if err := s.stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	logs := s.logs.String()
+	if n := strings.Count(logs, `"msg":"NATS connected"`); n != 1 {
+		t.Errorf("%q logged %d times; want 1:\n%s", "NATS connected", n, logs)
+	}
+	if strings.Contains(logs, "NATS connection lost") {
+		t.Errorf("a clean stop logged a lost connection:\n%s", logs)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -96,6 +97,10 @@ type Sink struct {
 	// subjects; it is checked again after JetStream stops answering for it,
 	// since the stream may have been deleted meanwhile.
 	streamOK bool
+	// closing is set by Close: the disconnection that follows is no loss.
+	closing *atomic.Bool
+	// closed is closed by the connection's last callback.
+	closed chan struct{}
 }
 
 // NewSink connects to the server and makes sure the stream exists. A server
@@ -131,6 +136,7 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 	server := Redact(cfg.URL)
 	log = log.With("nats", server)
 
+	closing, closed := &atomic.Bool{}, make(chan struct{})
 	opts := []nats.Option{
 		nats.Name("phonesd"),
 		nats.MaxReconnects(-1),
@@ -143,15 +149,25 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 		nats.MaxPingsOutstanding(maxPingsOut),
 		// Credentials rotated on the server must not end the retries.
 		nats.IgnoreAuthErrorAbort(),
-		// Called only when a start without the server connects later.
-		nats.ConnectHandler(func(*nats.Conn) { log.Info("NATS connected") }),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("NATS reconnected") }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			// The client reports its own Close as a disconnection too.
+			if closing.Load() {
+				return
+			}
+			// A server that closes the connection for good (an error
+			// of its own) is reported with no error: its last one says
+			// why.
+			if err == nil {
+				err = nc.LastError()
+			}
 			log.Warn("NATS connection lost; events wait in the outbox until it is back", "err", err)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("NATS error", "err", err)
 		}),
+		// The last callback of a closed connection: Close waits for it.
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 	}
 	if cfg.CredsFile != "" {
 		if err := CheckCreds(cfg.CredsFile); err != nil {
@@ -173,26 +189,27 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 			return nil, fmt.Errorf("connect to %s: %w", server, err)
 		}
 		// Anything else may be an outage, which must not stop creates:
-		// connect again, this time leaving the client to retry forever.
+		// connect again, this time leaving the client to retry forever;
+		// the client says when it has connected, now or later.
 		log.Warn("NATS unreachable at start; events wait in the outbox until it answers", "err", err)
-		nc, err = nats.Connect(cfg.URL, append(opts, nats.RetryOnFailedConnect(true))...)
+		nc, err = nats.Connect(cfg.URL, append(opts, nats.RetryOnFailedConnect(true),
+			nats.ConnectHandler(func(*nats.Conn) { log.Info("NATS connected") }))...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", server, err)
 		}
-	}
-	if nc.IsConnected() {
+	} else {
 		log.Info("NATS connected")
 	}
 	js, err := natsjs.New(nc, natsjs.WithPublishAsyncTimeout(cfg.PublishTimeout))
+	s := &Sink{nc: nc, js: js, cfg: cfg, log: log, server: server, closing: closing, closed: closed}
 	if err != nil {
-		nc.Close()
+		s.Close()
 		return nil, fmt.Errorf("JetStream on %s: %w", server, err)
 	}
-	s := &Sink{nc: nc, js: js, cfg: cfg, log: log, server: server}
 	if nc.IsConnected() {
 		if err := s.ensureStream(ctx); err != nil {
 			if errors.Is(err, ErrStream) {
-				nc.Close()
+				s.Close()
 				return nil, err
 			}
 			log.Warn("JetStream stream not checked yet; checked again before the first publish", "stream", cfg.Stream, "err", err)
@@ -303,9 +320,19 @@ func (s *Sink) Publish(ctx context.Context, events []phone.Event) error {
 	return nil
 }
 
-// Close closes the connection.
+// closeWait bounds how long Close waits for the connection's callbacks,
+// which only log.
+const closeWait = 2 * time.Second
+
+// Close closes the connection, and returns once its callbacks have run, so
+// that nothing is logged for it afterwards.
 func (s *Sink) Close() error {
+	s.closing.Store(true)
 	s.nc.Close()
+	select {
+	case <-s.closed:
+	case <-time.After(closeWait):
+	}
 	return nil
 }
 

@@ -483,3 +483,38 @@ func TestNewSinkRequiringTLSRefusesAPlainServer(t *testing.T) {
 		t.Errorf("stream holds %d messages; want none", got)
 	}
 }
+
+// TestSinkLogsItsConnection: "NATS connected" is logged once, whether the
+// server answers at once or only later, and Close is no lost connection.
+func TestSinkLogsItsConnection(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		late bool // the server is unreachable when the sink starts
+	}{{"server answering at once", false}, {"server answering later", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			st := natstest.New(t)
+			server, proxy := proxied(t, st.URL)
+			if c.late {
+				proxy.Set(faultproxy.Cut)
+			}
+			var logs logBuffer
+			sink, err := jetstream.NewSink(context.Background(), config(st, server, &logs))
+			if err != nil {
+				t.Fatalf("NewSink: %v", err)
+			}
+			if c.late {
+				proxy.Set(faultproxy.Pass)
+			}
+			eventually(t, "Publish", func() error { return sink.Publish(context.Background(), events(1, 1)) })
+			// Close returns once the connection's callbacks have run: the
+			// log is complete.
+			sink.Close()
+			if n := strings.Count(logs.String(), "NATS connected"); n != 1 {
+				t.Errorf("%q logged %d times; want 1:\n%s", "NATS connected", n, logs.String())
+			}
+			if strings.Contains(logs.String(), "connection lost") {
+				t.Errorf("Close logged a lost connection:\n%s", logs.String())
+			}
+		})
+	}
+}
