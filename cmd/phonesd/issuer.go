@@ -65,11 +65,20 @@ func issuerTokenCommand(args []string, getenv func(string) string, stdout io.Wri
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// The issuer's tokens are for a phonesd whose limit it cannot know: it
+	// reads PHONES_JWT_MAX_TTL as phonesd does, its default when unset.
+	maxTTL, err := newEnv(getenv).duration("PHONES_JWT_MAX_TTL")
+	if err != nil {
+		return err
+	}
+	c, err := claims(maxTTL)
+	if err != nil {
+		return err
+	}
 	key, _, err := issuerKey(getenv)
 	if err != nil {
 		return err
 	}
-	c := claims()
 	c.Issuer, c.Audience = issuer.Name, issuer.Audience
 	return printToken(stdout, key, c)
 }

@@ -185,7 +185,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databaseName(), "events", cfg.eventsName(), "development_mode", cfg.dev())
 	if cfg.dev() {
 		log.Warn("DEVELOPMENT MODE: tokens are signed by the key in the data directory; set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE for production")
-		if err := announceDev(stderr, devKey, ln.Addr().String()); err != nil {
+		if err := announceDev(stderr, devKey, ln.Addr().String(), cfg.maxTTL); err != nil {
 			log.Warn("could not mint the development token", "err", err)
 		}
 	}

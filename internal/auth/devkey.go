@@ -26,8 +26,10 @@ const (
 
 	devKeyFile = "dev-signing-key.pem"
 	devKeyBits = 2048
-	defaultTTL = time.Hour
 )
+
+// DefaultTTL is the lifetime of a token whose Claims give none.
+const DefaultTTL = time.Hour
 
 // DevKey is a development signing key kept in the data directory.
 type DevKey struct {
@@ -40,7 +42,7 @@ type Claims struct {
 	Issuer, Audience, Subject, Tenant, Email, Origin string
 	Account                                          int64 // 0: not account-specific (emitted as "account_id" when > 0)
 	Roles                                            []string
-	TTL                                              time.Duration // 0 means 1h
+	TTL                                              time.Duration // 0 means DefaultTTL
 	Now                                              time.Time     // zero means time.Now
 }
 
@@ -187,7 +189,7 @@ func (k *DevKey) Mint(c Claims) (string, error) {
 	}
 	ttl := c.TTL
 	if ttl == 0 {
-		ttl = defaultTTL
+		ttl = DefaultTTL
 	}
 	mc := mintClaims{
 		Claims: jwt.Claims{
