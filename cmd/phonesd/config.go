@@ -81,6 +81,19 @@ func (c config) databaseName() string {
 	return "postgres://" + u.Host + u.Path
 }
 
+// keySetName names where the keys of tokens come from, for the log,
+// without the key set URL's credentials or query.
+func (c config) keySetName() string {
+	if c.dev() {
+		return "development key in " + c.dataDir
+	}
+	u, err := url.Parse(c.jwksURL)
+	if err != nil {
+		return "key set"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
+}
+
 // databaseSystem names the database engine, for traces.
 func (c config) databaseSystem() string {
 	if c.postgresURL == "" {

@@ -16,6 +16,13 @@ Usage:
                           mode on one machine (-h: flags)
   phonesd issuer token [flags]
                           print a token of that issuer (-h: flags)
+  phonesd check [-connect]
+                          read the configuration as a start does, stopping
+                          with the start's error, and reach nothing; with
+                          -connect, also reach the database, the broker and
+                          the key set, and say which answered
+  phonesd check issuer [flags]
+                          check the issuer's flags and data directory
   phonesd healthcheck     exit 0 when the phonesd of PHONES_ADDR on this machine
                           answers /healthz (a container's health check)
   phonesd version         print the version and the VCS revision built

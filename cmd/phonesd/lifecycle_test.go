@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -165,8 +166,14 @@ func TestDevelopmentMode(t *testing.T) {
 	}
 }
 
+// TestConfigurationErrors: each bad configuration stops the start with one
+// line naming what is wrong, and phonesd check with the very same line.
 func TestConfigurationErrors(t *testing.T) {
 	dir := t.TempDir()
+	file := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		env  map[string]string
@@ -194,6 +201,12 @@ func TestConfigurationErrors(t *testing.T) {
 		{"no outbox retention", map[string]string{"PHONES_OUTBOX_RETENTION": "0"}, "PHONES_OUTBOX_RETENTION: want a positive duration such as 168h"},
 		{"no statement timeout", map[string]string{"PHONES_DB_STATEMENT_TIMEOUT": "0"}, "PHONES_DB_STATEMENT_TIMEOUT: want a positive duration"},
 		{"no leeway", map[string]string{"PHONES_JWT_LEEWAY": "0"}, "PHONES_JWT_LEEWAY: want a positive duration"},
+		{"database URL for a standby", map[string]string{
+			"PHONES_JWKS_URL": "https://keys.example/jwks", "PHONES_JWT_ISSUER": "i", "PHONES_JWT_AUDIENCE": "a",
+			"PHONES_DATABASE_URL": "postgres://phonesd:pw-secret@127.0.0.1:5432/phonesd?target_session_attrs=standby",
+		}, "PHONES_DATABASE_URL: open postgres: target_session_attrs=standby"},
+		{"trace endpoint without a scheme", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{"data directory that is a file", map[string]string{"PHONES_DATA_DIR": file}, "is not a directory"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := map[string]string{"PHONES_DATA_DIR": dir, "PHONES_ADDR": "127.0.0.1:0"}
@@ -208,6 +221,10 @@ func TestConfigurationErrors(t *testing.T) {
 			}
 			if err != nil && strings.Contains(err.Error(), "pw-secret") {
 				t.Errorf("run: %v; the error holds the password", err)
+			}
+			checked := run(ctx, []string{"phonesd", "check"}, env, &bytes.Buffer{}, &bytes.Buffer{})
+			if err != nil && (checked == nil || checked.Error() != err.Error()) {
+				t.Errorf("phonesd check: %v; want the start's error, %v", checked, err)
 			}
 		})
 	}

@@ -41,6 +41,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 			return mintCommand(args[2:], getenv, stdout)
 		case "issuer":
 			return issuerCommand(ctx, args[2:], getenv, stdout)
+		case "check":
+			return checkCommand(ctx, args[2:], env, stdout)
 		case "healthcheck":
 			return healthcheckCommand(ctx, getenv)
 		case "version":
@@ -57,9 +59,11 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	}
 	handler := newLogHandler(stdout, cfg.logLevel, cfg.dev())
 	log := slog.New(handler)
-	warnUnknownVariables(log, env)
-
-	if err := prepareDataDir(cfg.dataDir, log); err != nil {
+	// What phonesd check checks, so that it stops where a start would.
+	if err := checkStart(cfg, env, log); err != nil {
+		return err
+	}
+	if err := createDataDir(cfg.dataDir); err != nil {
 		return err
 	}
 	metrics := telemetry.NewMetrics()
@@ -293,16 +297,7 @@ func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, e
 		}
 		return sink, nil
 	}
-	sink, err := jetstream.NewSink(ctx, jetstream.Config{
-		URL:             cfg.nats.url,
-		CredsFile:       cfg.nats.credsFile,
-		SubjectPrefix:   cfg.nats.subjectPrefix,
-		Stream:          cfg.nats.stream,
-		DuplicateWindow: cfg.nats.duplicateWindow,
-		Replicas:        int(cfg.nats.replicas),
-		RequireTLS:      cfg.nats.requireTLS,
-		Logger:          log,
-	})
+	sink, err := jetstream.NewSink(ctx, natsSinkConfig(cfg, log))
 	switch {
 	case errors.Is(err, jetstream.ErrStream):
 		return nil, fmt.Errorf("PHONES_NATS_STREAM: %w", err)
@@ -312,6 +307,20 @@ func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, e
 		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 	}
 	return sink, nil
+}
+
+// natsSinkConfig is the NATS JetStream sink's configuration.
+func natsSinkConfig(cfg config, log *slog.Logger) jetstream.Config {
+	return jetstream.Config{
+		URL:             cfg.nats.url,
+		CredsFile:       cfg.nats.credsFile,
+		SubjectPrefix:   cfg.nats.subjectPrefix,
+		Stream:          cfg.nats.stream,
+		DuplicateWindow: cfg.nats.duplicateWindow,
+		Replicas:        int(cfg.nats.replicas),
+		RequireTLS:      cfg.nats.requireTLS,
+		Logger:          log,
+	}
 }
 
 // newVerifier returns the token verifier: the configured JWKS, or in

@@ -211,6 +211,19 @@ func (v *Verifier) lookup(kid string) (signingKey, bool) {
 	return signingKey{}, false
 }
 
+// Fetch downloads the key set once, waits for it or for ctx, installs it,
+// and returns how many usable keys it holds; with Config.Keys it only
+// counts them. It returns the download's error: the server unreachable, an
+// answer other than 200, a body too large, or no usable key.
+func (v *Verifier) Fetch(ctx context.Context) (int, error) {
+	if v.cfg.JWKSURL != "" {
+		if err := v.fetch(ctx, false); err != nil {
+			return 0, err
+		}
+	}
+	return len(v.keys.Load().byKID), nil
+}
+
 // KeySetAge returns how long ago the key set in use was fetched: a failed
 // refresh keeps the last good set, which grows older. It reports false when
 // no set has been fetched yet, and for fixed keys, which never age.

@@ -111,23 +111,9 @@ type Sink struct {
 // server that offers no TLS (wrapping ErrNoTLS), and, when the server
 // answers, a stream wrapping ErrStream.
 func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
-	if err := CheckSubjectPrefix(cfg.SubjectPrefix); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
-	}
-	if err := CheckStreamName(cfg.Stream); err != nil {
-		return nil, err
-	}
-	if cfg.DuplicateWindow <= 0 {
-		cfg.DuplicateWindow = DefaultDuplicateWindow
-	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = DefaultReplicas
-	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = DefaultPublishTimeout
-	}
-	if cfg.ReconnectWait <= 0 {
-		cfg.ReconnectWait = DefaultReconnectWait
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -136,9 +122,12 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 	server := Redact(cfg.URL)
 	log = log.With("nats", server)
 
+	opts, err := dialOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	closing, closed := &atomic.Bool{}, make(chan struct{})
-	opts := []nats.Option{
-		nats.Name("phonesd"),
+	opts = append(opts,
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(cfg.ReconnectWait),
 		// Without a reconnect buffer, a publish while the connection is down
@@ -168,25 +157,12 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 		}),
 		// The last callback of a closed connection: Close waits for it.
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-	}
-	if cfg.CredsFile != "" {
-		if err := CheckCreds(cfg.CredsFile); err != nil {
-			return nil, err
-		}
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
-	}
-
-	if cfg.RequireTLS {
-		opts = append(opts, nats.Secure())
-	}
+	)
 
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		if errors.Is(err, nats.ErrSecureConnWanted) {
-			return nil, fmt.Errorf("connect to %s: %w: %w", server, ErrNoTLS, err)
-		}
-		if authError(err) {
-			return nil, fmt.Errorf("connect to %s: %w", server, err)
+		if errors.Is(err, nats.ErrSecureConnWanted) || authError(err) {
+			return nil, connectError(server, err)
 		}
 		// Anything else may be an outage, which must not stop creates:
 		// connect again, this time leaving the client to retry forever;
@@ -195,7 +171,7 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 		nc, err = nats.Connect(cfg.URL, append(opts, nats.RetryOnFailedConnect(true),
 			nats.ConnectHandler(func(*nats.Conn) { log.Info("NATS connected") }))...)
 		if err != nil {
-			return nil, fmt.Errorf("connect to %s: %w", server, err)
+			return nil, connectError(server, err)
 		}
 	} else {
 		log.Info("NATS connected")
@@ -216,6 +192,93 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 		}
 	}
 	return s, nil
+}
+
+// withDefaults checks cfg's names and returns it with a default for every
+// zero duration and count.
+func (cfg Config) withDefaults() (Config, error) {
+	if err := CheckSubjectPrefix(cfg.SubjectPrefix); err != nil {
+		return cfg, err
+	}
+	if err := CheckStreamName(cfg.Stream); err != nil {
+		return cfg, err
+	}
+	if cfg.DuplicateWindow <= 0 {
+		cfg.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = DefaultReplicas
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = DefaultPublishTimeout
+	}
+	if cfg.ReconnectWait <= 0 {
+		cfg.ReconnectWait = DefaultReconnectWait
+	}
+	return cfg, nil
+}
+
+// dialOptions are what a connection of cfg shows the server, the same for
+// NewSink and Probe: its name, its credentials, and with RequireTLS its
+// refusal of a server without TLS.
+func dialOptions(cfg Config) ([]nats.Option, error) {
+	opts := []nats.Option{nats.Name("phonesd")}
+	if cfg.CredsFile != "" {
+		if err := CheckCreds(cfg.CredsFile); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.RequireTLS {
+		opts = append(opts, nats.Secure())
+	}
+	return opts, nil
+}
+
+// connectError is the error of a connection to server that failed with err.
+func connectError(server string, err error) error {
+	if errors.Is(err, nats.ErrSecureConnWanted) {
+		return fmt.Errorf("connect to %s: %w: %w", server, ErrNoTLS, err)
+	}
+	return fmt.Errorf("connect to %s: %w", server, err)
+}
+
+// Probe connects to the server once as NewSink would, without retrying,
+// and looks for the stream without creating it. It returns what it found,
+// for a person to read, or NewSink's errors, and one for a server that
+// cannot be reached or has no JetStream.
+func Probe(ctx context.Context, cfg Config) (string, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return "", err
+	}
+	opts, err := dialOptions(cfg)
+	if err != nil {
+		return "", err
+	}
+	server := Redact(cfg.URL)
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return "", connectError(server, err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return "", fmt.Errorf("JetStream on %s: %w", server, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.PublishTimeout)
+	defer cancel()
+	st, err := js.Stream(ctx, cfg.Stream)
+	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		return fmt.Sprintf("no stream %s yet: phonesd creates it", cfg.Stream), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("stream %s on %s: %w", cfg.Stream, server, err)
+	}
+	if err := covering(cfg, st.CachedInfo()); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("stream %s holds %s.>", cfg.Stream, cfg.SubjectPrefix), nil
 }
 
 // Publish publishes the events in order and returns once JetStream has
@@ -385,9 +448,8 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("stream %s: %w", s.cfg.Stream, err)
 	}
 	info := st.CachedInfo()
-	if !covers(info.Config.Subjects, s.cfg.SubjectPrefix) {
-		return fmt.Errorf("%w: stream %s has subjects %v, which do not cover %s; an existing stream is never changed: add %s to it, or choose another stream or subject prefix",
-			ErrStream, s.cfg.Stream, info.Config.Subjects, want, want)
+	if err := covering(s.cfg, info); err != nil {
+		return err
 	}
 	if !created {
 		s.reportReplicas(info)
@@ -413,6 +475,17 @@ func (s *Sink) reportReplicas(info *natsjs.StreamInfo) {
 		s.log.Warn("the stream has fewer replicas than configured; an existing stream is never changed: update it to survive the loss of a server",
 			"stream", s.cfg.Stream, "stream_replicas", info.Config.Replicas, "configured", s.cfg.Replicas)
 	}
+}
+
+// covering returns an error wrapping ErrStream unless the stream of info
+// holds every subject of cfg's prefix.
+func covering(cfg Config, info *natsjs.StreamInfo) error {
+	if !covers(info.Config.Subjects, cfg.SubjectPrefix) {
+		want := cfg.SubjectPrefix + ".>"
+		return fmt.Errorf("%w: stream %s has subjects %v, which do not cover %s; an existing stream is never changed: add %s to it, or choose another stream or subject prefix",
+			ErrStream, cfg.Stream, info.Config.Subjects, want, want)
+	}
+	return nil
 }
 
 // covers reports whether one of subjects matches every subject that starts

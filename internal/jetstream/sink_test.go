@@ -518,3 +518,33 @@ func TestSinkLogsItsConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestProbe: Probe says whether the stream exists and holds the events'
+// subjects, and creates nothing.
+func TestProbe(t *testing.T) {
+	ctx := context.Background()
+	var logs logBuffer
+	st := natstest.New(t)
+	cfg := config(st, st.URL, &logs)
+	if got, err := jetstream.Probe(ctx, cfg); err != nil || !strings.HasPrefix(got, "no stream "+st.Name) {
+		t.Errorf("Probe without the stream: %q, %v; want no stream %s", got, err, st.Name)
+	}
+	if st.Info(t) != nil {
+		t.Fatalf("Probe created the stream")
+	}
+	newSink(t, cfg)
+	if got, err := jetstream.Probe(ctx, cfg); err != nil || got != "stream "+st.Name+" holds "+st.Prefix+".>" {
+		t.Errorf("Probe with the stream: %q, %v; want it to hold %s.>", got, err, st.Prefix)
+	}
+
+	other := natstest.New(t)
+	other.Create(t, natsjs.StreamConfig{Subjects: []string{other.Prefix + ".audit.*"}})
+	if _, err := jetstream.Probe(ctx, config(other, other.URL, &logs)); !errors.Is(err, jetstream.ErrStream) {
+		t.Errorf("Probe of a stream not covering the subjects: %v; want ErrStream", err)
+	}
+	server, proxy := proxied(t, st.URL)
+	proxy.Set(faultproxy.Cut)
+	if _, err := jetstream.Probe(ctx, config(st, server, &logs)); err == nil {
+		t.Error("Probe without a server: nil error; want one")
+	}
+}

@@ -79,8 +79,73 @@ type DB struct {
 // long a session may sit idle inside a transaction, overrides any given in
 // the URL.
 func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
+	set, err := parse(dbURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := set.pool
+	guard := &standbyGuard{}
+	cfg.ConnConfig.Tracer = guard
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, redact(fmt.Errorf("open %s: %w", set.where, err), set.secrets)
+	}
+	guard.pool.Store(pool)
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, redact(fmt.Errorf("open %s: %w", set.where, err), set.secrets)
+	}
+	if err := migrate(ctx, cfg.ConnConfig); err != nil {
+		pool.Close()
+		return nil, redact(fmt.Errorf("migrate %s: %w", set.where, err), set.secrets)
+	}
+	db := &DB{pool: pool, lease: newLease(cfg.ConnConfig)}
+	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{Timeout: opts.StatementTimeout, Instruments: opts.Instruments})
+	return db, nil
+}
+
+// Check returns the error Open would return for dbURL before connecting: a
+// URL of another scheme, a malformed one, or one that would connect to a
+// server refusing writes. It reaches nothing.
+func Check(dbURL string) error {
+	_, err := parse(dbURL, Options{})
+	return err
+}
+
+// Ping connects once to the database at dbURL as Open would, to a server
+// that accepts writes, and returns the server's version. It changes
+// nothing: no migration runs. Its errors are Check's, and the connection's,
+// never holding the URL's password.
+func Ping(ctx context.Context, dbURL string) (string, error) {
+	set, err := parse(dbURL, Options{})
+	if err != nil {
+		return "", err
+	}
+	conn, err := pgx.ConnectConfig(ctx, set.pool.ConnConfig)
+	if err != nil {
+		return "", redact(fmt.Errorf("connect to %s: %w", set.where, err), set.secrets)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var version string
+	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
+		return "", redact(fmt.Errorf("query %s: %w", set.where, err), set.secrets)
+	}
+	return version, nil
+}
+
+// settings are a database URL and Options read as Open reads them.
+type settings struct {
+	pool *pgxpool.Config
+	// secrets are what error texts must not show.
+	secrets []string
+	// where names the database for error texts.
+	where string
+}
+
+// parse reads dbURL and opts for Open, with the defaults of opts applied.
+func parse(dbURL string, opts Options) (settings, error) {
 	if !strings.HasPrefix(dbURL, "postgres://") && !strings.HasPrefix(dbURL, "postgresql://") {
-		return nil, errors.New("open postgres: URL must start with postgres:// or postgresql://")
+		return settings{}, errors.New("open postgres: URL must start with postgres:// or postgresql://")
 	}
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
@@ -89,9 +154,9 @@ func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 		// the password is anyone's guess. So the error is only shown for a
 		// URL that cannot hold a password.
 		if mayHoldPassword(dbURL) {
-			return nil, errors.New("open postgres: malformed URL, not shown as it may hold a password (percent-encode reserved characters in the user name and password)")
+			return settings{}, errors.New("open postgres: malformed URL, not shown as it may hold a password (percent-encode reserved characters in the user name and password)")
 		}
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return settings{}, fmt.Errorf("open postgres: %w", err)
 	}
 	secrets := urlSecrets(dbURL)
 	if pw := cfg.ConnConfig.Password; pw != "" {
@@ -115,28 +180,9 @@ func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = millis(opts.StatementTimeout)
 
 	if err := requireWritable(dbURL, &cfg.ConnConfig.Config); err != nil {
-		return nil, err
+		return settings{}, err
 	}
-	guard := &standbyGuard{}
-	cfg.ConnConfig.Tracer = guard
-
-	where := describe(cfg.ConnConfig)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, redact(fmt.Errorf("open %s: %w", where, err), secrets)
-	}
-	guard.pool.Store(pool)
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, redact(fmt.Errorf("open %s: %w", where, err), secrets)
-	}
-	if err := migrate(ctx, cfg.ConnConfig); err != nil {
-		pool.Close()
-		return nil, redact(fmt.Errorf("migrate %s: %w", where, err), secrets)
-	}
-	db := &DB{pool: pool, lease: newLease(cfg.ConnConfig)}
-	db.creates = groupcommit.New(db.CreatePhones, groupcommit.Options{Timeout: opts.StatementTimeout, Instruments: opts.Instruments})
-	return db, nil
+	return settings{pool: cfg, secrets: secrets, where: describe(cfg.ConnConfig)}, nil
 }
 
 // millis formats d as a run-time parameter in milliseconds, rounded up so

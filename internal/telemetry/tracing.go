@@ -59,6 +59,13 @@ func StartTracing(ctx context.Context, getenv func(string) string, version strin
 	return t, nil
 }
 
+// CheckTracing returns the error StartTracing would return for the
+// variables read through getenv, without starting anything.
+func CheckTracing(getenv func(string) string) error {
+	_, err := tracesEndpoint(getenv)
+	return err
+}
+
 // tracesEndpoint returns the URL traces are exported to, "" for none.
 func tracesEndpoint(getenv func(string) string) (string, error) {
 	if strings.EqualFold(getenv(exporterEnv), "none") {
