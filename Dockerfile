@@ -14,12 +14,15 @@ COPY go.mod go.sum go.work go.work.sum ./
 COPY api/go.mod api/go.sum api/
 RUN go mod download
 COPY . .
-RUN scripts/build-static /out/phonesd && mkdir /out/data
+RUN scripts/build-static /out/phonesd && mkdir -m 0700 /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/phonesd /usr/local/bin/phonesd
-# Owned by nonroot (65532), so that a new volume on /data is writable.
-COPY --from=build --chown=65532:65532 /out/data /data
+# Owned by nonroot (65532) and 0700, as phonesd makes a data directory: a
+# new volume on /data takes both, so that phonesd can write it and no one
+# else read it (phonesd warns of a data directory open to others). --chmod
+# for a builder that would not carry the mode of the directory over.
+COPY --from=build --chown=65532:65532 --chmod=0700 /out/data /data
 ENV PHONES_ADDR=0.0.0.0:8080 PHONES_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8080
