@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"net/url"
 	"os"
@@ -51,8 +52,8 @@ func runAsPhonesd(t *testing.T, env map[string]string, args ...string) (int, str
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	if _, exited := err.(*exec.ExitError); err != nil && !exited {
+	var exited *exec.ExitError
+	if err := cmd.Run(); err != nil && !errors.As(err, &exited) {
 		t.Fatalf("phonesd %s: %v", strings.Join(args, " "), err)
 	}
 	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
