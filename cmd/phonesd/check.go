@@ -139,7 +139,7 @@ func reach(ctx context.Context, cfg config, log *slog.Logger) error {
 				return "", err
 			}
 			n, err := v.Fetch(ctx)
-			return strconv.Itoa(n) + " usable keys", err
+			return "usable keys: " + strconv.Itoa(n), err
 		}
 	}
 	ask("key set", cfg.keySetName(), keySet)

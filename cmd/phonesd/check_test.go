@@ -108,7 +108,7 @@ func TestCheckConnect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("phonesd check -connect: %v\n%s", err, out)
 	}
-	for _, want := range []string{`"msg":"database answered"`, `"msg":"broker answered"`, `"msg":"key set answered"`, "1 usable keys", "no stream " + st.Name + " yet"} {
+	for _, want := range []string{`"msg":"database answered"`, `"msg":"broker answered"`, `"msg":"key set answered"`, "usable keys: 1", "no stream " + st.Name + " yet"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("phonesd check -connect printed\n%s\nwant %q", out, want)
 		}
