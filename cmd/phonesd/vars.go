@@ -90,6 +90,13 @@ func variables() []variable {
 		{name: "PHONES_MAX_IN_FLIGHT", def: "512",
 			meaning: "authenticated API requests a replica serves at once (1 to 4096); more answer 503 at once. Requests whose token is being checked are bounded apart by the same number"},
 		{name: "PHONES_MAX_IN_FLIGHT_PER_TENANT", def: "128", defNote: "a quarter of `PHONES_MAX_IN_FLIGHT`", meaning: "requests one tenant may have in progress on a replica; more answer 429"},
+		// An account-bound token is one customer's app; the tenant-wide
+		// tokens are the bank's own callers (back office, batch jobs). One
+		// app serves one person, far below a quarter of its tenant (250
+		// requests a second, 32 in progress), and with a quarter a runaway
+		// or hostile app leaves its tenant's other callers three quarters.
+		{name: "PHONES_ACCOUNT_SHARE", def: "0.25",
+			meaning: "the share of its tenant's `PHONES_RATE_LIMIT`, `PHONES_RATE_BURST` and `PHONES_MAX_IN_FLIGHT_PER_TENANT` (each at least 1) that one account may take with account-specific tokens (`account_id`, `uid`), so that one customer's app cannot starve its tenant's other callers; more answer 429. From 0.01 to 1 (1: the tenant's whole); see [Back-pressure](#back-pressure)"},
 		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers; a slower one answers 408 and its connection is closed"},
 		{name: "PHONES_LOG_LEVEL", def: "info", meaning: "`debug`, `info`, `warn`, `error`"},
 		{name: "PHONES_DEBUG_ADDR", defNote: "off", meaning: "a loopback address serving Go's profiles at `/debug/pprof/`"},

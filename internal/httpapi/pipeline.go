@@ -61,9 +61,10 @@ func (in *request) audit() phone.Audit {
 
 // serve runs the contract's checks on a routed request in their order, each
 // once: draining (503), the key set loaded (503), the token (401), the
-// replica's and the tenant's places (503, 429), the tenant's rate (429), path
-// and headers (400), the account rule (403), media type, size and arrival
-// of the body (415, 413, 408), the body (400); then the operation.
+// replica's, the account's and the tenant's places (503, 429), the
+// account's and the tenant's rate (429), path and headers (400), the
+// account rule (403), media type, size and arrival of the body (415, 413,
+// 408), the body (400); then the operation.
 func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArgs) {
 	x.failMsg = op.failMsg
 	ctx := s.traceContext(x, r, op)
@@ -88,11 +89,11 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 		return
 	}
 	x.tenant = p.Tenant
-	if !s.admit(x, p.Tenant) {
+	if !s.admit(x, p) {
 		return
 	}
-	defer s.dismiss(p.Tenant)
-	if !s.allowTenant(x, p.Tenant) {
+	defer s.dismiss(p)
+	if !s.allowRate(x, p) {
 		return
 	}
 	in := request{principal: p, cid: x.cid, traceParent: s.traceParent(ctx)}
