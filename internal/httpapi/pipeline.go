@@ -118,6 +118,15 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 			in.fingerprint = fingerprint(r.URL.EscapedPath(), r.Header.Get("X-Customer-Id"), body)
 		}
 	}
+	// An answer not taken by the client within the body's timeout ends the
+	// request, so that its places are free within that time too; the
+	// alternative, giving them back before a large answer is written,
+	// would leave that answer's memory (a page of 500 phones, some 120
+	// KiB) outside every bound until the server's write timeout. Only the
+	// operation's answers need it: the answers above are small, written
+	// out once the handler has returned and given its places back, and
+	// for a body not read, only after the server has waited for it.
+	x.writeWithin = s.bodyTimeout
 	ctx, cancel := context.WithTimeout(ctx, s.storageTimeout)
 	defer cancel()
 	op.do(s, x, ctx, &in)
