@@ -55,7 +55,7 @@ func variables() []variable {
 		{name: "PHONES_JWT_AUDIENCE", meaning: "required with `PHONES_JWKS_URL`; `aud` must be it or contain it"},
 		{name: "PHONES_JWKS_MAX_STALE", def: "24h", meaning: "how long the key set may go unrefreshed before `/readyz` and the log say so (see [Tokens](#tokens)); `0` turns the warning off"},
 		{name: "PHONES_JWT_LEEWAY", def: durationText(auth.DefaultLeeway), meaning: "clock leeway for `exp`, `nbf`, `iat`"},
-		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat` (after now when there is no `iat`); `0` accepts any"},
+		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat`, else after `nbf`, else after now; `0` accepts any"},
 		{name: "PHONES_TOKEN_CACHE_SIZE", def: "10000", meaning: "verified tokens kept, so that a token sent again is not verified again; `0` turns the cache off"},
 		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/events.jsonl", defNote: "`file://` + `events.jsonl` in the data directory",
 			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](#running-with-nats-jetstream); credentials to a host that is not loopback go only over TLS"},

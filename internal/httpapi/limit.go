@@ -16,7 +16,8 @@ import (
 //
 // Requests whose token is not yet known to be good are bounded on their own
 // (MaxInFlight of them); checking a token never waits on I/O, so this bound
-// is reached only by a flood, and then costs the flood alone.
+// is reached only by a flood, and then costs the flood alone: a token
+// verified before (cached) is recognised without taking a place there.
 //
 // Once authenticated, a request takes one of the replica's places
 // (MaxInFlight) and one of its tenant's (MaxInFlightPerTenant) for as long

@@ -168,6 +168,8 @@ func (s *Server) traceContext(x *exchange, r *http.Request, op *operation) conte
 // it is missing or invalid. The work before a token is known to be good is
 // bounded on its own (s.verifying), apart from the authenticated requests'
 // share of the replica: junk tokens cannot take the places of good ones.
+// A token verified before is looked up first, outside that bound, so that
+// a flood of bad tokens filling it cannot slow or shed a good client.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
 	vals := r.Header.Values("Authorization")
 	switch {
@@ -186,6 +188,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Prin
 		s.observer.TokenRejected("not_bearer")
 		writeUnauthorized(w, msgNotBearer)
 		return auth.Principal{}, false
+	}
+	if p, ok := s.verifier.Cached(token); ok {
+		return p, true
 	}
 	if !s.verifying.enter() {
 		s.observer.Refused("overloaded_unauthenticated")

@@ -32,6 +32,9 @@ import (
 
 // Verifier checks bearer tokens.
 type Verifier interface {
+	// Cached returns the principal of a token verified before and still
+	// valid, cheaply; false when the token must go through Verify.
+	Cached(token string) (auth.Principal, bool)
 	Verify(ctx context.Context, token string) (auth.Principal, error)
 	// Ready reports whether a key set has been loaded.
 	Ready() bool
@@ -86,8 +89,9 @@ type Config struct {
 	// its token bucket; less than 1 means 1.
 	RateBurst int
 	// MaxInFlight caps the authenticated API requests served at once, and
-	// separately the requests whose token is being checked; beyond either
-	// the API answers 503 at once. 0 turns both caps off.
+	// separately the requests whose token is being verified (a token
+	// verified before, found by Verifier.Cached, takes no place there);
+	// beyond either the API answers 503 at once. 0 turns both caps off.
 	MaxInFlight int
 	// MaxInFlightPerTenant caps one tenant's requests served at once;
 	// beyond it that tenant gets 429. 0 turns the cap off.
