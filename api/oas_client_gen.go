@@ -62,9 +62,10 @@ type Invoker interface {
 	// when it would be active and the account already has an active phone with the same duplicate key
 	// (country code after its default, area code, the digits of `number`, and the extension trimmed and
 	// lower-cased). Checks run in this order: route (404, 405), the replica ready to check tokens (503),
-	// token (401), the replica's and the tenant's requests in progress (503, 429), the tenant's rate
-	// (429), path and headers (400), account-specific token (403), media type, size and arrival of the
-	// body (415, 413, 408), body (400, fields in schema order), duplicates (409).
+	// token (401), the replica's, the account's and the tenant's requests in progress (503, 429), the
+	// account's and the tenant's rate (429), path and headers (400), account-specific token (403), media
+	// type, size and arrival of the body (415, 413, 408), body (400, fields in schema order), duplicates
+	// (409).
 	//
 	// [Phone created]: https://developers.pismo.io/events/docs/audit-phone-creation-1
 	//
@@ -546,9 +547,10 @@ func (c *Client) sendPatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx context.C
 // when it would be active and the account already has an active phone with the same duplicate key
 // (country code after its default, area code, the digits of `number`, and the extension trimmed and
 // lower-cased). Checks run in this order: route (404, 405), the replica ready to check tokens (503),
-// token (401), the replica's and the tenant's requests in progress (503, 429), the tenant's rate
-// (429), path and headers (400), account-specific token (403), media type, size and arrival of the
-// body (415, 413, 408), body (400, fields in schema order), duplicates (409).
+// token (401), the replica's, the account's and the tenant's requests in progress (503, 429), the
+// account's and the tenant's rate (429), path and headers (400), account-specific token (403), media
+// type, size and arrival of the body (415, 413, 408), body (400, fields in schema order), duplicates
+// (409).
 //
 // POST /accounts/v1/accounts/{accountId}/phones
 //

@@ -18,12 +18,12 @@ type SecuritySource interface {
 	// header's `kid` must name a key of the issuer's key set (JWKS), fetched over https, and the key is
 	// never taken from the token itself; a key's own `alg`, when set, must match the token's; RSA keys
 	// under 2048 bits are refused; a `typ` header, when present, must be `JWT` or `at+jwt`. `exp` is
-	// required, and may lie at most 24 hours (configurable) after `iat`; `nbf` and `iat` are honoured with
-	// a 30-second leeway; `iss` must equal the configured issuer and `aud` must be or contain the
-	// configured audience. The `tenant_id` claim (1 to 64 characters, no control or invisible formatting
-	// characters) names the tenant; `account_id` or `uid`, when present, must be a positive 64-bit integer
-	// and restricts the token to that account. The token's bytes must be canonical base64url, and it may
-	// take at most 8 KiB.
+	// required, and may lie at most 24 hours (configurable) after `iat` (else `nbf`, else now); `nbf` and
+	// `iat` are honoured with a 30-second leeway; `iss` must equal the configured issuer and `aud` must be
+	// or contain the configured audience. The `tenant_id` claim (1 to 64 characters, no control or
+	// invisible formatting characters) names the tenant; `account_id` or `uid`, when present, must be a
+	// positive 64-bit integer and restricts the token to that account; when both are present they must
+	// name the same account. The token's bytes must be canonical base64url, and it may take at most 8 KiB.
 	BearerAuth(ctx context.Context, operationName OperationName) (BearerAuth, error)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"net"
@@ -264,5 +265,75 @@ func TestBodyTimeout(t *testing.T) {
 	ok := slowRequest{conn: conn}
 	if code, err := ok.status(5 * time.Second); err != nil || code != http.StatusOK {
 		t.Errorf("a body sent in two pieces within the timeout: status %d, %v; want 200", code, err)
+	}
+}
+
+// TestBadSignaturesSpareCachedTokens: with PHONES_MAX_IN_FLIGHT=1, tokens
+// with bad signatures from 16 clients at once keep the one place for
+// tokens being verified nearly always taken. A good client's token,
+// verified once and cached, is recognised before that place is asked for:
+// every one of its requests is served, none shed 503.
+func TestBadSignaturesSpareCachedTokens(t *testing.T) {
+	s := start(t, map[string]string{"PHONES_MAX_IN_FLIGHT": "1"})
+	list := func(token string) response {
+		return s.do(http.MethodGet, "/accounts/v1/accounts/1/phones?limit=1", "", bearer(token))
+	}
+	if r := list(s.token); r.status != http.StatusOK { // verified, and cached
+		t.Fatalf("the good token: status %d %s; want 200", r.status, r.body)
+	}
+	forger, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Signed with another key under the key set's kid: refused only once
+	// its signature has been checked, the costliest refusal.
+	bad := (&testKeys{key: forger, kid: s.keys.kid}).token(t, nil)
+
+	flood := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	t.Cleanup(flood.CloseIdleConnections)
+	stop := make(chan struct{})
+	var refused, shed atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodGet, s.base+"/accounts/v1/accounts/1/phones", nil)
+				req.Header.Set("Authorization", "Bearer "+bad)
+				resp, err := flood.Do(req)
+				if err != nil {
+					t.Errorf("a bad signature: %v", err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusUnauthorized:
+					refused.Add(1)
+				case http.StatusServiceUnavailable:
+					shed.Add(1)
+				default:
+					t.Errorf("a bad signature: status %d; want 401, or 503 beyond the place", resp.StatusCode)
+				}
+			}
+		})
+	}
+	statuses := map[int]int{}
+	for range 300 {
+		statuses[list(s.token).status]++
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("bad signatures: %d refused 401, %d shed 503; the good token's 300 requests: %v", refused.Load(), shed.Load(), statuses)
+	// The flood must have filled the place, or the test shows nothing.
+	if shed.Load() == 0 {
+		t.Errorf("no bad signature shed 503: the flood never filled the place of tokens being verified")
+	}
+	if statuses[http.StatusOK] != 300 {
+		t.Errorf("the good cached token's 300 requests beside the flood answered %v; want all 200", statuses)
 	}
 }

@@ -42,7 +42,10 @@ type config struct {
 	rateBurst            int32
 	maxInFlight          int32
 	maxInFlightPerTenant int32
-	bodyTimeout          time.Duration
+	// accountShare is the share of its tenant's rate and places one
+	// account may take with account-bound tokens.
+	accountShare float64
+	bodyTimeout  time.Duration
 	// jwksMaxStale is how old the last good key set may grow before it is
 	// reported; 0: never.
 	jwksMaxStale time.Duration
@@ -351,6 +354,10 @@ func (c *config) parseBackPressure(e env) error {
 	// they are four.
 	if c.maxInFlightPerTenant, err = e.int32Or("PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, maxInFlightCap); err != nil {
 		return err
+	}
+	v = e.get("PHONES_ACCOUNT_SHARE")
+	if c.accountShare, err = strconv.ParseFloat(v, 64); err != nil || !(c.accountShare >= 0.01 && c.accountShare <= 1) {
+		return fmt.Errorf("PHONES_ACCOUNT_SHARE: want a share of the tenant's from 0.01 to 1, got %q", v)
 	}
 	if c.bodyTimeout, err = e.positiveDuration("PHONES_BODY_TIMEOUT"); err != nil {
 		return err

@@ -206,6 +206,9 @@ func TestBackPressureConfig(t *testing.T) {
 		{name: "zero burst", prod: true, env: map[string]string{"PHONES_RATE_BURST": "0"}, err: "PHONES_RATE_BURST"},
 		{name: "no cap on requests in flight", env: map[string]string{"PHONES_MAX_IN_FLIGHT": "0"}, err: "PHONES_MAX_IN_FLIGHT"},
 		{name: "cap above the group-commit queue", env: map[string]string{"PHONES_MAX_IN_FLIGHT": "4097"}, err: "PHONES_MAX_IN_FLIGHT"},
+		{name: "no account share", env: map[string]string{"PHONES_ACCOUNT_SHARE": "0"}, err: "PHONES_ACCOUNT_SHARE"},
+		{name: "account share above the whole", env: map[string]string{"PHONES_ACCOUNT_SHARE": "1.5"}, err: "PHONES_ACCOUNT_SHARE"},
+		{name: "account share as a percentage", env: map[string]string{"PHONES_ACCOUNT_SHARE": "25%"}, err: "PHONES_ACCOUNT_SHARE"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := map[string]string{"PHONES_DATA_DIR": t.TempDir()}
@@ -231,5 +234,83 @@ func TestBackPressureConfig(t *testing.T) {
 				t.Errorf("rate %v burst %d max in flight %d; want %v, %d, %d", cfg.rateLimit, cfg.rateBurst, cfg.maxInFlight, c.rate, c.burst, c.maxInFlight)
 			}
 		})
+	}
+}
+
+// TestAccountShare: an account-bound token, one customer's app, takes at
+// most its account's share of its tenant's rate and places (a quarter by
+// default): after its burst, and beside its slow bodies, the tenant-wide
+// token of the same tenant is still served. The guards stand before
+// storage, so one backend shows them.
+func TestAccountShare(t *testing.T) {
+	t.Run("rate", func(t *testing.T) {
+		// A slow refill (0.5/s, 0.125/s for an account), so that what the
+		// test sees is the burst: the tenant's 8, an account's quarter, 2.
+		s := start(t, map[string]string{"PHONES_RATE_LIMIT": "0.5", "PHONES_RATE_BURST": "8"})
+		customer := s.keys.token(t, claims{"account_id": 1})
+		statuses := map[int]int{}
+		var last response
+		for i := range 20 {
+			last = s.do(http.MethodPost, "/accounts/v1/accounts/1/phones", limitedBody(i), bearer(customer), jsonCT)
+			statuses[last.status]++
+		}
+		if statuses[http.StatusOK] != 2 || statuses[http.StatusTooManyRequests] != 18 {
+			t.Errorf("20 creates of one account-bound token answered %v; want its share of the burst, 2, then 429s", statuses)
+		}
+		if string(last.body) != `{"message":"Too many requests for this account, retry later"}` {
+			t.Errorf("the account's 429: body %s; want the account's message", last.body)
+		}
+		// An account's bucket refills at 0.125/s: a token is 8 s away.
+		if got := last.header.Get("Retry-After"); got != "8" {
+			t.Errorf("the account's 429: Retry-After %q; want 8", got)
+		}
+		// Its refusals spent nothing of the tenant's bucket, which it states.
+		if got := last.header.Get("RateLimit"); got != `"tenant";r=6;t=4` {
+			t.Errorf("the account's 429: RateLimit %q; want \"tenant\";r=6;t=4, the tenant's 8 less the account's 2", got)
+		}
+		// Another account has a share of its own; the bank's tenant-wide
+		// token has the rest of the tenant's burst.
+		other := s.keys.token(t, claims{"uid": "2"})
+		createdID(t, s.do(http.MethodPost, "/accounts/v1/accounts/2/phones", limitedBody(50), bearer(other), jsonCT))
+		for i := range 5 {
+			createdID(t, s.create(1, limitedBody(100+i)))
+		}
+	})
+
+	t.Run("in flight", func(t *testing.T) {
+		// A tenant's 4 places, an account's quarter of them, 1; bodies
+		// held for longer than the test takes.
+		s := start(t, map[string]string{"PHONES_MAX_IN_FLIGHT_PER_TENANT": "4", "PHONES_BODY_TIMEOUT": "10s"})
+		customer := s.keys.token(t, claims{"account_id": 1})
+		for range 4 {
+			sendSlow(t, s, customer)
+		}
+		// One slow body holds the account's one place; the three others
+		// are refused at once. (Their 429s reach the client only once
+		// their bodies have arrived or timed out, as for any request
+		// refused before its body is read: the metric sees them first.)
+		waitRefusals(t, s, "tenant_busy", 3)
+		// The tenant's other places are its other callers'.
+		for i := range 3 {
+			createdID(t, s.create(1, limitedBody(i)))
+		}
+	})
+}
+
+// waitRefusals waits until /metrics counts n refusals for reason.
+func waitRefusals(t *testing.T, s *phonesd, reason string, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, families := scrape(t, s.base+"/metrics")
+		got := counter(families, "phonesd_http_refusals_total", map[string]string{"reason": reason})
+		if got == n {
+			return
+		}
+		if got > n || time.Now().After(deadline) {
+			t.Errorf("%v refusals for %s; want %v", got, reason, n)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

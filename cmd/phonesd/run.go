@@ -136,6 +136,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		RateBurst:            int(cfg.rateBurst),
 		MaxInFlight:          int(cfg.maxInFlight),
 		MaxInFlightPerTenant: int(cfg.maxInFlightPerTenant),
+		AccountShare:         cfg.accountShare,
 		BodyTimeout:          cfg.bodyTimeout,
 		Observer:             metrics,
 		Metrics:              apiMetrics,

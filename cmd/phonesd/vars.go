@@ -56,7 +56,7 @@ func variables() []variable {
 		{name: "PHONES_JWT_AUDIENCE", meaning: "required with `PHONES_JWKS_URL`; `aud` must be it or contain it"},
 		{name: "PHONES_JWKS_MAX_STALE", def: "24h", meaning: "how long the key set may go unrefreshed before `/readyz` and the log say so (see [Tokens](docs/api.md#tokens)); `0` turns the warning off"},
 		{name: "PHONES_JWT_LEEWAY", def: durationText(auth.DefaultLeeway), meaning: "clock leeway for `exp`, `nbf`, `iat`"},
-		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat` (after now when there is no `iat`); `0` accepts any"},
+		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat`, else after `nbf`, else after now; `0` accepts any"},
 		{name: "PHONES_TOKEN_CACHE_SIZE", def: "10000", meaning: "verified tokens kept, so that a token sent again is not verified again; `0` turns the cache off"},
 		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/events.jsonl", defNote: "`file://` + `events.jsonl` in the data directory",
 			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](docs/operations.md#running-with-nats-jetstream); credentials to a host that is not loopback go only over TLS"},
@@ -91,7 +91,14 @@ func variables() []variable {
 		{name: "PHONES_MAX_IN_FLIGHT", def: "512",
 			meaning: "authenticated API requests a replica serves at once (1 to 4096); more answer 503 at once. Requests whose token is being checked are bounded apart by the same number"},
 		{name: "PHONES_MAX_IN_FLIGHT_PER_TENANT", def: "128", defNote: "a quarter of `PHONES_MAX_IN_FLIGHT`", meaning: "requests one tenant may have in progress on a replica; more answer 429"},
-		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers; a slower one answers 408 and its connection is closed"},
+		// An account-bound token is one customer's app; the tenant-wide
+		// tokens are the bank's own callers (back office, batch jobs). One
+		// app serves one person, far below a quarter of its tenant (250
+		// requests a second, 32 in progress), and with a quarter a runaway
+		// or hostile app leaves its tenant's other callers three quarters.
+		{name: "PHONES_ACCOUNT_SHARE", def: "0.25",
+			meaning: "the share of its tenant's `PHONES_RATE_LIMIT`, `PHONES_RATE_BURST` and `PHONES_MAX_IN_FLIGHT_PER_TENANT` (each at least 1) that one account may take with account-specific tokens (`account_id`, `uid`), so that one customer's app cannot starve its tenant's other callers; more answer 429. From 0.01 to 1 (1: the tenant's whole); see [Back-pressure](#back-pressure)"},
+		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers (a slower one answers 408), and a client to take an answer once it is begun (see [Back-pressure](#back-pressure)); either way the connection is then closed and the request's places are free"},
 		{name: "PHONES_LOG_LEVEL", def: "info", meaning: "`debug`, `info`, `warn`, `error`"},
 		{name: "PHONES_DEBUG_ADDR", defNote: "off", meaning: "a loopback address serving Go's profiles at `/debug/pprof/`"},
 		{name: "PHONES_METRICS_ADDR", defNote: "the API's address", meaning: "an address serving `/metrics` instead of the API's, so that the metrics need not be exposed with the API"},

@@ -36,6 +36,44 @@ func TestCacheServesVerifiedTokens(t *testing.T) {
 	}
 }
 
+// TestCached: Cached answers only for a token verified before and still
+// valid, and never verifies one itself.
+func TestCached(t *testing.T) {
+	k := keyring(t)
+	srv := newJWKSServer(t, marshalJWKS(t, baseJWKS(k)))
+	clock := newFakeClock()
+	v := startVerifier(t, srv, clock, func(c *Config) { c.CacheSize = 100 })
+	token := sign(t, jose.RS256, k.rsa, "rsa", claims(map[string]any{"exp": testEpoch.Add(time.Minute).Unix()}))
+	if p, ok := v.Cached(token); ok {
+		t.Fatalf("Cached of a token never verified: %+v; want false", p)
+	}
+	if v.cache.len() != 0 {
+		t.Fatalf("Cached verified the token; want it left to Verify")
+	}
+	want, err := v.Verify(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := v.Cached(token); !ok || p.Tenant != want.Tenant {
+		t.Errorf("Cached of a verified token: %+v, %v; want %+v", p, ok, want)
+	}
+	if _, ok := v.Cached(token + "A"); ok {
+		t.Errorf("Cached of another spelling of the token: true; want false")
+	}
+	clock.Advance(2 * time.Minute) // expired beyond the leeway
+	if _, ok := v.Cached(token); ok {
+		t.Errorf("Cached of an expired token: true; want false, for Verify to give the reason")
+	}
+	off := startVerifier(t, srv, clock, func(c *Config) { c.CacheSize = 0 })
+	fresh := sign(t, jose.RS256, k.rsa, "rsa", claims(nil))
+	if _, err := off.Verify(context.Background(), fresh); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := off.Cached(fresh); ok {
+		t.Errorf("Cached without a cache: true; want false")
+	}
+}
+
 // TestCacheRechecksExpiry: a cached token is refused once it expires, with
 // the configured leeway, and once the clock falls before its nbf.
 func TestCacheRechecksExpiry(t *testing.T) {

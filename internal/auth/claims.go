@@ -42,11 +42,16 @@ func principalFrom(c *tokenClaims) (Principal, error) {
 	case c.ExternalAccountID != nil && string(c.ExternalAccountID) != "null":
 		p.AccountBound = true
 	}
-	// account_id wins over uid, but a malformed uid beside it is still
-	// refused: whatever names an account is read strictly or not at all.
+	// A uid beside account_id must name the same account, read as
+	// strictly: were either to win silently, a token would grant whichever
+	// account one reader of it took, and another reader another.
 	if c.AccountID != nil && c.UID != nil {
-		if _, ok := parseAccountID(c.UID); !ok {
+		uid, ok := parseAccountID(c.UID)
+		if !ok {
 			return fail(errUID)
+		}
+		if uid != p.Account {
+			return fail(errAccountClash)
 		}
 	}
 	return p, nil

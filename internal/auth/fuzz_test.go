@@ -242,6 +242,9 @@ func checkVerify(t *testing.T, v *auth.Verifier, ref *reference, token string) {
 	if got, _ := claims["tenant_id"].(string); got != p.Tenant {
 		t.Fatalf("Verify(%q): tenant %q; golang-jwt reads %q", token, p.Tenant, got)
 	}
+	if a, u := claims["account_id"], claims["uid"]; a != nil && u != nil && fmt.Sprint(a) != fmt.Sprint(u) {
+		t.Fatalf("Verify(%q) accepts account_id %v beside uid %v; want them to name one account", token, a, u)
+	}
 	bound, account := referenceAccount(claims)
 	if bound != p.AccountBound || (p.Account != 0 && account != strconv.FormatInt(p.Account, 10)) || (p.AccountBound && p.Account == 0 && account != "") {
 		t.Fatalf("Verify(%q): bound %v account %d; golang-jwt reads bound %v account %q", token, p.AccountBound, p.Account, bound, account)
@@ -249,7 +252,8 @@ func checkVerify(t *testing.T, v *auth.Verifier, ref *reference, token string) {
 }
 
 // referenceAccount reads the account a token is bound to as docs/api.md states
-// the rule: account_id, else uid; a token with only external_account_id is
+// the rule: account_id, else uid (the two, when both are present, name one
+// account, which checkVerify checks); a token with only external_account_id is
 // bound to an account phonesd cannot name (""). The caller checks that the
 // text is the canonical decimal of the account the Verifier read.
 func referenceAccount(c jwt.MapClaims) (bound bool, account string) {
@@ -422,7 +426,10 @@ func FuzzVerifyClaims(f *testing.F) {
 		{"uid": "7"},
 		{"uid": "user-7"},
 		{"uid": "007"},
+		{"account_id": 42, "uid": "42"},
+		{"account_id": 42, "uid": 43},
 		{"external_account_id": "ext-1"},
+		{"iat": nil, "nbf": at(-365 * 24 * time.Hour), "exp": at(23 * time.Hour)},
 		{"email": "a@bank.test", "roles": []string{"crm"}, "origin": "CRM"},
 		{"exp": at(-29 * time.Second)},
 		{"exp": at(-31 * time.Second)},

@@ -82,6 +82,7 @@ var (
 	errTenant         = &Error{"claims", "invalid tenant_id claim"}
 	errAccountID      = &Error{"claims", "invalid account_id claim"}
 	errUID            = &Error{"claims", "invalid uid claim"}
+	errAccountClash   = &Error{"claims", "account_id and uid claims name different accounts"}
 )
 
 // Error returns the client-safe message.
@@ -97,7 +98,7 @@ type Config struct {
 	RefreshInterval    time.Duration       // 0 means 10m
 	MinRefetchInterval time.Duration       // unknown-kid refetch at most this often; 0 means 5s
 	// MaxTTL refuses tokens whose exp lies further than this beyond their
-	// iat, or beyond now (with Leeway) when they have none; 0: no limit.
+	// iat, else their nbf, else now (with Leeway); 0: no limit.
 	MaxTTL time.Duration
 	// CacheSize is how many verified tokens are kept; 0: none.
 	CacheSize  int
@@ -255,6 +256,22 @@ func canonicalCompact(token string) bool {
 	return parts == 3
 }
 
+// Cached returns the Principal of a token verified before and still valid
+// (its exp, its nbf and its signing key checked again), without verifying
+// it; false when it must be verified. It costs a digest of the token and a
+// map lookup, so that a caller may look here before bounding the work of
+// full verifications, and a good token never waits behind bad ones.
+func (v *Verifier) Cached(token string) (Principal, bool) {
+	if v.cache == nil || len(token) > maxTokenBytes {
+		return Principal{}, false
+	}
+	hit, ok := v.cache.get(tokenKey(token))
+	if !ok || !v.stillValid(hit) {
+		return Principal{}, false
+	}
+	return hit.principal, true
+}
+
 // Verify checks a compact JWS bearer token and returns its Principal, or an
 // *Error. It never waits for the key server: a token signed by a key not
 // in the current set fails at once (and starts a refetch of the set).
@@ -391,12 +408,17 @@ func acceptedType(typ any) bool {
 }
 
 // tooLong reports whether the token's exp lies further than maxTTL beyond
-// its iat, or beyond now (with leeway, for clocks apart) when it has none:
-// a token that lives for a year is a stolen credential that lives for a year.
+// its iat, else its nbf, else now (with leeway, for clocks apart): a token
+// that lives for a year is a stolen credential that lives for a year. Its
+// nbf stands in for a missing iat, since the token was issued by then at
+// the latest; measured from now, a year-long token would pass on its last day.
 func tooLong(c *tokenClaims, now time.Time, maxTTL, leeway time.Duration) bool {
 	exp := c.Expiry.Time()
-	if c.IssuedAt != nil {
+	switch {
+	case c.IssuedAt != nil:
 		return exp.Sub(c.IssuedAt.Time()) > maxTTL
+	case c.NotBefore != nil:
+		return exp.Sub(c.NotBefore.Time()) > maxTTL
 	}
 	return exp.Sub(now) > maxTTL+leeway
 }

@@ -99,6 +99,10 @@ func testVerify(t *testing.T, cacheSize int) {
 		{name: "lifetime counted from iat", token: rs(map[string]any{"iat": at(-time.Hour), "exp": at(23*time.Hour + time.Second)}), wantErr: "token lifetime exceeds the limit"},
 		{name: "no iat: lifetime counted from now", token: rs(map[string]any{"iat": nil, "exp": at(24 * time.Hour)}), want: base},
 		{name: "no iat: over 24h from now, beyond leeway", token: rs(map[string]any{"iat": nil, "exp": at(24*time.Hour + 31*time.Second)}), wantErr: "token lifetime exceeds the limit"},
+		{name: "no iat: lifetime counted from nbf", token: rs(map[string]any{"iat": nil, "nbf": at(-365 * 24 * time.Hour), "exp": at(23 * time.Hour)}), wantErr: "token lifetime exceeds the limit"},
+		{name: "no iat: 24h from nbf", token: rs(map[string]any{"iat": nil, "nbf": at(-time.Hour), "exp": at(23 * time.Hour)}), want: base},
+		{name: "no iat: over 24h from nbf", token: rs(map[string]any{"iat": nil, "nbf": at(-time.Hour), "exp": at(23*time.Hour + time.Second)}), wantErr: "token lifetime exceeds the limit"},
+		{name: "nbf long before iat: lifetime counted from iat", token: rs(map[string]any{"nbf": at(-365 * 24 * time.Hour), "exp": at(23 * time.Hour)}), want: base},
 		{name: "empty", token: "", wantErr: "malformed token"},
 
 		{name: "expired beyond leeway", token: rs(map[string]any{"exp": at(-31 * time.Second)}), wantErr: "token expired"},
@@ -151,7 +155,9 @@ func testVerify(t *testing.T, cacheSize int) {
 		{name: "account_id overflow string", token: rs(map[string]any{"account_id": "9223372036854775808"}), wantErr: "invalid account_id claim"},
 		{name: "account_id bool", token: rs(map[string]any{"account_id": true}), wantErr: "invalid account_id claim"},
 		{name: "account_id null", token: rs(map[string]any{"account_id": rawJSON("null")}), wantErr: "invalid account_id claim"},
-		{name: "account_id wins over uid", token: rs(map[string]any{"account_id": 42, "uid": 7}), want: bound(42)},
+		{name: "account_id and uid of one account", token: rs(map[string]any{"account_id": 42, "uid": "42"}), want: bound(42)},
+		{name: "account_id and uid of two accounts", token: rs(map[string]any{"account_id": 123, "uid": 124}), wantErr: "account_id and uid claims name different accounts"},
+		{name: "account_id and uid of two accounts, as strings", token: rs(map[string]any{"account_id": "7", "uid": "42"}), wantErr: "account_id and uid claims name different accounts"},
 
 		{name: "uid number", token: rs(map[string]any{"uid": 7}), want: bound(7)},
 		{name: "uid numeric string", token: rs(map[string]any{"uid": "7"}), want: bound(7)},

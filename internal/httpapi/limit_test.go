@@ -20,8 +20,8 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 // testLimiter returns a limiter on a fake clock, which stands still until
 // advanced.
-func testLimiter(rate float64, burst int) (*limiter, *fakeClock) {
-	l, c := newLimiter(rate, burst), &fakeClock{t: time.Unix(1_800_000_000, 0)}
+func testLimiter(rate float64, burst int) (*limiter[string], *fakeClock) {
+	l, c := newLimiter[string]("tenant", rate, burst, maxTenants), &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	l.now = c.now
 	return l, c
 }
@@ -98,7 +98,7 @@ func TestLimiterForgetsIdleTenants(t *testing.T) {
 
 func TestLimiterCapsTenants(t *testing.T) {
 	l, _ := testLimiter(1, 1)
-	l.maxTenants = 3
+	l.maxKeys = 3
 	for _, tenant := range []string{"TN-1", "TN-2", "TN-3", "TN-4", "TN-5"} {
 		if ok, _, _ := l.take(tenant); !ok {
 			t.Fatalf("%s: first request refused", tenant)
@@ -275,6 +275,49 @@ func TestGaugeBounds(t *testing.T) {
 	for range 10 {
 		if !none.enter() {
 			t.Fatal("a nil gauge refused")
+		}
+	}
+}
+
+// TestAccountShares checks what an account's share of its tenant's comes
+// to, and that a share of 0 or 1 leaves an account its tenant's whole.
+func TestAccountShares(t *testing.T) {
+	for _, c := range []struct {
+		n     int
+		share float64
+		want  int
+	}{
+		{2000, 0.25, 500},
+		{128, 0.25, 32},
+		{7, 0.25, 1},
+		{1, 0.25, 1},
+		{0, 0.25, 0},
+		{10, 0.01, 1},
+	} {
+		if got := shareOf(c.n, c.share); got != c.want {
+			t.Errorf("shareOf(%d, %v) = %d; want %d", c.n, c.share, got, c.want)
+		}
+	}
+	srv, _ := newHandlerWith(t, func(c *Config) {
+		c.RateLimit, c.RateBurst, c.MaxInFlightPerTenant, c.AccountShare = 1000, 2000, 128, 0.25
+	})
+	if l := srv.accountRate; l == nil || l.rate != 250 || l.burst != 500 || l.maxKeys != maxAccounts {
+		t.Errorf("an account's rate: %+v; want 250/s in bursts of 500, at most %d accounts kept", l, maxAccounts)
+	}
+	if g := srv.perAccount; g == nil || g.max != 32 {
+		t.Errorf("an account's places: %+v; want 32", g)
+	}
+	for _, share := range []float64{0, 1} {
+		srv, _ := newHandlerWith(t, func(c *Config) {
+			c.RateLimit, c.MaxInFlightPerTenant, c.AccountShare = 1000, 128, share
+		})
+		if srv.accountRate != nil || srv.perAccount != nil {
+			t.Errorf("AccountShare %v: an account has a share of its own; want its tenant's whole", share)
+		}
+	}
+	for _, share := range []float64{-0.5, 1.5} {
+		if _, err := NewServer(Config{StorageTimeout: time.Second, IdempotencyTTL: time.Hour, AccountShare: share}); err == nil {
+			t.Errorf("AccountShare %v accepted; want an error", share)
 		}
 	}
 }

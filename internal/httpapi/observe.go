@@ -28,6 +28,9 @@ type exchange struct {
 	span      trace.Span // the request's server span; nil untraced
 	// failMsg is the body of a 500 for the request's operation.
 	failMsg string
+	// writeWithin bounds how long the answer may take to be written once
+	// it begins; 0: only the server's write timeout.
+	writeWithin time.Duration
 }
 
 // newExchange gives a request its correlation ID (the x-cid header when it
@@ -91,10 +94,17 @@ func validCID(s string) bool {
 	return true
 }
 
-// WriteHeader records the status for the log.
+// WriteHeader records the status for the log, and starts the answer's
+// write deadline: a client that stops reading its answers (a full receive
+// window) then fails the write within writeWithin, which ends the request
+// and closes its connection, instead of holding the places it took until
+// the server's write timeout.
 func (x *exchange) WriteHeader(status int) {
 	if x.status == 0 {
 		x.status = status
+		if x.writeWithin > 0 {
+			_ = http.NewResponseController(x.ResponseWriter).SetWriteDeadline(time.Now().Add(x.writeWithin))
+		}
 	}
 	x.ResponseWriter.WriteHeader(status)
 }

@@ -61,9 +61,10 @@ func (in *request) audit() phone.Audit {
 
 // serve runs the contract's checks on a routed request in their order, each
 // once: draining (503), the key set loaded (503), the token (401), the
-// replica's and the tenant's places (503, 429), the tenant's rate (429), path
-// and headers (400), the account rule (403), media type, size and arrival
-// of the body (415, 413, 408), the body (400); then the operation.
+// replica's, the account's and the tenant's places (503, 429), the
+// account's and the tenant's rate (429), path and headers (400), the
+// account rule (403), media type, size and arrival of the body (415, 413,
+// 408), the body (400); then the operation.
 func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArgs) {
 	x.failMsg = op.failMsg
 	ctx := s.traceContext(x, r, op)
@@ -88,11 +89,11 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 		return
 	}
 	x.tenant = p.Tenant
-	if !s.admit(x, p.Tenant) {
+	if !s.admit(x, p) {
 		return
 	}
-	defer s.dismiss(p.Tenant)
-	if !s.allowTenant(x, p.Tenant) {
+	defer s.dismiss(p)
+	if !s.allowRate(x, p) {
 		return
 	}
 	in := request{principal: p, cid: x.cid, traceParent: s.traceParent(ctx)}
@@ -117,6 +118,15 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 			in.fingerprint = fingerprint(r.URL.EscapedPath(), r.Header.Get("X-Customer-Id"), body)
 		}
 	}
+	// An answer not taken by the client within the body's timeout ends the
+	// request, so that its places are free within that time too; the
+	// alternative, giving them back before a large answer is written,
+	// would leave that answer's memory (a page of 500 phones, some 120
+	// KiB) outside every bound until the server's write timeout. Only the
+	// operation's answers need it: the answers above are small, written
+	// out once the handler has returned and given its places back, and
+	// for a body not read, only after the server has waited for it.
+	x.writeWithin = s.bodyTimeout
 	ctx, cancel := context.WithTimeout(ctx, s.storageTimeout)
 	defer cancel()
 	op.do(s, x, ctx, &in)
@@ -158,6 +168,8 @@ func (s *Server) traceContext(x *exchange, r *http.Request, op *operation) conte
 // it is missing or invalid. The work before a token is known to be good is
 // bounded on its own (s.verifying), apart from the authenticated requests'
 // share of the replica: junk tokens cannot take the places of good ones.
+// A token verified before is looked up first, outside that bound, so that
+// a flood of bad tokens filling it cannot slow or shed a good client.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
 	vals := r.Header.Values("Authorization")
 	switch {
@@ -176,6 +188,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Prin
 		s.observer.TokenRejected("not_bearer")
 		writeUnauthorized(w, msgNotBearer)
 		return auth.Principal{}, false
+	}
+	if p, ok := s.verifier.Cached(token); ok {
+		return p, true
 	}
 	if !s.verifying.enter() {
 		s.observer.Refused("overloaded_unauthenticated")

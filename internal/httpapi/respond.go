@@ -39,6 +39,8 @@ const (
 	msgKeysNotLoaded     = "Token signing keys are not loaded yet, retry later"
 	msgRateLimited       = "Too many requests for this tenant, retry later"
 	msgTenantBusy        = "Too many requests in progress for this tenant, retry later"
+	msgAccountLimited    = "Too many requests for this account, retry later"
+	msgAccountBusy       = "Too many requests in progress for this account, retry later"
 	msgOverloaded        = "Service overloaded, retry later"
 )
 

@@ -32,6 +32,9 @@ import (
 
 // Verifier checks bearer tokens.
 type Verifier interface {
+	// Cached returns the principal of a token verified before and still
+	// valid, cheaply; false when the token must go through Verify.
+	Cached(token string) (auth.Principal, bool)
 	Verify(ctx context.Context, token string) (auth.Principal, error)
 	// Ready reports whether a key set has been loaded.
 	Ready() bool
@@ -86,12 +89,18 @@ type Config struct {
 	// its token bucket; less than 1 means 1.
 	RateBurst int
 	// MaxInFlight caps the authenticated API requests served at once, and
-	// separately the requests whose token is being checked; beyond either
-	// the API answers 503 at once. 0 turns both caps off.
+	// separately the requests whose token is being verified (a token
+	// verified before, found by Verifier.Cached, takes no place there);
+	// beyond either the API answers 503 at once. 0 turns both caps off.
 	MaxInFlight int
 	// MaxInFlightPerTenant caps one tenant's requests served at once;
 	// beyond it that tenant gets 429. 0 turns the cap off.
 	MaxInFlightPerTenant int
+	// AccountShare is the share, above 0 and below 1, of its tenant's
+	// rate, burst and places in progress that one account may take with
+	// account-bound tokens, at least one request of each; beyond it that
+	// account gets 429. 0 (or 1) gives an account its tenant's whole.
+	AccountShare float64
 	// BodyTimeout is how long a request body may take to arrive after the
 	// headers; a slower one answers 408. 0: only the server's own timeouts.
 	BodyTimeout time.Duration
@@ -123,12 +132,16 @@ type Server struct {
 	draining       atomic.Bool
 	operational    map[string]endpoint
 	resources      [resourceCount]resource
-	limiter        *limiter // nil: no rate limit
+	limiter        *limiter[string] // nil: no rate limit
+	// accountRate is each account's share of its tenant's rate; nil: none.
+	accountRate *limiter[account]
 	// verifying bounds the requests whose token is being checked, served
-	// bounds the authenticated ones, perTenant each tenant's; nil: no bound.
+	// bounds the authenticated ones, perTenant each tenant's, perAccount
+	// each account's share of its tenant's; nil: no bound.
 	verifying  *gauge
 	served     *gauge
-	perTenant  *tenantGauges
+	perTenant  *keyedGauges[string]
+	perAccount *keyedGauges[account]
 	observer   Observer
 	metrics    http.Handler
 	tracer     trace.Tracer
@@ -136,10 +149,14 @@ type Server struct {
 }
 
 // NewServer returns the HTTP handler of the whole service. It returns an
-// error when cfg's StorageTimeout or IdempotencyTTL is not positive.
+// error when cfg's StorageTimeout or IdempotencyTTL is not positive, or
+// its AccountShare is not from 0 to 1.
 func NewServer(cfg Config) (*Server, error) {
 	if cfg.StorageTimeout <= 0 || cfg.IdempotencyTTL <= 0 {
 		return nil, errors.New("httpapi config: StorageTimeout and IdempotencyTTL must be positive")
+	}
+	if !(cfg.AccountShare >= 0 && cfg.AccountShare <= 1) {
+		return nil, errors.New("httpapi config: AccountShare must be from 0 to 1")
 	}
 	s := &Server{
 		log:            cfg.Logger,
@@ -151,20 +168,34 @@ func NewServer(cfg Config) (*Server, error) {
 		storageTimeout: cfg.StorageTimeout,
 		idempotencyTTL: cfg.IdempotencyTTL,
 		bodyTimeout:    cfg.BodyTimeout,
-		limiter:        newLimiter(cfg.RateLimit, cfg.RateBurst),
+		limiter:        newLimiter[string]("tenant", cfg.RateLimit, cfg.RateBurst, maxTenants),
 		verifying:      newGauge(cfg.MaxInFlight),
 		served:         newGauge(cfg.MaxInFlight),
-		perTenant:      newTenantGauges(cfg.MaxInFlightPerTenant),
+		perTenant:      newKeyedGauges[string](cfg.MaxInFlightPerTenant),
 		observer:       cfg.Observer,
 		metrics:        cfg.Metrics,
 		tracer:         cfg.Tracer,
 		propagator:     cfg.Propagator,
+	}
+	if share := cfg.AccountShare; share > 0 && share < 1 {
+		s.accountRate = newLimiter[account]("account", cfg.RateLimit*share, shareOf(max(cfg.RateBurst, 1), share), maxAccounts)
+		s.perAccount = newKeyedGauges[account](shareOf(cfg.MaxInFlightPerTenant, share))
 	}
 	if s.observer == nil {
 		s.observer = noObserver{}
 	}
 	s.routes()
 	return s, nil
+}
+
+// shareOf is share of n, rounded down but at least 1, so that an account
+// never gets more than its share, nor nothing at all; 0 when n is 0 or
+// less, which bounds nothing.
+func shareOf(n int, share float64) int {
+	if n <= 0 {
+		return 0
+	}
+	return max(int(float64(n)*share), 1)
 }
 
 // ServeHTTP serves one request.
