@@ -97,8 +97,8 @@ func variables() []variable {
 		// requests a second, 32 in progress), and with a quarter a runaway
 		// or hostile app leaves its tenant's other callers three quarters.
 		{name: "PHONES_ACCOUNT_SHARE", def: "0.25",
-			meaning: "the share of its tenant's `PHONES_RATE_LIMIT`, `PHONES_RATE_BURST` and `PHONES_MAX_IN_FLIGHT_PER_TENANT` (each at least 1) that one account may take with account-specific tokens (`account_id`, `uid`), so that one customer's app cannot starve its tenant's other callers; more answer 429. From 0.01 to 1 (1: the tenant's whole); see [Back-pressure](#back-pressure)"},
-		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers (a slower one answers 408), and a client to take an answer once it is begun (see [Back-pressure](#back-pressure)); either way the connection is then closed and the request's places are free"},
+			meaning: "the share of its tenant's `PHONES_RATE_LIMIT`, `PHONES_RATE_BURST` and `PHONES_MAX_IN_FLIGHT_PER_TENANT` (each at least 1) that one account may take with account-specific tokens (`account_id`, `uid`), so that one customer's app cannot starve its tenant's other callers; more answer 429. From 0.01 to 1 (1: the tenant's whole); see [Back-pressure](docs/api.md#back-pressure)"},
+		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers (a slower one answers 408), and a client to take an answer once it is begun (see [Back-pressure](docs/api.md#back-pressure)); either way the connection is then closed and the request's places are free"},
 		{name: "PHONES_LOG_LEVEL", def: "info", meaning: "`debug`, `info`, `warn`, `error`"},
 		{name: "PHONES_DEBUG_ADDR", defNote: "off", meaning: "a loopback address serving Go's profiles at `/debug/pprof/`"},
 		{name: "PHONES_METRICS_ADDR", defNote: "the API's address", meaning: "an address serving `/metrics` instead of the API's, so that the metrics need not be exposed with the API"},
