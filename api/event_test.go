@@ -280,3 +280,43 @@ func decodeJSON(t *testing.T, b []byte) any {
 	}
 	return v
 }
+
+// TestEventSchemasStateTheirBounds holds the event schemas to the rule
+// openapi.json keeps: every string states its length, values or form,
+// every integer its format and range, every array its length, so that a
+// consumer can size what it stores them in.
+func TestEventSchemasStateTheirBounds(t *testing.T) {
+	d := loadSchemas(t)
+	var walk func(path string, s map[string]any)
+	walk = func(path string, s map[string]any) {
+		has := func(keys ...string) bool {
+			return slices.ContainsFunc(keys, func(k string) bool { _, ok := s[k]; return ok })
+		}
+		var types []any
+		switch v := s["type"].(type) {
+		case string:
+			types = []any{v}
+		case []any:
+			types = v
+		}
+		if slices.Contains(types, any("string")) && !has("maxLength", "enum", "const", "pattern", "format") {
+			t.Errorf("%s: a string without maxLength, enum, const, pattern or format", path)
+		}
+		if slices.Contains(types, any("integer")) && (!has("format") || !has("minimum", "enum", "const") || !has("maximum", "enum", "const")) {
+			t.Errorf("%s: an integer without format, minimum and maximum", path)
+		}
+		if slices.Contains(types, any("array")) && !has("maxItems") {
+			t.Errorf("%s: an array without maxItems", path)
+		}
+		if items, ok := s["items"].(map[string]any); ok {
+			walk(path+"[]", items)
+		}
+		props, _ := s["properties"].(map[string]any)
+		for name, p := range props {
+			walk(path+"."+name, p.(map[string]any))
+		}
+	}
+	for name, s := range d.schemas {
+		walk(name, s)
+	}
+}
