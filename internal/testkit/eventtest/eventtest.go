@@ -44,7 +44,9 @@ const docURL = "urn:phonesd:asyncapi"
 
 // Contract is the event contract compiled for checking.
 type Contract struct {
-	file     []message // the messages of the events file's channel
+	// file holds the messages of the events file's channel by the
+	// event_type their payloads take: a line's says which it is.
+	file     map[string]message
 	channels []channel // the JetStream channels
 	// domain is the subject token of the contract's events: a message on
 	// a subject holding it, and on no channel, is an undocumented event.
@@ -62,9 +64,10 @@ type channel struct {
 }
 
 type message struct {
-	name    string
-	headers *jsonschema.Schema // nil for none
-	payload *jsonschema.Schema
+	name      string
+	eventType string             // the const of its payload's event_type
+	headers   *jsonschema.Schema // nil for none
+	payload   *jsonschema.Schema
 }
 
 // shared is the contract every test of a binary checks with, compiled once:
@@ -150,15 +153,22 @@ func Load(doc []byte, log string) (*Contract, error) {
 	if err := comp.AddResource(docURL, v); err != nil {
 		return nil, fmt.Errorf("event contract: %w", err)
 	}
-	compile := func(r ref) (*jsonschema.Schema, error) {
+	schemaName := func(r ref) (string, error) {
 		name, ok := strings.CutPrefix(r.Ref, "#/components/schemas/")
 		if !ok {
-			return nil, fmt.Errorf("%q is not a schema of the document", r.Ref)
+			return "", fmt.Errorf("%q is not a schema of the document", r.Ref)
+		}
+		return name, nil
+	}
+	compile := func(r ref) (*jsonschema.Schema, error) {
+		name, err := schemaName(r)
+		if err != nil {
+			return nil, err
 		}
 		return comp.Compile(docURL + "#/components/schemas/" + name)
 	}
 
-	c := &Contract{log: log, checked: map[string]bool{}}
+	c := &Contract{file: map[string]message{}, log: log, checked: map[string]bool{}}
 	for _, name := range slices.Sorted(maps.Keys(d.Channels)) {
 		ch := d.Channels[name]
 		var msgs []message
@@ -172,6 +182,10 @@ func Load(doc []byte, log string) (*Contract, error) {
 			if msg.payload, err = compile(m.Payload); err != nil {
 				return nil, fmt.Errorf("channel %s, message %s, payload: %w", name, mname, err)
 			}
+			payload, _ := schemaName(m.Payload)
+			props, _ := schemas[payload].(map[string]any)["properties"].(map[string]any)
+			eventType, _ := props["event_type"].(map[string]any)
+			msg.eventType, _ = eventType["const"].(string)
 			if m.Headers != nil {
 				if msg.headers, err = compile(*m.Headers); err != nil {
 					return nil, fmt.Errorf("channel %s, message %s, headers: %w", name, mname, err)
@@ -184,7 +198,12 @@ func Load(doc []byte, log string) (*Contract, error) {
 		}
 		switch protocol := d.Servers[strings.TrimPrefix(ch.Servers[0].Ref, "#/servers/")].Protocol; protocol {
 		case "file":
-			c.file = append(c.file, msgs...)
+			for _, m := range msgs {
+				if _, dup := c.file[m.eventType]; dup || m.eventType == "" {
+					return nil, fmt.Errorf("channel %s, message %s: event_type %q does not tell it apart", name, m.name, m.eventType)
+				}
+				c.file[m.eventType] = m
+			}
 		case "nats":
 			if ch.Address == nil {
 				return nil, fmt.Errorf("channel %s: no subject", name)
@@ -256,8 +275,8 @@ func subjectPattern(address string) (*regexp.Regexp, string, error) {
 	return re, domain, nil
 }
 
-// Line returns an error unless line is exactly one of the events file's
-// messages.
+// Line returns an error unless line is the events file's message of its
+// event_type.
 func (c *Contract) Line(line []byte) error {
 	key := "file\x00" + string(line)
 	if c.passed(key) {
@@ -267,17 +286,14 @@ func (c *Contract) Line(line []byte) error {
 	if err != nil {
 		return fmt.Errorf("not JSON: %w", err)
 	}
-	var errs []error
-	for _, m := range c.file {
-		if err := m.payload.Validate(v); err != nil {
-			errs = append(errs, fmt.Errorf("as %s: %w", m.name, err))
-		}
+	ev, _ := v.(map[string]any)
+	eventType, _ := ev["event_type"].(string)
+	m, ok := c.file[eventType]
+	if !ok {
+		return fmt.Errorf("event_type %q: no message of the events file has it", eventType)
 	}
-	if len(errs) == len(c.file) {
-		return fmt.Errorf("it is none of the events file's messages:\n%w", errors.Join(errs...))
-	}
-	if len(errs) < len(c.file)-1 {
-		return errors.New("it is more than one of the events file's messages")
+	if err := m.payload.Validate(v); err != nil {
+		return fmt.Errorf("as %s: %w", m.name, err)
 	}
 	return c.pass(key, v, "file")
 }

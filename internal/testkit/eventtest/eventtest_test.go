@@ -137,6 +137,10 @@ func TestWhatBreaksTheContractFails(t *testing.T) {
 	if err := c.Line(object(func(o map[string]any) { o["nickname"] = "x" })); err == nil || !strings.Contains(err.Error(), "nickname") {
 		t.Errorf("a line with a field the document does not list: %v; want an error naming it", err)
 	}
+	unknown := strings.Replace(string(created.Payload), phone.EventCreated, "phone_creation-2", 1)
+	if err := c.Line([]byte(unknown)); err == nil || !strings.Contains(err.Error(), "phone_creation-2") {
+		t.Errorf("a line of an event_type the document does not have: %v; want an error naming it", err)
+	}
 	if err := c.Message("natstest.ready", nil, []byte("ping")); err != nil {
 		t.Errorf("a message on a subject of no event: %v; want none", err)
 	}
