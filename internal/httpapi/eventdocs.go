@@ -28,13 +28,12 @@ func docsDocument(spec, events []byte) ([]byte, error) {
 		return nil, fmt.Errorf("openapi.json: %w", err)
 	}
 	var tags []json.RawMessage
-	var components map[string]json.RawMessage
-	var schemas map[string]json.RawMessage
-	if err := unmarshalAll(
-		doc["tags"], &tags,
-		doc["components"], &components,
-	); err != nil {
-		return nil, fmt.Errorf("openapi.json: %w", err)
+	if err := json.Unmarshal(doc["tags"], &tags); err != nil {
+		return nil, fmt.Errorf("openapi.json: tags: %w", err)
+	}
+	var components, schemas map[string]json.RawMessage
+	if err := json.Unmarshal(doc["components"], &components); err != nil {
+		return nil, fmt.Errorf("openapi.json: components: %w", err)
 	}
 	if err := json.Unmarshal(components["schemas"], &schemas); err != nil {
 		return nil, fmt.Errorf("openapi.json: components.schemas: %w", err)
@@ -73,16 +72,6 @@ func docsDocument(spec, events []byte) ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(doc)
-}
-
-// unmarshalAll decodes pairs of a JSON value and where it goes.
-func unmarshalAll(pairs ...any) error {
-	for i := 0; i < len(pairs); i += 2 {
-		if err := json.Unmarshal(pairs[i].(json.RawMessage), pairs[i+1]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // eventDoc is what /docs shows of the event contract.

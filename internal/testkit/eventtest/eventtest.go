@@ -182,8 +182,9 @@ func Load(doc []byte, log string) (*Contract, error) {
 			if msg.payload, err = compile(m.Payload); err != nil {
 				return nil, fmt.Errorf("channel %s, message %s, payload: %w", name, mname, err)
 			}
-			payload, _ := schemaName(m.Payload)
-			props, _ := schemas[payload].(map[string]any)["properties"].(map[string]any)
+			payloadName, _ := schemaName(m.Payload)
+			payload, _ := schemas[payloadName].(map[string]any)
+			props, _ := payload["properties"].(map[string]any)
 			eventType, _ := props["event_type"].(map[string]any)
 			msg.eventType, _ = eventType["const"].(string)
 			if m.Headers != nil {
