@@ -14,9 +14,11 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.16
+	github.com/ogen-go/ogen v1.24.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.74.0
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.2
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -28,10 +30,7 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
-require (
-	github.com/go-faster/errors v0.8.0 // indirect
-	github.com/ogen-go/ogen v1.24.0 // indirect
-)
+require github.com/go-faster/errors v0.8.0 // indirect
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect

@@ -6,6 +6,11 @@
 // every body it sends has the contract's shape; a consumer imports the
 // same package to call it.
 //
+// The event side has its own document, asyncapi.yaml (AsyncAPI 3.0,
+// served at /asyncapi.yaml), and PhoneEvent, the type phonesd encodes
+// every event with and a consumer decodes them with; a test holds the two
+// together field by field.
+//
 // Regenerate with go generate after changing openapi.json; a test fails
 // while the committed code differs from what the contract generates.
 package api

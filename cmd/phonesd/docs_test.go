@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -209,3 +211,122 @@ func hasLine(text, line string) bool {
 }
 
 func collapse(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// TestDocsPageShowsTheEvents loads /docs in headless Chromium and reads
+// its events section, generated from the event contract: every channel
+// with its subject, every header of its messages and every property of
+// their payloads, however deep, must be on it, with links to the
+// documents. Each document is served exactly as the repository's file.
+func TestDocsPageShowsTheEvents(t *testing.T) {
+	b := startBrowser(t)
+	s := start(t, nil)
+
+	file, err := os.ReadFile("../../api/asyncapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.do(http.MethodGet, "/asyncapi.yaml", ""); r.status != http.StatusOK || !bytes.Equal(r.body, file) {
+		t.Fatalf("/asyncapi.yaml: %d, %d bytes; want 200 and api/asyncapi.yaml's %d", r.status, len(r.body), len(file))
+	}
+	var doc asyncAPIDoc
+	if r := s.do(http.MethodGet, "/asyncapi.json", ""); r.status != http.StatusOK || json.Unmarshal(r.body, &doc) != nil {
+		t.Fatalf("/asyncapi.json: %d %.80s; want 200 and the document as JSON", r.status, r.body)
+	}
+	var want []string
+	for _, c := range doc.Channels {
+		want = append(want, c.Title)
+		if c.Address != nil {
+			want = append(want, *c.Address)
+		}
+		for _, m := range c.Messages {
+			msg := doc.Components.Messages[refName(m.Ref)]
+			if msg.Headers != nil {
+				want = append(want, doc.properties(refName(msg.Headers.Ref))...)
+			}
+			want = append(want, doc.properties(refName(msg.Payload.Ref))...)
+		}
+	}
+	if len(want) < 20 {
+		t.Fatalf("%d names to look for; want the document's channels, headers and fields", len(want))
+	}
+
+	b.open(s.base + "/docs")
+	var section struct {
+		Text  string
+		Links []string
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(section.Text, "event_id") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no events section rendered after 60s; got:\n%s", section.Text)
+		}
+		time.Sleep(100 * time.Millisecond)
+		b.eval(`const parts = [...document.querySelectorAll('[data-section-id^="tag/Events"]')];
+			return {
+				Text: parts.map(e => e.innerText).join("\n"),
+				Links: parts.flatMap(e => [...e.querySelectorAll("a[href]")].map(a => a.href)),
+			}`, &section)
+	}
+	for _, name := range slices.Compact(slices.Sorted(slices.Values(want))) {
+		if !strings.Contains(section.Text, name) {
+			t.Errorf("%q not in the events section", name)
+		}
+	}
+	for _, path := range []string{"/asyncapi.yaml", "/asyncapi.json"} {
+		if !slices.Contains(section.Links, s.base+path) {
+			t.Errorf("no link to %s in the events section; links %v", path, section.Links)
+		}
+	}
+}
+
+// asyncAPIDoc is what the page test reads of the event contract.
+type asyncAPIDoc struct {
+	Channels map[string]struct {
+		Title    string
+		Address  *string
+		Messages map[string]struct {
+			Ref string `json:"$ref"`
+		}
+	}
+	Components struct {
+		Messages map[string]struct {
+			Headers, Payload *struct {
+				Ref string `json:"$ref"`
+			}
+		}
+		Schemas map[string]asyncAPISchema
+	}
+}
+
+type asyncAPISchema struct {
+	Ref        string `json:"$ref"`
+	AllOf      []asyncAPISchema
+	Items      *asyncAPISchema
+	Properties map[string]asyncAPISchema
+}
+
+// properties returns the property names of the named schema and of every
+// schema below it.
+func (d asyncAPIDoc) properties(name string) []string {
+	var out []string
+	var walk func(s asyncAPISchema)
+	walk = func(s asyncAPISchema) {
+		if s.Ref != "" {
+			walk(d.Components.Schemas[refName(s.Ref)])
+		}
+		for _, a := range s.AllOf {
+			walk(a)
+		}
+		if s.Items != nil {
+			walk(*s.Items)
+		}
+		for p, ps := range s.Properties {
+			out = append(out, p)
+			walk(ps)
+		}
+	}
+	walk(d.Components.Schemas[name])
+	return out
+}
+
+func refName(ref string) string { return ref[strings.LastIndexByte(ref, '/')+1:] }

@@ -25,6 +25,7 @@ import (
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/postgres"
 	"github.com/phonesd/phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/internal/testkit/eventtest"
 	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
@@ -381,6 +382,8 @@ func (s *phonesd) events(n int) []map[string]any {
 	}
 }
 
+// readEvents returns the events of the file at path, each checked against
+// the event contract; none when there is no file.
 func readEvents(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(path)
@@ -394,6 +397,7 @@ func readEvents(t *testing.T, path string) []map[string]any {
 	var out []map[string]any
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		eventtest.CheckLine(t, sc.Bytes())
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("event line %q is not JSON: %v", sc.Text(), err)

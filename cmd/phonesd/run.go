@@ -122,6 +122,10 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		apiMetrics = nil
 	}
 
+	eventSpec, err := api.AsyncAPIJSON()
+	if err != nil {
+		return fmt.Errorf("event contract: %w", err)
+	}
 	phones := phone.NewService(store, relay.Notify)
 	keyFreshness := httpapi.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale}
 	srv, err := httpapi.NewServer(httpapi.Config{
@@ -130,6 +134,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		Verifier:             verifier,
 		Storage:              db,
 		Spec:                 api.Spec,
+		EventSpec:            api.AsyncAPI,
+		EventSpecJSON:        eventSpec,
 		StorageTimeout:       cfg.storageTimeout,
 		IdempotencyTTL:       cfg.idempotencyTTL,
 		RateLimit:            cfg.rateLimit,

@@ -123,7 +123,7 @@ func contractRoutes(tb testing.TB) []route {
 // other path; the operational endpoints answer GET and HEAD.
 func allowed(routes []route, r *http.Request) []int {
 	switch r.URL.Path {
-	case "/healthz", "/readyz", "/openapi.json":
+	case "/healthz", "/readyz", "/openapi.json", "/asyncapi.yaml", "/asyncapi.json":
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			return []int{http.StatusOK}
 		}
@@ -227,6 +227,8 @@ func FuzzAPI(f *testing.F) {
 		{"GET", "/healthz", noToken, "", ""},
 		{"HEAD", "/readyz", noToken, "", ""},
 		{"POST", "/openapi.json", noToken, "", ""},
+		{"GET", "/asyncapi.json", noToken, "", ""},
+		{"DELETE", "/asyncapi.yaml", noToken, "", ""},
 		{"GET", "/%68ealthz", noToken, "", ""},
 		{"POST", phones, noToken, "", okBody},
 		{"POST", phones, noToken, "Authorization: Basic dXNlcjpwYXNz", okBody},

@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/phonesd/phonesd/api"
 )
 
 // TestDocsPageServesItself checks what the browser test in cmd/phonesd
@@ -13,7 +17,10 @@ import (
 // allows exactly its own scripts, and a reload with the ETag costs nothing.
 // That the page renders the contract is checked there, in a real browser.
 func TestDocsPageServesItself(t *testing.T) {
-	h := docsPage()
+	h, err := docsPage(api.Spec, eventSpecJSON(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec := httptest.NewRecorder()
 	h(rec, httptest.NewRequest(http.MethodGet, "/docs", nil))
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/html; charset=utf-8" {
@@ -46,4 +53,122 @@ func TestDocsPageServesItself(t *testing.T) {
 	if again.Code != http.StatusNotModified || again.Body.Len() != 0 {
 		t.Errorf("GET /docs with its ETag: %d and %d bytes; want 304 and none", again.Code, again.Body.Len())
 	}
+}
+
+func eventSpecJSON(tb testing.TB) []byte {
+	tb.Helper()
+	b, err := api.AsyncAPIJSON()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// TestDocumentsAreTheContracts: each document is served byte for byte as
+// built into the binary, with its media type, and again for nothing with
+// its ETag.
+func TestDocumentsAreTheContracts(t *testing.T) {
+	s := newTestServer(t)
+	for _, tc := range []struct {
+		path, contentType string
+		want              []byte
+	}{
+		{"/openapi.json", "application/json", api.Spec},
+		{"/asyncapi.yaml", "application/yaml", api.AsyncAPI},
+		{"/asyncapi.json", "application/json", eventSpecJSON(t)},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != tc.contentType {
+			t.Errorf("GET %s: %d %q; want 200 %s", tc.path, rec.Code, rec.Header().Get("Content-Type"), tc.contentType)
+		}
+		if !bytes.Equal(rec.Body.Bytes(), tc.want) {
+			t.Errorf("GET %s: %d bytes, not the %d of the document", tc.path, rec.Body.Len(), len(tc.want))
+		}
+		req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+		req.Header.Set("If-None-Match", rec.Header().Get("ETag"))
+		again := httptest.NewRecorder()
+		s.ServeHTTP(again, req)
+		if again.Code != http.StatusNotModified {
+			t.Errorf("GET %s with its ETag: %d; want 304", tc.path, again.Code)
+		}
+	}
+}
+
+// TestDocsShowTheEvents reads the document /docs renders: the contract's
+// operations as they are, and a section of the events that draws, from the
+// event contract, every message's headers and payload of every channel.
+func TestDocsShowTheEvents(t *testing.T) {
+	events := eventSpecJSON(t)
+	b, err := docsDocument(api.Spec, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, spec, ev struct {
+		Paths      json.RawMessage `json:"paths"`
+		Tags       []struct{ Name, Description string }
+		Channels   map[string]struct{ Messages map[string]ref }
+		Components struct {
+			Schemas  map[string]json.RawMessage
+			Messages map[string]struct{ Headers, Payload *ref }
+		}
+	}
+	for _, d := range []struct {
+		b   []byte
+		out any
+	}{{b, &got}, {api.Spec, &spec}, {events, &ev}} {
+		if err := json.Unmarshal(d.b, d.out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Compacted and escaped for HTML, as the page carries it, but in the
+	// same order: Redoc shows operations and properties in the order written.
+	if !bytes.Equal(got.Paths, asOnPage(t, spec.Paths)) {
+		t.Error("the operations on /docs differ from the contract's")
+	}
+	for name := range ev.Components.Schemas {
+		if !bytes.Equal(got.Components.Schemas[name], asOnPage(t, ev.Components.Schemas[name])) {
+			t.Errorf("schema %s on /docs differs from the event contract's", name)
+		}
+	}
+	if n := len(got.Tags); n == 0 || got.Tags[n-1].Name != eventsTag {
+		t.Fatalf("tags %v; want the contract's, then %s", got.Tags, eventsTag)
+	}
+	section := got.Tags[len(got.Tags)-1].Description
+	for channel, c := range ev.Channels {
+		for _, m := range c.Messages {
+			msg := ev.Components.Messages[m.name()]
+			for _, r := range []*ref{msg.Headers, msg.Payload} {
+				if r == nil {
+					continue
+				}
+				if want := `<SchemaDefinition schemaRef="#/components/schemas/` + r.name() + `" />`; !strings.Contains(section, want) {
+					t.Errorf("channel %s: %s not drawn in the events section", channel, r.name())
+				}
+			}
+		}
+	}
+	for _, link := range []string{"(asyncapi.yaml)", "(asyncapi.json)"} {
+		if !strings.Contains(section, link) {
+			t.Errorf("no link %s in the events section", link)
+		}
+	}
+
+	// A schema of the events must not replace one of the contract's.
+	clash := bytes.Replace(events, []byte(`"AuditedPhone":`), []byte(`"Phone":`), 1)
+	if _, err := docsDocument(api.Spec, clash); err == nil || !strings.Contains(err.Error(), "schema Phone") {
+		t.Errorf("events with a schema named Phone: %v; want an error naming it", err)
+	}
+}
+
+// asOnPage is a JSON value as docsDocument writes it: compact, escaped
+// for HTML.
+func asOnPage(t *testing.T, raw json.RawMessage) []byte {
+	t.Helper()
+	var compact, escaped bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		t.Fatal(err)
+	}
+	json.HTMLEscape(&escaped, compact.Bytes())
+	return escaped.Bytes()
 }

@@ -117,11 +117,6 @@ func (s *Server) Backlog(ctx context.Context) (pending int64, oldestAge time.Dur
 	return st.pending, oldestAge, true
 }
 
-func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(s.spec)
-}
-
 // storageMaxAge is how old a storage probe /readyz answers from may be.
 const storageMaxAge = time.Second
 

@@ -35,13 +35,22 @@ type endpoint struct {
 }
 
 // routes is the whole HTTP surface: the operational endpoints, which need
-// no token, and the operations of the contract.
-func (s *Server) routes() {
+// no token, and the operations of the contract. It returns an error when
+// the documents cannot make the /docs page.
+func (s *Server) routes() error {
+	docs, err := docsPage(s.spec, s.eventSpecJSON)
+	if err != nil {
+		return err
+	}
 	s.operational = map[string]endpoint{
 		"/healthz":      {"healthz", http.HandlerFunc(s.healthz)},
 		"/readyz":       {"readyz", http.HandlerFunc(s.readyz)},
-		"/openapi.json": {"openapi", http.HandlerFunc(s.openapi)},
-		"/docs":         {"docs", docsPage()},
+		"/openapi.json": {"openapi", document("application/json", s.spec)},
+		"/docs":         {"docs", docs},
+	}
+	if s.eventSpec != nil {
+		s.operational["/asyncapi.yaml"] = endpoint{"asyncapi", document("application/yaml", s.eventSpec)}
+		s.operational["/asyncapi.json"] = endpoint{"asyncapi", document("application/json", s.eventSpecJSON)}
 	}
 	if s.metrics != nil {
 		s.operational["/metrics"] = endpoint{"metrics", s.metrics}
@@ -56,6 +65,7 @@ func (s *Server) routes() {
 			http.MethodPatch: updatePhone,
 		}},
 	}
+	return nil
 }
 
 // route answers the operational endpoints, finds the API operation of a

@@ -75,6 +75,12 @@ type Config struct {
 	Verifier Verifier
 	Storage  Storage
 	Spec     []byte // served at /openapi.json
+	// EventSpec is the event contract, asyncapi.yaml, served at
+	// /asyncapi.yaml; EventSpecJSON is the same document as JSON, served
+	// at /asyncapi.json. /docs shows its events beside the operations.
+	// Without them neither is served, and /docs shows the operations alone.
+	EventSpec     []byte
+	EventSpecJSON []byte
 	// StorageTimeout bounds the storage work of one request, so that a stuck
 	// database answers 500 instead of holding the client; required. The
 	// service's configuration chooses it, and is its one home.
@@ -126,6 +132,8 @@ type Server struct {
 	storageProbe   *storageProbe
 	keyFreshness   KeyFreshness
 	spec           []byte
+	eventSpec      []byte
+	eventSpecJSON  []byte
 	storageTimeout time.Duration
 	idempotencyTTL time.Duration
 	bodyTimeout    time.Duration
@@ -150,7 +158,8 @@ type Server struct {
 
 // NewServer returns the HTTP handler of the whole service. It returns an
 // error when cfg's StorageTimeout or IdempotencyTTL is not positive, or
-// its AccountShare is not from 0 to 1.
+// its AccountShare is not from 0 to 1, or when the documents cannot make
+// the /docs page.
 func NewServer(cfg Config) (*Server, error) {
 	if cfg.StorageTimeout <= 0 || cfg.IdempotencyTTL <= 0 {
 		return nil, errors.New("httpapi config: StorageTimeout and IdempotencyTTL must be positive")
@@ -165,6 +174,8 @@ func NewServer(cfg Config) (*Server, error) {
 		storageProbe:   newStorageProbe(cfg.Storage),
 		keyFreshness:   cfg.KeyFreshness,
 		spec:           cfg.Spec,
+		eventSpec:      cfg.EventSpec,
+		eventSpecJSON:  cfg.EventSpecJSON,
 		storageTimeout: cfg.StorageTimeout,
 		idempotencyTTL: cfg.IdempotencyTTL,
 		bodyTimeout:    cfg.BodyTimeout,
@@ -184,7 +195,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.observer == nil {
 		s.observer = noObserver{}
 	}
-	s.routes()
+	if err := s.routes(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

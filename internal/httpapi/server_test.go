@@ -54,11 +54,13 @@ func newHandlerWith(tb testing.TB, edit func(*Config)) (*Server, *auth.DevKey) {
 		tb.Fatal(err)
 	}
 	cfg := Config{
-		Logger:   slog.New(slog.DiscardHandler),
-		Phones:   phone.NewService(db, nil),
-		Verifier: v,
-		Storage:  db,
-		Spec:     api.Spec,
+		Logger:        slog.New(slog.DiscardHandler),
+		Phones:        phone.NewService(db, nil),
+		Verifier:      v,
+		Storage:       db,
+		Spec:          api.Spec,
+		EventSpec:     api.AsyncAPI,
+		EventSpecJSON: eventSpecJSON(tb),
 		// The tests' own bounds, roomy for a busy machine.
 		StorageTimeout: 5 * time.Second,
 		IdempotencyTTL: 24 * time.Hour,

@@ -81,19 +81,21 @@ func proxied(t *testing.T, server string) (string, *faultproxy.Proxy) {
 	return u.String(), p
 }
 
-// events returns n events numbered from first, as the outbox holds them.
-func events(first, n int) []phone.Event {
+// events returns n events numbered from first, as the domain builds them
+// and the outbox holds them: the same events for the same numbers.
+func events(t *testing.T, first, n int) []phone.Event {
+	t.Helper()
 	out := make([]phone.Event, n)
 	for i := range out {
 		seq := first + i
-		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", seq)
-		out[i] = phone.Event{
-			Seq:     int64(seq),
-			ID:      id,
-			Domain:  phone.EventDomain,
-			Type:    phone.EventCreated,
-			Payload: fmt.Appendf(nil, `{"event_id":%q,"n":%d}`, id, seq),
+		p := phone.Phone{ID: int64(seq), Tenant: "TN-sink", AccountID: 1, Number: fmt.Sprintf("5555-%04d", seq),
+			Type: phone.Mobile, Active: true, CountryCode: phone.DefaultCountryCode, CreatedAt: time.UnixMilli(1_800_000_000_000 + int64(seq))}
+		ev, err := phone.CreatedEvent(fmt.Sprintf("00000000-0000-4000-8000-%012d", seq), p, phone.Audit{CID: fmt.Sprintf("cid-%d", seq), Origin: "API"})
+		if err != nil {
+			t.Fatal(err)
 		}
+		ev.Seq = int64(seq)
+		out[i] = ev
 	}
 	return out
 }
@@ -167,7 +169,7 @@ func TestSinkPublish(t *testing.T) {
 	sink := newSink(t, config(st, st.URL, &logs))
 	ctx := context.Background()
 
-	batch := events(1, 5)
+	batch := events(t, 1, 5)
 	batch[3].Domain, batch[3].Type = "other", "thing_done-2"
 	if err := sink.Publish(ctx, batch); err != nil {
 		t.Fatalf("Publish: %v", err)
@@ -182,7 +184,7 @@ func TestSinkPublish(t *testing.T) {
 
 	// A retry of the batch, as after a lost acknowledgement, with one new
 	// event behind it: JetStream drops what it has.
-	retry := append(batch, events(6, 1)...)
+	retry := append(batch, events(t, 6, 1)...)
 	if err := sink.Publish(ctx, retry); err != nil {
 		t.Fatalf("Publish of the retry: %v", err)
 	}
@@ -191,14 +193,14 @@ func TestSinkPublish(t *testing.T) {
 		t.Errorf("log does not report the 5 duplicates:\n%s", logs.String())
 	}
 
-	bad := events(7, 2)
+	bad := events(t, 7, 2)
 	bad[1].Type = "two.tokens"
 	if err := sink.Publish(ctx, bad); err == nil {
 		t.Error("Publish of an event whose type is not one subject token: got nil error; want one")
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := sink.Publish(cancelled, events(7, 1)); !errors.Is(err, context.Canceled) {
+	if err := sink.Publish(cancelled, events(t, 7, 1)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish with cancelled ctx: got %v; want context.Canceled", err)
 	}
 	// Nothing of the refused batches: the good event ahead of the bad one
@@ -216,7 +218,7 @@ func TestNewSinkKeepsExistingStream(t *testing.T) {
 	before := st.Info(t)
 	var logs logBuffer
 	sink := newSink(t, config(st, st.URL, &logs))
-	if err := sink.Publish(context.Background(), events(1, 1)); err != nil {
+	if err := sink.Publish(context.Background(), events(t, 1, 1)); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	after := st.Info(t)
@@ -248,7 +250,7 @@ func TestSinkStartsWithoutBroker(t *testing.T) {
 		proxy.Set(faultproxy.Cut)
 		var logs logBuffer
 		sink := newSink(t, config(st, server, &logs))
-		batch := events(1, 3)
+		batch := events(t, 1, 3)
 
 		began := time.Now()
 		if err := sink.Publish(context.Background(), batch); err == nil {
@@ -275,13 +277,13 @@ func TestSinkStartsWithoutBroker(t *testing.T) {
 		proxy.Set(faultproxy.Pass)
 		var err error
 		eventually(t, "the stream check", func() error {
-			err = sink.Publish(context.Background(), events(1, 1))
+			err = sink.Publish(context.Background(), events(t, 1, 1))
 			if errors.Is(err, jetstream.ErrStream) {
 				return nil
 			}
 			return err
 		})
-		if err := sink.Publish(context.Background(), events(1, 1)); !errors.Is(err, jetstream.ErrStream) {
+		if err := sink.Publish(context.Background(), events(t, 1, 1)); !errors.Is(err, jetstream.ErrStream) {
 			t.Errorf("second Publish: got %v; want ErrStream", err)
 		}
 		if n := strings.Count(logs.String(), "level=ERROR"); n != 2 {
@@ -302,7 +304,7 @@ func TestSinkPublishTimesOut(t *testing.T) {
 	sink := newSink(t, cfg)
 	proxy.Set(faultproxy.Blackhole)
 	began := time.Now()
-	if err := sink.Publish(context.Background(), events(1, 3)); err == nil {
+	if err := sink.Publish(context.Background(), events(t, 1, 3)); err == nil {
 		t.Fatal("Publish into a blackhole: got nil error; want one")
 	}
 	if took := time.Since(began); took > cfg.PublishTimeout+time.Second {
@@ -310,20 +312,20 @@ func TestSinkPublishTimesOut(t *testing.T) {
 	}
 	proxy.Set(faultproxy.Pass)
 	// The held messages may arrive late; the retry is deduplicated.
-	eventually(t, "Publish after the blackhole", func() error { return sink.Publish(context.Background(), events(1, 3)) })
-	checkMessages(t, st, events(1, 3))
+	eventually(t, "Publish after the blackhole", func() error { return sink.Publish(context.Background(), events(t, 1, 3)) })
+	checkMessages(t, st, events(t, 1, 3))
 }
 
 func TestSinkRecreatesDeletedStream(t *testing.T) {
 	st := natstest.New(t)
 	var logs logBuffer
 	sink := newSink(t, config(st, st.URL, &logs))
-	if err := sink.Publish(context.Background(), events(1, 1)); err != nil {
+	if err := sink.Publish(context.Background(), events(t, 1, 1)); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	st.Delete(t)
-	eventually(t, "Publish after the stream was deleted", func() error { return sink.Publish(context.Background(), events(2, 1)) })
-	checkMessages(t, st, events(2, 1))
+	eventually(t, "Publish after the stream was deleted", func() error { return sink.Publish(context.Background(), events(t, 2, 1)) })
+	checkMessages(t, st, events(t, 2, 1))
 }
 
 func TestNewSinkConfigErrors(t *testing.T) {
@@ -424,7 +426,7 @@ func TestNewSinkCredentialsInURL(t *testing.T) {
 		t.Fatalf("NewSink with the right password: %v", err)
 	}
 	defer sink.Close()
-	if err := sink.Publish(context.Background(), events(1, 1)); err == nil {
+	if err := sink.Publish(context.Background(), events(t, 1, 1)); err == nil {
 		t.Error("Publish without JetStream: got nil error; want one")
 	}
 }
@@ -446,13 +448,13 @@ func TestNewSinkWaitsForTheClustersServers(t *testing.T) {
 	cfg := config(st, c.Servers[0].URL()+","+c.Servers[1].URL(), &logs)
 	cfg.Replicas = 3
 	s := newSink(t, cfg)
-	if err := s.Publish(ctx, events(1, 1)); err == nil {
+	if err := s.Publish(ctx, events(t, 1, 1)); err == nil {
 		t.Fatal("Publish with two of three servers up: got nil; want an error, the stream cannot have three replicas yet")
 	}
 	if err := down.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	evs := events(1, 3)
+	evs := events(t, 1, 3)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := s.Publish(ctx, evs)

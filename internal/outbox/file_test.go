@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -119,17 +118,27 @@ func TestNewFileSinkMissingDirectory(t *testing.T) {
 	}
 }
 
-// event returns an event with a payload as the service writes it.
-func event(seq int64, id string) phone.Event {
-	return phone.Event{Seq: seq, ID: id, Payload: []byte(`{"event_id":"` + id + `","n":` + strconv.FormatInt(seq, 10) + `}`)}
+// event returns the event numbered seq, as the domain builds it.
+func event(t *testing.T, seq int64) phone.Event {
+	t.Helper()
+	p := mobile(t, fmt.Sprintf("9000-%04d", seq))
+	p.ID = seq
+	ev, err := phone.CreatedEvent(eventID(seq), p, phone.Audit{CID: fmt.Sprintf("cid-%d", seq), Origin: "API"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Seq = seq
+	return ev
 }
+
+func eventID(seq int64) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", seq) }
 
 func TestFileSinkWritesEachEventOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
 	ctx := context.Background()
 	evs := make([]phone.Event, 8)
 	for i := range evs {
-		evs[i] = event(int64(i+1), fmt.Sprintf("e%d", i+1))
+		evs[i] = event(t, int64(i+1))
 	}
 	payloads := func(evs []phone.Event) []string {
 		var out []string
@@ -154,7 +163,7 @@ func TestFileSinkWritesEachEventOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(`{"event_id":"e6","n`)
+	f.WriteString(`{"event_id":"` + eventID(6) + `","n`)
 	f.Close()
 	sink = openFileSink(t, path)
 	if err := sink.Publish(ctx, evs[3:]); err != nil {

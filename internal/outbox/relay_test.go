@@ -17,6 +17,7 @@ import (
 	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/internal/testkit/eventtest"
 )
 
 func openStore(t *testing.T) *sqlite.DB {
@@ -126,6 +127,8 @@ func startRelay(t *testing.T, r *outbox.Relay) (stop func()) {
 	return stop
 }
 
+// readLines returns the lines of the events file at path, each checked
+// against the event contract.
 func readLines(t *testing.T, path string) []string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -138,7 +141,11 @@ func readLines(t *testing.T, path string) []string {
 	if b[len(b)-1] != '\n' {
 		t.Fatalf("%s: got no final newline; want one", path)
 	}
-	return strings.Split(string(b[:len(b)-1]), "\n")
+	lines := strings.Split(string(b[:len(b)-1]), "\n")
+	for _, l := range lines {
+		eventtest.CheckLine(t, []byte(l))
+	}
+	return lines
 }
 
 func checkLines(t *testing.T, got, want []string) {
@@ -170,7 +177,10 @@ func TestRelayDeliversToFile(t *testing.T) {
 	svc := phone.NewService(db, relay.Notify)
 	var wantIDs []int64
 	for i := 70; i < 100; i++ {
-		p, err := svc.Create(context.Background(), phone.CreateRequest{Phone: mobile(t, fmt.Sprintf("9000-%04d", i))})
+		p, err := svc.Create(context.Background(), phone.CreateRequest{
+			Phone: mobile(t, fmt.Sprintf("9000-%04d", i)),
+			Audit: phone.Audit{CID: fmt.Sprintf("cid-%d", i)},
+		})
 		if err != nil {
 			t.Fatalf("create phone %d: %v", i, err)
 		}

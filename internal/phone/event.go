@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/phonesd/phonesd/api"
 )
 
-// Event type names, as Pismo names its audit events: the action plus "-<schema version>".
+// The audit events' domain and types, as the event contract names them:
+// the action plus "-<schema version>", as Pismo names its events.
 const (
-	EventDomain  = "audit"
-	EventCreated = "phone_creation-1"
-	EventChanged = "phone_change-1"
+	EventDomain  = api.EventDomain
+	EventCreated = api.EventPhoneCreation
+	EventChanged = api.EventPhoneChange
 )
 
 // TimestampLayout is the envelope's timestamp format: UTC with milliseconds.
@@ -42,65 +45,33 @@ type Event struct {
 	TraceParent string
 }
 
-type envelope struct {
-	EventID       string    `json:"event_id"`
-	SchemaVersion int       `json:"schema_version"`
-	Domain        string    `json:"domain"`
-	EventType     string    `json:"event_type"`
-	OrgID         string    `json:"org_id"`
-	CID           string    `json:"cid"`
-	Timestamp     string    `json:"timestamp"`
-	Data          auditData `json:"data"`
-}
-
-type auditData struct {
-	Method string      `json:"method"`
-	URI    string      `json:"uri"`
-	Email  string      `json:"email"`
-	Roles  []string    `json:"roles"`
-	Origin string      `json:"origin"`
-	Object auditObject `json:"object"`
-}
-
-// auditObject is the phone as Pismo's audit schemas carry it: area and
-// country codes as strings. ID is our extension so consumers can tell phones apart.
-type auditObject struct {
-	ID          int64   `json:"id"`
-	AccountID   int64   `json:"account_id"`
-	CustomerID  *int64  `json:"customer_id"`
-	AreaCode    *string `json:"area_code"`
-	CountryCode *string `json:"country_code"`
-	Number      string  `json:"number"`
-	Type        Type    `json:"type"`
-	Extension   *string `json:"extension"`
-	Active      bool    `json:"active"`
-}
-
 // CreatedEvent returns the Phone created event for a stored phone: its
 // timestamp is the phone's creation time, the time of its transaction.
 func CreatedEvent(eventID string, p Phone, a Audit) (Event, error) {
-	return newEvent(eventID, EventCreated, "POST", "/v1/accounts/:accountId/phones", p, a, p.CreatedAt)
+	return newEvent(eventID, EventCreated, api.EventCreationMethod, api.EventCreationURI, p, a, p.CreatedAt)
 }
 
 // ChangedEvent returns the Phone updated event for a stored change: the full
 // state after it, stamped with the phone's update time.
 func ChangedEvent(eventID string, p Phone, a Audit) (Event, error) {
-	return newEvent(eventID, EventChanged, "PATCH", "/v1/accounts/:accountId/phones/:phoneId", p, a, p.UpdatedAt)
+	return newEvent(eventID, EventChanged, api.EventChangeMethod, api.EventChangeURI, p, a, p.UpdatedAt)
 }
 
+// newEvent encodes the event with the contract's own types, so that a field
+// can only be added to the event by adding it to the types a test checks
+// against the event contract, api/asyncapi.yaml.
 func newEvent(eventID, typ, method, uri string, p Phone, a Audit, at time.Time) (Event, error) {
 	roles := a.Roles
 	if roles == nil {
 		roles = []string{}
 	}
-	cc := strconv.FormatInt(int64(p.CountryCode), 10)
-	obj := auditObject{
+	obj := api.AuditedPhone{
 		ID:          p.ID,
 		AccountID:   p.AccountID,
 		CustomerID:  p.CustomerID,
-		CountryCode: &cc,
+		CountryCode: strconv.FormatInt(int64(p.CountryCode), 10),
 		Number:      p.Number,
-		Type:        p.Type,
+		Type:        api.PhoneType(p.Type),
 		Extension:   p.Extension,
 		Active:      p.Active,
 	}
@@ -108,15 +79,15 @@ func newEvent(eventID, typ, method, uri string, p Phone, a Audit, at time.Time) 
 		ac := strconv.FormatInt(int64(*p.AreaCode), 10)
 		obj.AreaCode = &ac
 	}
-	env := envelope{
+	env := api.PhoneEvent{
 		EventID:       eventID,
-		SchemaVersion: 1,
+		SchemaVersion: api.EventSchemaVersion,
 		Domain:        EventDomain,
 		EventType:     typ,
 		OrgID:         p.Tenant,
 		CID:           a.CID,
 		Timestamp:     at.UTC().Format(TimestampLayout),
-		Data: auditData{
+		Data: api.PhoneAudit{
 			Method: method,
 			URI:    uri,
 			Email:  a.Email,

@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/phonesd/phonesd/internal/testkit/eventtest"
 )
 
 const (
@@ -52,6 +54,7 @@ type Message struct {
 	Subject     string
 	MsgID       string // the Nats-Msg-Id header
 	TraceParent string // the traceparent header, "" for none
+	Header      nats.Header
 	Data        []byte
 }
 
@@ -183,7 +186,9 @@ func (s *Stream) Info(t testing.TB) *jetstream.StreamInfo {
 }
 
 // Messages returns every message of the stream in stream order; none when
-// the stream does not exist.
+// the stream does not exist. It fails t when an event among them breaks
+// the event contract: every test that reads events from JetStream checks
+// them here.
 func (s *Stream) Messages(t testing.TB) []Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -191,6 +196,9 @@ func (s *Stream) Messages(t testing.TB) []Message {
 	msgs, err := s.ReadAll(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		eventtest.CheckMessage(t, m.Subject, m.Header, m.Data)
 	}
 	return msgs
 }
@@ -219,7 +227,7 @@ func (s *Stream) ReadAll(ctx context.Context) ([]Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: message %d: %w", s.Name, seq, err)
 		}
-		out = append(out, Message{Seq: m.Sequence, Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), TraceParent: m.Header.Get("traceparent"), Data: m.Data})
+		out = append(out, Message{Seq: m.Sequence, Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), TraceParent: m.Header.Get("traceparent"), Header: m.Header, Data: m.Data})
 	}
 	return out, nil
 }
