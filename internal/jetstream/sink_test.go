@@ -507,7 +507,7 @@ func TestSinkLogsItsConnection(t *testing.T) {
 			if c.late {
 				proxy.Set(faultproxy.Pass)
 			}
-			eventually(t, "Publish", func() error { return sink.Publish(context.Background(), events(1, 1)) })
+			eventually(t, "Publish", func() error { return sink.Publish(context.Background(), events(t, 1, 1)) })
 			// Close returns once the connection's callbacks have run: the
 			// log is complete.
 			sink.Close()
