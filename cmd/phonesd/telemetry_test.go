@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -300,4 +304,139 @@ func TestTraces(t *testing.T) {
 			t.Error("the request's log line does not name its trace")
 		}
 	})
+}
+
+// TestMetricSeriesStayBoundedWhateverClientsSend sends two rounds of the
+// same kinds of requests, each with values made up afresh: methods (up to
+// 4 KiB, lower case, on every kind of path), paths, header values and
+// token claims. The first round may add the series of the answers it gets;
+// the second, whose requests differ from the first only by their made-up
+// values, must add none to any metric: a label that took a value from a
+// request would grow by one series per request, without bound.
+func TestMetricSeriesStayBoundedWhateverClientsSend(t *testing.T) {
+	// Without a rate limit, the two rounds get the same answers.
+	s := start(t, map[string]string{"PHONES_RATE_LIMIT": "0"})
+	scrape(t, s.base+"/metrics") // the scrape's own series
+	created := 0
+	round := func(seed uint64) map[string]bool {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		made := func(n int) string {
+			const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = letters[rng.IntN(len(letters))]
+			}
+			return string(b)
+		}
+		send := func(method, path, body string, headers ...[2]string) response {
+			t.Helper()
+			req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = strings.ToLower(made(12)) + ".example"
+			for _, h := range headers {
+				req.Header.Add(h[0], h[1])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%.20s %s: %v", method, path, err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return response{status: resp.StatusCode, header: resp.Header, body: b}
+		}
+		account := 1 + rng.Int64N(1e9)
+		collection := fmt.Sprintf("/accounts/v1/accounts/%d/phones", account)
+		paths := []string{"/" + made(20), "/accounts/v1/accounts/" + made(8) + "/phones/" + made(8),
+			collection, collection + "/1", "/metrics", "/readyz", "/healthz", "/openapi.json", "/docs"}
+		for _, method := range []string{made(1), made(4096), strings.ToLower(made(7)), "get", "PUT", "DELETE", "OPTIONS"} {
+			for _, path := range paths {
+				send(method, path, "", bearer(s.token))
+			}
+		}
+		for range 5 {
+			send(http.MethodGet, "/"+made(1+rng.IntN(2000)), "")
+			send(http.MethodGet, "/accounts/v1/accounts/"+made(10)+"/phones", "", bearer(s.token))
+			send(http.MethodGet, collection+"/%"+fmt.Sprintf("%02X", rng.IntN(256))+made(5), "", bearer(s.token))
+		}
+		// Made-up header values on requests otherwise good.
+		madeHeaders := [][2]string{
+			{"X-Cid", made(1 + rng.IntN(128))},
+			{"Traceparent", "00-" + hex.EncodeToString([]byte(made(16))) + "-" + hex.EncodeToString([]byte(made(8))) + "-01"},
+			{"Accept", made(30)}, {"User-Agent", made(200)}, {"X-" + made(10), made(100)},
+		}
+		if r := send(http.MethodGet, collection, "", append(madeHeaders, bearer(s.token))...); r.status != http.StatusOK {
+			t.Fatalf("list with made-up headers: %d %s", r.status, r.body)
+		}
+		number := fmt.Sprintf(`{"number": "%d", "type": "MOBILE"}`, 10_000_000+rng.IntN(89_999_999))
+		r := send(http.MethodPost, collection, number, append(madeHeaders, bearer(s.token), jsonCT, [2]string{"Idempotency-Key", made(40)})...)
+		id := createdID(t, r)
+		created++
+		for _, h := range [][2]string{{"Content-Type", made(20) + "/" + made(10)}, {"X-Customer-Id", made(12)}} {
+			send(http.MethodPost, collection, number, bearer(s.token), jsonCT, h)
+		}
+		send(http.MethodPatch, fmt.Sprintf("%s/%d", collection, id), `{"active": false}`, bearer(s.token), jsonCT, [2]string{"If-Match", `"` + made(10) + `"`})
+		send(http.MethodPatch, fmt.Sprintf("%s/%d", collection, id), `{"active": false}`, bearer(s.token), jsonCT, [2]string{"If-Match", fmt.Sprintf(`"%d"`, 1000+rng.IntN(1e6))})
+		// Made-up tokens and schemes, and good tokens with made-up claims.
+		send(http.MethodGet, collection, "", [2]string{"Authorization", "Bearer " + made(300)})
+		send(http.MethodGet, collection, "", [2]string{"Authorization", made(6) + " " + made(300)})
+		send(http.MethodGet, collection, "", bearer(made(20)+"."+made(60)+"."+made(40)))
+		tok := s.keys.token(t, claims{"tenant_id": "TN-" + made(20), "email": made(30) + "@" + made(10), "roles": []string{made(50), "<" + made(20) + ">"}, "origin": made(40), "sub": made(30)})
+		if r := send(http.MethodGet, collection, "", bearer(tok)); r.status != http.StatusOK {
+			t.Fatalf("list with a token of made-up claims: %d %s", r.status, r.body)
+		}
+		s.keys.kid = made(10)
+		send(http.MethodGet, collection, "", bearer(s.keys.token(t, nil)))
+		s.keys.kid = "test-key-1"
+		s.events(created)
+		// The relay counts a delivery once it has marked it, just after
+		// the events file has it.
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			_, families := scrape(t, s.base+"/metrics")
+			if counter(families, "phonesd_outbox_events_delivered_total", map[string]string{"sink": "file"}) >= float64(created) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, families := scrape(t, s.base+"/metrics")
+		return seriesOf(families)
+	}
+	first := round(1)
+	second := round(2)
+	var grown []string
+	for k := range second {
+		if !first[k] {
+			grown = append(grown, k)
+		}
+	}
+	slices.Sort(grown)
+	if len(grown) > 0 {
+		examples := grown[:min(len(grown), 5)]
+		for i, g := range examples {
+			if len(g) > 160 {
+				examples[i] = g[:160] + "..."
+			}
+		}
+		t.Errorf("%d series after the first round; the second, with other made-up values, added %d (want 0), such as:\n%s",
+			len(first), len(grown), strings.Join(examples, "\n"))
+		return
+	}
+	t.Logf("%d series after each round", len(first))
+}
+
+// seriesOf names each series of families by its metric and labels.
+func seriesOf(families map[string]*dtoFamily) map[string]bool {
+	out := map[string]bool{}
+	for name, f := range families {
+		for _, m := range f.Metric {
+			var labels []string
+			for _, lp := range m.Label {
+				labels = append(labels, lp.GetName()+"="+strconv.Quote(lp.GetValue()))
+			}
+			slices.Sort(labels)
+			out[name+"{"+strings.Join(labels, ",")+"}"] = true
+		}
+	}
+	return out
 }

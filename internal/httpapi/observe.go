@@ -53,7 +53,7 @@ func (s *Server) finish(x *exchange, r *http.Request) {
 		}
 	}
 	took := time.Since(x.start)
-	s.observer.Answered(x.operation, r.Method, x.status, took)
+	s.observer.Answered(x.operation, s.methodLabel(r.Method), x.status, took)
 	if x.span != nil {
 		x.span.SetAttributes(attribute.Int("http.response.status_code", x.status))
 		if x.status >= 500 {

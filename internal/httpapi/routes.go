@@ -65,7 +65,24 @@ func (s *Server) routes() error {
 			http.MethodPatch: updatePhone,
 		}},
 	}
+	s.methods = map[string]bool{http.MethodGet: true, http.MethodHead: true}
+	for _, res := range s.resources {
+		for m := range res.ops {
+			s.methods[m] = true
+		}
+	}
 	return nil
+}
+
+// methodLabel is the method a request is counted under in the metrics: one
+// the API answers, or "other". A client may send any token as its method,
+// up to the header limit; counted as sent, each made-up method would be a
+// series of its own, kept for the life of the process.
+func (s *Server) methodLabel(method string) string {
+	if s.methods[method] {
+		return method
+	}
+	return "other"
 }
 
 // route answers the operational endpoints, finds the API operation of a

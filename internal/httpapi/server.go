@@ -56,7 +56,8 @@ type Storage interface {
 }
 
 // Observer counts what the API answers, for metrics. Its arguments come
-// from small fixed sets: operation names, methods, statuses and reasons.
+// from small fixed sets, never from what a client sent: operation names,
+// the API's methods and "other", statuses and reasons.
 type Observer interface {
 	// Answered counts a request of operation, answered with status.
 	Answered(operation, method string, status int, took time.Duration)
@@ -140,7 +141,10 @@ type Server struct {
 	draining       atomic.Bool
 	operational    map[string]endpoint
 	resources      [resourceCount]resource
-	limiter        *limiter[string] // nil: no rate limit
+	// methods are the methods the API answers: the metrics' method label
+	// takes one of them, or "other".
+	methods map[string]bool
+	limiter *limiter[string] // nil: no rate limit
 	// accountRate is each account's share of its tenant's rate; nil: none.
 	accountRate *limiter[account]
 	// verifying bounds the requests whose token is being checked, served
