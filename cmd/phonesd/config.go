@@ -52,6 +52,9 @@ type config struct {
 	// allowInsecure lets credentials and phone numbers cross the network
 	// to a non-loopback database or broker without TLS.
 	allowInsecure bool
+	// unverifiedDBHosts are the PostgreSQL hosts, not loopback, reached
+	// over TLS that checks no certificate (sslmode=require): warned of.
+	unverifiedDBHosts []string
 }
 
 // natsConfig is the NATS JetStream sink's part of the configuration; url is
@@ -63,8 +66,8 @@ type natsConfig struct {
 	stream          string
 	duplicateWindow time.Duration
 	replicas        int32 // of a stream phonesd creates
-	// requireTLS refuses a server that offers no TLS: the URL carries
-	// credentials to a host that is not loopback.
+	// requireTLS refuses a server that offers no TLS: the URL names a
+	// host that is not loopback.
 	requireTLS bool
 }
 

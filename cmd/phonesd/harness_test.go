@@ -425,3 +425,15 @@ func (s *phonesd) stored(tenant string, account, id int64) (phone.Phone, error) 
 	}
 	return s.db.Phone(context.Background(), tenant, account, id)
 }
+
+// waitLogged waits until phonesd's log holds text, failing after wait.
+func (s *phonesd) waitLogged(text string, wait time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(wait)
+	for !strings.Contains(s.logs.String(), text) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%q not logged after %s\nlogs:\n%s", text, wait, s.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/phonesd/phonesd/internal/jetstream"
 	"github.com/phonesd/phonesd/internal/testkit/natstest"
 )
 
@@ -71,4 +74,71 @@ func TestNATSReportsExistingStreamReplicas(t *testing.T) {
 	if info := st.Info(t); info.Config.Replicas != 1 {
 		t.Errorf("the existing stream now has %d replicas; want it unchanged, 1", info.Config.Replicas)
 	}
+}
+
+// TestNATSAdvertisedServerGetsNoCredentials gives phonesd the first server
+// of a two-server cluster by a nats:// URL with a user and password, on
+// loopback, so without TLS; the second server advertises to clients an
+// address where an impostor listens. nats.go would add that address to its
+// pool with the configured user and password, and send them there in
+// clear text once the first server died. phonesd must keep to the server
+// it was given: the impostor hears nothing while the first server is down
+// (five reconnect rounds), and phonesd reconnects to it once it is back
+// and delivers there.
+func TestNATSAdvertisedServerGetsNoCredentials(t *testing.T) {
+	impostor, err := natstest.StartImpostor("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { impostor.Close() })
+	c := natstest.NewClusterWith(t, 2, natstest.ClusterOptions{
+		User: "phonesd", Password: "pw-not-for-impostors", Advertise: map[int]string{1: impostor.Addr()},
+	})
+	first := c.Servers[0]
+	st := c.NewStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// The test means something only if the first server's clients learn
+	// the advertised address.
+	nc, err := nats.Connect(first.URL(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); !advertises(nc, impostor.Addr()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("clients of %s never learnt the advertised %s: discovered %v", first.Name, impostor.Addr(), nc.DiscoveredServers())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	nc.Close()
+
+	s := start(t, natsEnv(st, first.URL()))
+	createdID(t, s.create(1, okBody))
+	st.WaitMessages(t, 1)
+	if err := first.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLogged("NATS connection lost", 10*time.Second)
+	select {
+	case <-impostor.Heard():
+		t.Fatalf("phonesd connected to the address the second server advertises, and sent %q", impostor.Received())
+	case <-time.After(5 * jetstream.DefaultReconnectWait):
+	}
+	if err := first.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLogged("NATS reconnected", 30*time.Second)
+	createdID(t, s.create(1, phoneBody(2)))
+	waitDrained(t, s.dataDir, s.databaseURL, 30*time.Second)
+}
+
+// advertises reports whether nc has learnt of a server at addr.
+func advertises(nc *nats.Conn, addr string) bool {
+	for _, d := range nc.DiscoveredServers() {
+		if u, err := url.Parse(d); err == nil && u.Host == addr {
+			return true
+		}
+	}
+	return false
 }

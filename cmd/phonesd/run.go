@@ -309,7 +309,7 @@ func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, e
 	case errors.Is(err, jetstream.ErrStream):
 		return nil, fmt.Errorf("PHONES_NATS_STREAM: %w", err)
 	case errors.Is(err, jetstream.ErrNoTLS):
-		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w (its credentials would cross the network in clear text: use tls://, or PHONES_ALLOW_INSECURE_TRANSPORT=true where the network encrypts it)", err)
+		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w; a NATS server that is not loopback must offer TLS, since events carry phone numbers: enable TLS on the server, or set PHONES_ALLOW_INSECURE_TRANSPORT=true where the network encrypts it", err)
 	case err != nil:
 		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 	}

@@ -2,7 +2,8 @@ package main
 
 import (
 	"fmt"
-	"net/url"
+	"log/slog"
+	neturl "net/url"
 	"strings"
 
 	"github.com/phonesd/phonesd/internal/postgres"
@@ -11,12 +12,21 @@ import (
 // checkTransport keeps credentials and phone numbers from crossing the
 // network in clear text: a PostgreSQL host that is neither loopback nor a
 // Unix socket must be reached with sslmode require, verify-ca or
-// verify-full, and a NATS URL with credentials to a host that is not
-// loopback must be tls:// or lead to a server that offers TLS (the
-// connection then refuses one that does not). PHONES_ALLOW_INSECURE_TRANSPORT
+// verify-full, and a NATS server that is not loopback, with credentials or
+// without (the events carry phone numbers), must be reached over TLS:
+// tls://, or a server that offers TLS, which the connection then requires
+// (one that offers none is refused). PHONES_ALLOW_INSECURE_TRANSPORT
 // lifts both, for networks whose encryption is outside the process, such
-// as a service mesh.
+// as a service mesh. It also notes the PostgreSQL hosts whose certificate
+// sslmode=require leaves unchecked, for a warning at start.
 func (c *config) checkTransport() error {
+	if c.postgresURL != "" {
+		for _, host := range postgres.UnverifiedHosts(c.postgresURL) {
+			if !loopback(host) {
+				c.unverifiedDBHosts = append(c.unverifiedDBHosts, host)
+			}
+		}
+	}
 	if c.allowInsecure {
 		return nil
 	}
@@ -28,22 +38,30 @@ func (c *config) checkTransport() error {
 		}
 	}
 	if c.nats.url != "" {
-		c.nats.requireTLS = natsCredentialsLeaveHost(c.nats)
+		c.nats.requireTLS = natsLeavesHost(c.nats.url)
 	}
 	return nil
 }
 
-// natsCredentialsLeaveHost reports whether n sends credentials (in the URL
-// or a credentials file) over a nats:// URL to a host that is not loopback.
-func natsCredentialsLeaveHost(n natsConfig) bool {
-	for part := range strings.SplitSeq(n.url, ",") {
-		u, err := url.Parse(strings.TrimSpace(part))
-		if err != nil || u.Scheme != "nats" || loopbackHost(u.Hostname()) {
-			continue
-		}
-		if u.User != nil || n.credsFile != "" {
+// natsLeavesHost reports whether url, one NATS URL or several separated by
+// commas, names a server that is not loopback.
+func natsLeavesHost(url string) bool {
+	for part := range strings.SplitSeq(url, ",") {
+		u, err := neturl.Parse(strings.TrimSpace(part))
+		if err == nil && !loopbackHost(u.Hostname()) {
 			return true
 		}
 	}
 	return false
+}
+
+// warnTransport logs, at start, what the transport rules allow but an
+// operator should know: PostgreSQL hosts reached with sslmode=require,
+// which encrypts but takes any certificate, so that whoever can redirect
+// the connection gets the database password.
+func (c config) warnTransport(log *slog.Logger) {
+	if len(c.unverifiedDBHosts) > 0 {
+		log.Warn("PHONES_DATABASE_URL: the connection is encrypted but the server's certificate is not checked (sslmode=require), so whoever intercepts it gets the password and the phone numbers: set sslmode=verify-full, with sslrootcert",
+			"hosts", strings.Join(c.unverifiedDBHosts, ","))
+	}
 }

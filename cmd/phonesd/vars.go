@@ -59,7 +59,7 @@ func variables() []variable {
 		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat`, else after `nbf`, else after now; `0` accepts any"},
 		{name: "PHONES_TOKEN_CACHE_SIZE", def: "10000", meaning: "verified tokens kept, so that a token sent again is not verified again; `0` turns the cache off"},
 		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/events.jsonl", defNote: "`file://` + `events.jsonl` in the data directory",
-			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](docs/operations.md#running-with-nats-jetstream); credentials to a host that is not loopback go only over TLS"},
+			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](docs/operations.md#running-with-nats-jetstream); a server that is not loopback is reached only over TLS, credentials or not"},
 		{name: "PHONES_NATS_CREDS", meaning: "NATS: credentials file (user JWT and seed)"},
 		{name: "PHONES_NATS_SUBJECT_PREFIX", def: "accounts", meaning: "NATS: events go to `<prefix>.<domain>.<event_type>`"},
 		{name: "PHONES_NATS_STREAM", def: "ACCOUNTS_EVENTS", meaning: "NATS: the stream that must hold them, created when missing"},

@@ -232,6 +232,13 @@ func dialOptions(cfg Config) ([]nats.Option, error) {
 	if cfg.RequireTLS {
 		opts = append(opts, nats.Secure())
 	}
+	if !cfg.RequireTLS && !tlsURL(cfg.URL) {
+		// nats.go adds the servers a cluster advertises to its pool, with
+		// the configured URL's user and password copied onto them, and
+		// would send those in clear text to an address nobody configured.
+		// Without TLS only the configured servers are used.
+		opts = append(opts, nats.IgnoreDiscoveredServers())
+	}
 	return opts, nil
 }
 
@@ -540,6 +547,17 @@ func validToken(tok string) bool {
 		}
 	}
 	return true
+}
+
+// tlsURL reports whether url, a comma-separated list of server URLs, names
+// a tls:// server: nats.go then requires TLS of every server it connects to.
+func tlsURL(url string) bool {
+	for part := range strings.SplitSeq(url, ",") {
+		if strings.HasPrefix(strings.TrimSpace(part), "tls://") {
+			return true
+		}
+	}
+	return false
 }
 
 // Redact returns url, a comma-separated list of server URLs, without the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,9 @@ type Server struct {
 	// Port serves clients; ClusterPort, in a cluster, the other servers.
 	Port        int
 	ClusterPort int
+
+	// userInfo is "user:password@" when clients must authenticate, else "".
+	userInfo string
 
 	bin    string
 	dir    string // its JetStream store
@@ -89,8 +93,9 @@ func StartServer(ctx context.Context, dir string) (*Server, error) {
 	return s, s.Start(ctx)
 }
 
-// URL is the server's client URL.
-func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.Port) }
+// URL is the server's client URL, with the cluster's credentials when it
+// requires some.
+func (s *Server) URL() string { return fmt.Sprintf("nats://%s127.0.0.1:%d", s.userInfo, s.Port) }
 
 // LogPath is the server's log file.
 func (s *Server) LogPath() string { return s.log }
@@ -186,10 +191,27 @@ type Cluster struct {
 	Servers []*Server
 }
 
+// ClusterOptions are what a cluster's servers start with beyond the
+// defaults; the zero value is a plain cluster.
+type ClusterOptions struct {
+	// User and Password, when set, are required of every client; the
+	// servers' URLs then carry them.
+	User, Password string
+	// Advertise maps a server's index (from 0) to the client address it
+	// advertises to clients in place of its own, as a server behind NAT
+	// does: clients learn it from every server of the cluster.
+	Advertise map[int]string
+}
+
 // StartCluster starts n servers named nats-1 to nats-n, each routed to the
 // others, their stores and logs under dir, and waits until JetStream
 // answers, which it does once the servers have elected a meta leader.
-func StartCluster(ctx context.Context, dir string, n int) (_ *Cluster, err error) {
+func StartCluster(ctx context.Context, dir string, n int) (*Cluster, error) {
+	return StartClusterWith(ctx, dir, n, ClusterOptions{})
+}
+
+// StartClusterWith is StartCluster with o.
+func StartClusterWith(ctx context.Context, dir string, n int, o ClusterOptions) (_ *Cluster, err error) {
 	c := &Cluster{}
 	defer func() {
 		if err != nil {
@@ -204,13 +226,20 @@ func StartCluster(ctx context.Context, dir string, n int) (_ *Cluster, err error
 		if s.ClusterPort, err = freePort(); err != nil {
 			return nil, err
 		}
+		if o.User != "" {
+			s.userInfo = url.UserPassword(o.User, o.Password).String() + "@"
+			s.args = append(s.args, "--user", o.User, "--pass", o.Password)
+		}
+		if addr, ok := o.Advertise[i]; ok {
+			s.args = append(s.args, "--client_advertise", addr)
+		}
 		c.Servers = append(c.Servers, s)
 	}
 	for _, s := range c.Servers {
 		var routes []string
-		for _, o := range c.Servers {
-			if o != s {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", o.ClusterPort))
+		for _, other := range c.Servers {
+			if other != s {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", other.ClusterPort))
 			}
 		}
 		s.args = append(s.args, "--cluster_name", "phonesd", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", s.ClusterPort), "--routes", strings.Join(routes, ","))
@@ -299,13 +328,19 @@ func (c *Cluster) Stop() error {
 // when nats-server is not installed.
 func NewCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return NewClusterWith(t, n, ClusterOptions{})
+}
+
+// NewClusterWith is NewCluster with o.
+func NewClusterWith(t testing.TB, n int, o ClusterOptions) *Cluster {
+	t.Helper()
 	serverURL(t)
 	if _, err := ServerBinary(); err != nil {
 		t.Skipf("NATS cluster tests skipped: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := StartCluster(ctx, t.TempDir(), n)
+	c, err := StartClusterWith(ctx, t.TempDir(), n, o)
 	if err != nil {
 		t.Fatalf("start a NATS cluster: %v", err)
 	}
