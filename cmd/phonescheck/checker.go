@@ -165,6 +165,8 @@ type trial struct {
 	backend string
 	dir     string
 
+	// env is what every replica gets beyond its data directory.
+	env      map[string]string
 	ledger   *ledger
 	client   *client
 	load     *load
@@ -389,6 +391,7 @@ func (s *trial) setup(ctx context.Context) error {
 		env["PHONES_NATS_STREAM"] = st.Name
 		env["PHONES_NATS_SUBJECT_PREFIX"] = st.Prefix
 	}
+	s.env = env
 	n := max(s.sc.replicas, 1)
 	var targets []string
 	for i := range n {

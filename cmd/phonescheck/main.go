@@ -101,6 +101,8 @@ Scenarios (each on every backend it applies to):
   relay-crash  the relay killed between the broker's ack, or the events
                file's fsync, and marking the events sent
   replicas     three replicas on one PostgreSQL, each killed once (full run)
+  datadir      a second phonesd started on the data directory of one under load:
+               it exits within a second, naming the directory and the first's pid
   sigterm      SIGTERM under load: in-flight requests finish, exit in under 25 s
   hostile      slowloris, header floods, deep JSON and 2 MiB bodies beside a
                normal client whose p99 must stay under --p99
@@ -164,7 +166,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.postgresURL, "postgres-url", "", "administrative URL of a PostgreSQL server on which the checker creates and drops databases of its own; default $"+postgresEnv)
 	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server with JetStream, on which the checker creates and deletes streams of its own; default $"+natsEnv)
 	fs.DurationVar(&o.duration, "duration", 0, "load per scenario (default 15s with --short, 60s otherwise)")
-	fs.IntVar(&o.kills, "kills", 0, "kill -9s in the kill scenario, and crashes in relay-crash (default 3 with --short, 10 otherwise)")
+	fs.IntVar(&o.kills, "kills", 0, "kill -9s in the kill scenario, crashes in relay-crash and second processes in datadir (default 3 with --short, 10 otherwise)")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "create requests in flight")
 	fs.DurationVar(&o.p99Limit, "p99", 50*time.Millisecond, "hostile: the normal client's p99 latency must stay under this")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")

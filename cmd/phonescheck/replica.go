@@ -21,6 +21,12 @@ func newReplica(name, bin, dir string, env map[string]string) (*launch.Process, 
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
+	return replicaOn(name, bin, dataDir, env)
+}
+
+// replicaOn prepares a phonesd as newReplica does, on the data directory
+// dataDir, which must exist.
+func replicaOn(name, bin, dataDir string, env map[string]string) (*launch.Process, error) {
 	vars := map[string]string{
 		"PHONES_DATA_DIR":  dataDir,
 		"PHONES_LOG_LEVEL": "warn",

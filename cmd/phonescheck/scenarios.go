@@ -80,6 +80,8 @@ func scenarios() []*scenario {
 			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveRelayCrashFile},
 		{name: "replicas", about: "three replicas on one PostgreSQL, each killed once under load",
 			backends: []string{"postgres"}, sink: "file", replicas: 3, drive: driveReplicas},
+		{name: "datadir", about: "a second phonesd started on the data directory of one under load, as a rolling deploy on a shared volume would: it exits within a second",
+			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveSecondOnDataDir},
 		{name: "sigterm", about: "SIGTERM under load: in-flight requests finish, exit in under 25s",
 			backends: both, shortBackends: both, sink: "file", drive: driveSigterm},
 		{name: "hostile", about: "slowloris, header floods, deep JSON and 2 MiB bodies beside a normal client",
@@ -651,3 +653,72 @@ func latencies(l *latency.Summary) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// secondExitLimit is how soon a second phonesd on a data directory in use
+// must exit.
+const secondExitLimit = time.Second
+
+// driveSecondOnDataDir starts, at even intervals under load, a second
+// phonesd on the running one's data directory, with the same variables and
+// an address of its own: each must exit within secondExitLimit with status
+// 1 and one line naming the directory and the first's pid, while the first
+// serves on. The common checks then find every event once in the file.
+func driveSecondOnDataDir(ctx context.Context, s *trial) error {
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	s.load.start()
+	defer s.load.stop()
+	tries := s.c.opts.kills
+	gap := s.c.opts.duration / time.Duration(tries+1)
+	first := s.replicas[0]
+	var took []time.Duration
+	var line string
+	for i := range tries {
+		if err := sleep(ctx, gap); err != nil {
+			return err
+		}
+		second, err := replicaOn(fmt.Sprintf("%s-second-%d", first.Name, i+1), s.c.bin, first.DataDir, s.env)
+		if err != nil {
+			return err
+		}
+		second.LogPath = filepath.Join(s.dir, second.Name+".log")
+		began := time.Now()
+		if err := second.Launch(); err != nil {
+			return err
+		}
+		select {
+		case <-second.Exited():
+		case <-time.After(10 * time.Second):
+			second.Kill()
+		}
+		took = append(took, time.Since(began))
+		b, err := os.ReadFile(second.LogPath)
+		if err != nil {
+			return err
+		}
+		// The first line is the launcher's own.
+		_, out, _ := strings.Cut(string(b), "\n")
+		line = strings.TrimSpace(out)
+		pid := "pid " + strconv.Itoa(first.PID())
+		switch {
+		case second.ExitCode() != 1:
+			s.violate("datadir", "%s exited with status %d after %s; want 1\n%s", second.Name, second.ExitCode(), took[i].Round(time.Millisecond), out)
+		case took[i] > secondExitLimit:
+			s.violate("datadir", "%s exited after %s; want within %s", second.Name, took[i].Round(time.Millisecond), secondExitLimit)
+		case strings.Count(out, "\n") != 1 || !strings.Contains(out, first.DataDir) || !strings.Contains(out, pid):
+			s.violate("datadir", "%s wrote %q; want one line naming %s and %s", second.Name, out, first.DataDir, pid)
+		}
+		if !first.Running() {
+			return fmt.Errorf("%s exited beside %s\n%s", first.Name, second.Name, first.LogTail())
+		}
+	}
+	longest := slices.Max(took)
+	var total time.Duration
+	for _, d := range took {
+		total += d
+	}
+	s.note("%d second phonesds on the data directory exited in %.0fms on average, %.0fms at most; the last said: %s",
+		len(took), ms(total/time.Duration(len(took))), ms(longest), line)
+	return sleep(ctx, gap)
+}

@@ -66,6 +66,13 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if err := createDataDir(cfg.dataDir); err != nil {
 		return err
 	}
+	// Taken first and released last: nothing of the data directory is
+	// opened, created or cut by a second process on it.
+	unlock, err := lockStateDirs(cfg.stateDirs(), log)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	metrics := telemetry.NewMetrics()
 	tracing, err := telemetry.StartTracing(ctx, getenv, serviceVersion())
 	if err != nil {
