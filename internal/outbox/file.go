@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/phonesd/phonesd/internal/phone"
 )
@@ -36,12 +37,12 @@ type FileSink struct {
 
 // recentLines is how many of the file's last lines the sink recognises.
 // A relay moves past no event it has not marked sent, so the events it may
-// deliver again are the batch it last published: far fewer than this.
+// deliver again are the batch it last published: at most BatchSize,
+// DefaultBatchSize in phonesd, far fewer than this.
 const recentLines = 4096
 
-// recentBytes bounds the tail read for recentLines: events are well under
-// 2 KiB each.
-const recentBytes = 8 << 20
+// readBlock is how much of the file a backward scan reads at a time.
+const readBlock = 64 << 10
 
 // NewFileSink opens the file at path for appending, creating it with mode
 // 0600 whatever the umask (its directory must exist): its events hold phone
@@ -201,7 +202,7 @@ func completeLength(f *os.File) (int64, error) {
 		return 0, fmt.Errorf("stat: %w", err)
 	}
 	end := info.Size()
-	buf := make([]byte, 64*1024)
+	buf := make([]byte, readBlock)
 	for end > 0 {
 		start := max(0, end-int64(len(buf)))
 		block := buf[:end-start]
@@ -218,31 +219,85 @@ func completeLength(f *os.File) (int64, error) {
 
 // lastEventIDs returns the event_id of each of the last n complete lines of
 // f, which are size bytes long, oldest first; "" for a line that has none.
-// It reads at most the last recentBytes of the file.
+// It reads back lines, however many bytes they take, rather than a number
+// of bytes: the relay's largest batch is a number of events, and events
+// grow with the token's claims (a batch of 256 events whose roles JSON
+// escapes is over 9 MiB), so no byte count covers it without depending on
+// how large a token may be.
 func lastEventIDs(f *os.File, size int64, n int) ([]string, error) {
-	start := max(0, size-recentBytes)
-	tail := make([]byte, size-start)
-	if _, err := f.ReadAt(tail, start); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read tail: %w", err)
+	starts, err := lastLineStarts(f, size, n)
+	if err != nil {
+		return nil, err
 	}
-	lines := bytes.Split(bytes.TrimSuffix(tail, []byte{'\n'}), []byte{'\n'})
-	if start > 0 {
-		lines = lines[1:] // the first may have begun before the tail
-	}
-	if len(tail) == 0 {
-		lines = nil
-	}
-	lines = lines[max(0, len(lines)-n):]
-	ids := make([]string, len(lines))
-	for i, line := range lines {
-		var ev struct {
-			EventID string `json:"event_id"`
+	ids := make([]string, len(starts))
+	for i, start := range starts {
+		end := size
+		if i+1 < len(starts) {
+			end = starts[i+1]
 		}
-		if json.Unmarshal(line, &ev) == nil {
-			ids[i] = ev.EventID
-		}
+		ids[i] = eventID(io.NewSectionReader(f, start, end-start))
 	}
 	return ids, nil
+}
+
+// eventID returns the event_id of the JSON object line holds, "" when it
+// has none. It reads no further than that member: the envelope starts
+// with it, so the rest of a large event is never read.
+func eventID(line io.Reader) string {
+	dec := json.NewDecoder(line)
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if key == "event_id" {
+			var id string
+			if dec.Decode(&id) != nil {
+				return ""
+			}
+			return id
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return ""
+		}
+	}
+	return ""
+}
+
+// lastLineStarts returns where each of the last n lines of f's first size
+// bytes begins, oldest first, reading backwards in blocks; size is 0 or
+// ends a line.
+func lastLineStarts(f *os.File, size int64, n int) ([]int64, error) {
+	if size == 0 || n <= 0 {
+		return nil, nil
+	}
+	var starts []int64 // newest first
+	buf := make([]byte, readBlock)
+	// The byte at pos is the '\n' that ends the newest line not yet
+	// placed; the bytes before it are still to scan.
+	pos := size - 1
+	for pos > 0 && len(starts) < n {
+		from := max(0, pos-int64(len(buf)))
+		block := buf[:pos-from]
+		if _, err := f.ReadAt(block, from); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read tail: %w", err)
+		}
+		for i := len(block) - 1; i >= 0 && len(starts) < n; i-- {
+			if block[i] == '\n' {
+				starts = append(starts, from+int64(i)+1)
+			}
+		}
+		pos = from
+	}
+	if pos == 0 && len(starts) < n {
+		starts = append(starts, 0) // the file's first line
+	}
+	slices.Reverse(starts)
+	return starts, nil
 }
 
 // truncate cuts f to size and makes the cut durable; it does nothing when f

@@ -219,3 +219,41 @@ func TestRelayAfterCrashDoesNotAppendAgain(t *testing.T) {
 	waitFor(t, "every event marked sent", func() bool { return pendingCount(t, db) == 0 })
 	checkLines(t, readLines(t, path), want)
 }
+
+// TestFileSinkRecognisesAFullBatchOfLargeEvents writes a relay's full batch
+// of about the largest events a token can make: roles of '<', which JSON
+// writes as \u003c, six bytes for each of a token's, some 36 KiB an event
+// and more than 9 MiB the batch. As after a crash between the fsync and
+// marking them sent, the file is opened again and the batch published
+// again, as the relay does: nothing may be appended.
+func TestFileSinkRecognisesAFullBatchOfLargeEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	ctx := context.Background()
+	roles := []string{strings.Repeat("<", 6000)}
+	batch := make([]phone.Event, outbox.DefaultBatchSize)
+	size := 0
+	for i := range batch {
+		id := fmt.Sprintf("0190a0b0-0000-7000-8000-%012d", i+1)
+		p := phone.Phone{ID: int64(i + 1), Tenant: "TN-1", AccountID: 1, Number: "5555", Type: phone.Mobile, CountryCode: 55, CreatedAt: time.Now()}
+		ev, err := phone.CreatedEvent(id, p, phone.Audit{CID: "cid", Roles: roles})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Seq = int64(i + 1)
+		batch[i] = ev
+		size += len(ev.Payload) + 1
+	}
+	sink := openFileSink(t, path)
+	if err := sink.Publish(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	sink.Close()
+
+	sink = openFileSink(t, path)
+	if err := sink.Publish(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if lines := readLines(t, path); len(lines) != len(batch) {
+		t.Errorf("the file holds %d lines after the batch of %d events (%d bytes) was published again on a new sink; want %d", len(lines), len(batch), size, len(batch))
+	}
+}
