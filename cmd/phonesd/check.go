@@ -66,14 +66,16 @@ func checkService(ctx context.Context, env map[string]string, stdout io.Writer, 
 
 // checkStart is what a start checks before it creates, opens or reaches
 // anything, and all that phonesd check does without -connect: it warns of
-// unknown variables, of a database certificate left unchecked and of a data
-// directory open to others, and returns
+// unknown variables, of a database certificate left unchecked, of metrics
+// beside an API that is not on loopback and of a data directory open to
+// others, and returns
 // the start's error for a data directory that cannot be one, a database
 // URL that PostgreSQL would not take, the tracing variables, and the key
 // set's URL.
 func checkStart(cfg config, env map[string]string, log *slog.Logger) error {
 	warnUnknownVariables(log, env)
 	cfg.warnTransport(log)
+	cfg.warnExposure(log)
 	if err := inspectDataDir(cfg.dataDir, log); err != nil {
 		return err
 	}

@@ -465,3 +465,14 @@ func loopbackHost(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// warnExposure logs, at start, an API on an address that is not loopback
+// with the metrics beside it: /metrics and /readyz need no token, and show
+// anyone who reaches the API its traffic, its outbox backlog and a key set
+// gone stale.
+func (c config) warnExposure(log *slog.Logger) {
+	if c.metricsAddr == "" && !loopback(c.addr) {
+		log.Warn("PHONES_ADDR is not loopback and PHONES_METRICS_ADDR is unset: /metrics and the detail of /readyz (outbox backlog, a stale key set) are served to anyone who reaches the API; set PHONES_METRICS_ADDR to an address of the internal network",
+			"addr", c.addr)
+	}
+}

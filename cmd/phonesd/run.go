@@ -156,6 +156,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		Tracer:               tracing.Tracer,
 		Propagator:           tracing.Propagator,
 		KeyFreshness:         keyFreshness,
+		// Operational detail goes where the metrics go.
+		ReadyzChecksOnly: cfg.metricsAddr != "",
 	})
 	if err != nil {
 		return fmt.Errorf("build server: %w", err)

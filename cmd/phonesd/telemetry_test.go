@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -195,6 +196,71 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	if _, ok := families["phonesd_http_requests_total"]; !ok {
 		t.Error("no phonesd_http_requests_total on PHONES_METRICS_ADDR")
 	}
+}
+
+// TestEndpointsOnAPublicAddress starts phonesd on every address of the
+// machine (0.0.0.0). With the metrics beside the API, the start warns,
+// naming PHONES_METRICS_ADDR, and /metrics and the detail of /readyz are
+// served there; with PHONES_METRICS_ADDR, nothing is warned of, and the
+// API's address serves no /metrics and a /readyz of status and checks
+// only. The key set is stale at once (PHONES_JWKS_MAX_STALE=1ms), so that
+// /readyz has a warning to show or keep.
+func TestEndpointsOnAPublicAddress(t *testing.T) {
+	public := func(t *testing.T) string {
+		_, port, err := net.SplitHostPort(freeAddr(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return net.JoinHostPort("0.0.0.0", port)
+	}
+	const warning = "PHONES_METRICS_ADDR is unset"
+	readyz := func(t *testing.T, s *phonesd) map[string]any {
+		t.Helper()
+		r := s.do(http.MethodGet, "/readyz", "")
+		if r.status != http.StatusOK {
+			t.Fatalf("/readyz: %d %s", r.status, r.body)
+		}
+		return r.json(t)
+	}
+	t.Run("metrics beside the API", func(t *testing.T) {
+		s := start(t, map[string]string{"PHONES_ADDR": public(t), "PHONES_JWKS_MAX_STALE": "1ms"})
+		if !strings.Contains(s.logs.String(), warning) {
+			t.Errorf("no warning naming PHONES_METRICS_ADDR at start:\n%s", s.logs.String())
+		}
+		if r := s.do(http.MethodGet, "/metrics", ""); r.status != http.StatusOK {
+			t.Errorf("/metrics on the API's address: %d; want 200", r.status)
+		}
+		body := readyz(t, s)
+		if body["outbox"] == nil || body["warnings"] == nil {
+			t.Errorf("/readyz: %v; want the outbox backlog and the stale key set's warning", body)
+		}
+	})
+	t.Run("metrics on their own address", func(t *testing.T) {
+		metricsAddr := freeAddr(t)
+		s := start(t, map[string]string{"PHONES_ADDR": public(t), "PHONES_JWKS_MAX_STALE": "1ms", "PHONES_METRICS_ADDR": metricsAddr})
+		if strings.Contains(s.logs.String(), warning) {
+			t.Errorf("warned of the metrics beside the API, though they have an address of their own:\n%s", s.logs.String())
+		}
+		if r := s.do(http.MethodGet, "/metrics", ""); r.status != http.StatusNotFound {
+			t.Errorf("/metrics on the API's address: %d; want 404", r.status)
+		}
+		body := readyz(t, s)
+		if body["outbox"] != nil || body["warnings"] != nil || body["status"] != "ready" || body["checks"] == nil {
+			t.Errorf("/readyz: %v; want its status and checks only", body)
+		}
+		_, families := scrape(t, "http://"+metricsAddr+"/metrics")
+		for _, name := range []string{"phonesd_outbox_pending_events", "phonesd_jwks_age_seconds"} {
+			if _, ok := families[name]; !ok {
+				t.Errorf("no %s on PHONES_METRICS_ADDR: the detail /readyz leaves out must be there", name)
+			}
+		}
+	})
+	t.Run("loopback", func(t *testing.T) {
+		s := start(t, nil)
+		if strings.Contains(s.logs.String(), warning) {
+			t.Errorf("warned of the metrics beside an API on loopback:\n%s", s.logs.String())
+		}
+	})
 }
 
 // otlpReceiver is an OTLP/HTTP trace receiver on loopback that keeps what

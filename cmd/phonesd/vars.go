@@ -101,7 +101,7 @@ func variables() []variable {
 		{name: "PHONES_BODY_TIMEOUT", def: "5s", meaning: "how long a request body may take to arrive after the headers (a slower one answers 408), and a client to take an answer once it is begun (see [Back-pressure](docs/api.md#back-pressure)); either way the connection is then closed and the request's places are free"},
 		{name: "PHONES_LOG_LEVEL", def: "info", meaning: "`debug`, `info`, `warn`, `error`"},
 		{name: "PHONES_DEBUG_ADDR", defNote: "off", meaning: "a loopback address serving Go's profiles at `/debug/pprof/`"},
-		{name: "PHONES_METRICS_ADDR", defNote: "the API's address", meaning: "an address serving `/metrics` instead of the API's, so that the metrics need not be exposed with the API"},
+		{name: "PHONES_METRICS_ADDR", defNote: "the API's address", meaning: "an address serving `/metrics` instead of the API's, so that the metrics need not be exposed with the API; the API's `/readyz` then shows its status and checks only"},
 		{name: "PHONES_ALLOW_INSECURE_TRANSPORT", def: "false",
 			meaning: "`true` lets PostgreSQL and NATS credentials and phone numbers go to hosts that are not loopback without TLS, where the network encrypts them itself (a service mesh); see [Encrypted transport](docs/operations.md#encrypted-transport)"},
 	}

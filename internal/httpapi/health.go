@@ -19,7 +19,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // readyz says whether this replica should get traffic: storage answers, the
 // key set is loaded, and it is not draining. The outbox backlog is reported
 // but never makes a replica not ready: a broker outage must not take the API
-// down, since creates keep their events in the outbox meanwhile. What it
+// down, since creates keep their events in the outbox meanwhile. The backlog
+// and the warnings are left out when only the checks are shown. What it
 // says of storage comes from the last probe (see storageProbe), at most
 // about a second old: health checks, which need no token, never add to the
 // load of the database the API's requests wait for.
@@ -62,6 +63,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		body.Checks["lifecycle"] = "draining"
 		ready = false
+	}
+	if s.checksOnly {
+		body.Outbox, body.Warnings = nil, nil
 	}
 	status := http.StatusOK
 	body.Status = "ready"

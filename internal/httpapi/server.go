@@ -123,6 +123,11 @@ type Config struct {
 	Propagator propagation.TextMapPropagator
 	// KeyFreshness makes /readyz warn when the key set grows stale.
 	KeyFreshness KeyFreshness
+	// ReadyzChecksOnly keeps /readyz to its status and checks, without
+	// the outbox backlog and the warnings: for an API whose operational
+	// detail is served elsewhere, with the metrics, since /readyz needs no
+	// token and a stale key set is news to an attacker.
+	ReadyzChecksOnly bool
 }
 
 // Server is phonesd's HTTP handler.
@@ -132,6 +137,7 @@ type Server struct {
 	verifier       Verifier
 	storageProbe   *storageProbe
 	keyFreshness   KeyFreshness
+	checksOnly     bool // /readyz without the outbox backlog and warnings
 	spec           []byte
 	eventSpec      []byte
 	eventSpecJSON  []byte
@@ -177,6 +183,7 @@ func NewServer(cfg Config) (*Server, error) {
 		verifier:       cfg.Verifier,
 		storageProbe:   newStorageProbe(cfg.Storage),
 		keyFreshness:   cfg.KeyFreshness,
+		checksOnly:     cfg.ReadyzChecksOnly,
 		spec:           cfg.Spec,
 		eventSpec:      cfg.EventSpec,
 		eventSpecJSON:  cfg.EventSpecJSON,
