@@ -130,7 +130,8 @@ func reach(ctx context.Context, cfg config, log *slog.Logger) error {
 	var broker func(context.Context) (string, error)
 	if cfg.nats.url != "" {
 		broker = func(ctx context.Context) (string, error) {
-			return jetstream.Probe(ctx, natsSinkConfig(cfg, log))
+			detail, err := jetstream.Probe(ctx, natsSinkConfig(cfg, log))
+			return detail, sinkError(err)
 		}
 	}
 	ask("broker", cfg.eventsName(), broker)

@@ -314,15 +314,25 @@ func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, e
 		return sink, nil
 	}
 	sink, err := jetstream.NewSink(ctx, natsSinkConfig(cfg, log))
-	switch {
-	case errors.Is(err, jetstream.ErrStream):
-		return nil, fmt.Errorf("PHONES_NATS_STREAM: %w", err)
-	case errors.Is(err, jetstream.ErrNoTLS):
-		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w; a NATS server that is not loopback must offer TLS, since events carry phone numbers: enable TLS on the server, or set PHONES_ALLOW_INSECURE_TRANSPORT=true where the network encrypts it", err)
-	case err != nil:
-		return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
+	if err != nil {
+		return nil, sinkError(err)
 	}
 	return sink, nil
+}
+
+// sinkError is the one line naming the variable to fix for an error of the
+// NATS sink, at a start or in phonesd check -connect.
+func sinkError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrStream):
+		return fmt.Errorf("PHONES_NATS_STREAM: %w", err)
+	case errors.Is(err, jetstream.ErrNoTLS):
+		return fmt.Errorf("PHONES_EVENTS_URL: %w; a NATS server that is not loopback must offer TLS, since events carry phone numbers: enable TLS on the server, or set PHONES_ALLOW_INSECURE_TRANSPORT=true where the network encrypts it", err)
+	default:
+		return fmt.Errorf("PHONES_EVENTS_URL: %w", err)
+	}
 }
 
 // natsSinkConfig is the NATS JetStream sink's configuration.

@@ -106,8 +106,9 @@ func TestUncheckedDatabaseCertificateWarns(t *testing.T) {
 
 // TestNATSElsewhereWithoutTLSRefused points phonesd, without credentials,
 // at a server on this machine's non-loopback address that offers no TLS:
-// the start stops with one line naming PHONES_EVENTS_URL, and the server
-// hears nothing from it, not even a CONNECT.
+// the start stops with one line naming PHONES_EVENTS_URL, phonesd check
+// -connect logs that line, and the server hears nothing from either, not
+// even a CONNECT.
 func TestNATSElsewhereWithoutTLSRefused(t *testing.T) {
 	ip := nonLoopbackIP(t)
 	impostor, err := natstest.StartImpostor(net.JoinHostPort(ip, "0"))
@@ -128,6 +129,10 @@ func TestNATSElsewhereWithoutTLSRefused(t *testing.T) {
 		t.Errorf("run: %v; want one line starting PHONES_EVENTS_URL", err)
 	}
 	t.Logf("run: %v", err)
+	out, err := check(t, env, "-connect")
+	if err == nil || !strings.Contains(out, `"err":"PHONES_EVENTS_URL: `) || !strings.Contains(out, "offers no TLS") {
+		t.Errorf("phonesd check -connect: %v\n%s\nwant a failure, and the start's line naming PHONES_EVENTS_URL", err, out)
+	}
 	if got := impostor.Received(); len(got) > 0 {
 		t.Errorf("the server heard %d lines, the first %q; want nothing", len(got), got[0])
 	}
