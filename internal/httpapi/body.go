@@ -21,39 +21,30 @@ import (
 const maxBody = 64 << 10
 
 // readBody enforces the media type (a missing Content-Type is read as
-// JSON), the size limit and the body's deadline, and returns the body.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// JSON), the size limit and the body's deadline, and returns the body or
+// the refusal to answer with.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	switch cts := r.Header.Values("Content-Type"); len(cts) {
 	case 0:
 	case 1:
 		if !isJSON(cts[0]) {
-			writeMessage(w, http.StatusUnsupportedMediaType, msgMediaType)
-			return nil, false
+			return nil, errMediaType
 		}
 	default:
-		writeMessage(w, http.StatusUnsupportedMediaType, msgMediaType)
-		return nil, false
+		return nil, errMediaType
 	}
 	if r.ContentLength > maxBody {
-		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
-		return nil, false
+		return nil, errTooLarge
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
-		return nil, false
+		return nil, errTooLarge
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.observer.Refused("body_timeout")
-		// The connection cannot carry another request after a body cut
-		// short: close it, and with it everything the request held.
-		w.Header().Set("Connection", "close")
-		writeMessage(w, http.StatusRequestTimeout, msgBodyTimeout)
-		return nil, false
+		return nil, errBodyTimeout
 	case err != nil:
-		writeFieldError(w, &phone.FieldError{Field: "body", Message: "request body could not be read"})
-		return nil, false
+		return nil, bodyError("request body could not be read")
 	}
 	if s.bodyTimeout > 0 {
 		// The deadline was the body's; the rest of the exchange runs under
@@ -61,7 +52,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		// context while the service still works on it.
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
-	return body, true
+	return body, nil
 }
 
 // isJSON accepts application/json and application/*+json, with parameters;

@@ -127,41 +127,31 @@ func (g *keyedGauges[K]) leave(key K) {
 }
 
 // admit takes one of the replica's places, one of the account's share for
-// an account-bound token, and one of the tenant's, answering 503 or 429
-// when there is none; once admitted, the request calls dismiss when it is
-// served. A full replica is a 503 whoever asks, so that a load balancer
-// moves the request elsewhere. The account's share is checked before the
-// tenant's, so that a request refused for its account never holds, even
-// for an instant, a place its tenant's other callers could have had.
-func (s *Server) admit(w http.ResponseWriter, p auth.Principal) bool {
+// an account-bound token, and one of the tenant's, or returns the refusal
+// (503 or 429) when there is none; once admitted, the request calls
+// dismiss when it is served. A full replica is a 503 whoever asks, so that
+// a load balancer moves the request elsewhere. The account's share is
+// checked before the tenant's, so that a request refused for its account
+// never holds, even for an instant, a place its tenant's other callers
+// could have had. Both busy refusals count as tenant_busy: the guard is
+// the tenant's, shared out.
+func (s *Server) admit(p auth.Principal) error {
 	if !s.served.enter() {
-		s.observer.Refused("overloaded")
-		writeOverloaded(w)
-		return false
+		return errOverloaded
 	}
 	acct, bound := accountOf(p)
 	if bound && !s.perAccount.enter(acct) {
 		s.served.leave()
-		s.refuseBusy(w, msgAccountBusy)
-		return false
+		return errAccountBusy
 	}
 	if !s.perTenant.enter(p.Tenant) {
 		if bound {
 			s.perAccount.leave(acct)
 		}
 		s.served.leave()
-		s.refuseBusy(w, msgTenantBusy)
-		return false
+		return errTenantBusy
 	}
-	return true
-}
-
-// refuseBusy answers a request beyond its tenant's or its account's
-// places. Both count as tenant_busy: the guard is the tenant's, shared out.
-func (s *Server) refuseBusy(w http.ResponseWriter, msg string) {
-	s.observer.Refused("tenant_busy")
-	w.Header().Set("Retry-After", "1")
-	writeMessage(w, http.StatusTooManyRequests, msg)
+	return nil
 }
 
 // dismiss gives back the places admit took.
@@ -175,7 +165,7 @@ func (s *Server) dismiss(p auth.Principal) {
 
 // allowRate spends one token of the tenant's bucket and, for an
 // account-bound token, first one of its account's; when either is empty it
-// answers 429 with Retry-After and returns false. A request its account's
+// returns the 429's refusal, with the wait for its Retry-After. A request its account's
 // bucket refuses spends nothing of its tenant's, so that an account over
 // its share takes nothing more from its tenant's other callers.
 //
@@ -187,32 +177,24 @@ func (s *Server) dismiss(p auth.Principal) {
 // same seconds as Retry-After. The account's share is not stated there:
 // the contract's fields hold the tenant's quota alone, and clients
 // generated from it check them; its 429 says "account" in its message.
-func (s *Server) allowRate(w http.ResponseWriter, p auth.Principal) bool {
+func (s *Server) allowRate(w http.ResponseWriter, p auth.Principal) error {
 	if s.limiter == nil {
-		return true
+		return nil
 	}
 	h := w.Header()
 	h.Set("RateLimit-Policy", s.limiter.policy)
 	if acct, bound := accountOf(p); bound && s.accountRate != nil {
 		if ok, wait, _ := s.accountRate.take(acct); !ok {
 			h.Set("RateLimit", s.limiter.field(s.limiter.peek(p.Tenant)))
-			s.refuseRate(w, wait, msgAccountLimited)
-			return false
+			return retryLater{errAccountLimited, wait}
 		}
 	}
 	ok, wait, left := s.limiter.take(p.Tenant)
 	h.Set("RateLimit", s.limiter.field(left))
 	if !ok {
-		s.refuseRate(w, wait, msgRateLimited)
+		return retryLater{errRateLimited, wait}
 	}
-	return ok
-}
-
-// refuseRate answers a request whose bucket is empty, wait from a token.
-func (s *Server) refuseRate(w http.ResponseWriter, wait time.Duration, msg string) {
-	s.observer.Refused("rate_limited")
-	w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
-	writeMessage(w, http.StatusTooManyRequests, msg)
+	return nil
 }
 
 // retryAfter is wait in whole seconds for Retry-After: rounded up, so that a

@@ -49,7 +49,7 @@ func (s *Server) finish(x *exchange, r *http.Request) {
 		}
 		s.log.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(v), "cid", x.cid)
 		if x.status == 0 {
-			writeMessage(x, http.StatusInternalServerError, x.failMsg)
+			writeInternal(x)
 		}
 	}
 	took := time.Since(x.start)

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,7 +17,8 @@ import (
 
 var createPhone = &operation{
 	name:    "createPhone",
-	failMsg: msgCreateFailed,
+	failMsg: "Error creating phone number",
+	does:    "create phone",
 	params:  createParams,
 	body: func(in *request, body []byte) error {
 		var err error
@@ -28,13 +28,14 @@ var createPhone = &operation{
 	do: doCreatePhone,
 }
 
-var listPhones = &operation{name: "listPhones", failMsg: msgListFailed, params: listPhonesParams, do: doListPhones}
+var listPhones = &operation{name: "listPhones", failMsg: "Error listing phones", does: "list phones", params: listPhonesParams, do: doListPhones}
 
-var getPhone = &operation{name: "getPhone", failMsg: msgReadFailed, params: phoneParams, do: doGetPhone}
+var getPhone = &operation{name: "getPhone", failMsg: "Error reading phone", does: "read phone", params: phoneParams, do: doGetPhone}
 
 var updatePhone = &operation{
 	name:    "updatePhone",
-	failMsg: msgUpdateFailed,
+	failMsg: "Error updating phone",
+	does:    "update phone",
 	params:  updateParams,
 	body: func(in *request, body []byte) error {
 		var err error
@@ -45,7 +46,7 @@ var updatePhone = &operation{
 }
 
 // doCreatePhone is Create phone.
-func doCreatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+func doCreatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) error {
 	c := phone.CreateRequest{Phone: in.created, Audit: in.audit()}
 	if in.key != "" {
 		c.Idempotency = &phone.Idempotency{
@@ -55,38 +56,27 @@ func doCreatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *re
 		}
 	}
 	created, err := s.phones.Create(ctx, c)
-	switch {
-	case err == nil:
-		writeJSON(w, http.StatusOK, &api.PostAccountsV1AccountsAccountIdPhonesOK{ID: api.PhoneID(created.ID)})
-	case errors.Is(err, phone.ErrDuplicate):
-		writeMessage(w, http.StatusConflict, msgDuplicate)
-	case errors.Is(err, phone.ErrKeyInProgress):
-		writeMessage(w, http.StatusConflict, msgKeyInProgress)
-	case errors.Is(err, phone.ErrKeyMismatch):
-		writeMessage(w, http.StatusUnprocessableEntity, msgKeyMismatch)
-	default:
-		s.log.ErrorContext(ctx, "create phone failed", "err", err)
-		writeMessage(w, http.StatusInternalServerError, msgCreateFailed)
+	if err != nil {
+		return err
 	}
+	writeOK(w, &api.PostAccountsV1AccountsAccountIdPhonesOK{ID: api.PhoneID(created.ID)})
+	return nil
 }
 
 // doListPhones is List phones.
-func doListPhones(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+func doListPhones(s *Server, w http.ResponseWriter, ctx context.Context, in *request) error {
 	l := in.list
 	q := phone.ListQuery{Tenant: in.principal.Tenant, AccountID: in.account, Active: l.active, Type: l.typ, Limit: l.limit}
 	if l.cursor != "" {
 		after, err := q.AfterCursor(l.cursor)
 		if err != nil {
-			writeFieldError(w, badCursor())
-			return
+			return badCursor()
 		}
 		q.AfterID = after
 	}
 	page, err := s.phones.List(ctx, q)
 	if err != nil {
-		s.log.ErrorContext(ctx, "list phones failed", "err", err)
-		writeMessage(w, http.StatusInternalServerError, msgListFailed)
-		return
+		return err
 	}
 	out := &api.PhoneList{Items: make([]api.Phone, len(page.Phones))}
 	for i, ph := range page.Phones {
@@ -95,25 +85,22 @@ func doListPhones(s *Server, w http.ResponseWriter, ctx context.Context, in *req
 	if page.NextAfterID != 0 {
 		out.NextCursor.SetTo(q.Cursor(page.NextAfterID))
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeOK(w, out)
+	return nil
 }
 
 // doGetPhone is Get phone information.
-func doGetPhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+func doGetPhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) error {
 	ph, err := s.phones.Get(ctx, in.principal.Tenant, in.account, in.phoneID)
-	switch {
-	case err == nil:
-		writePhone(w, ph)
-	case errors.Is(err, phone.ErrNotFound):
-		writeMessage(w, http.StatusNotFound, msgPhoneNotFound)
-	default:
-		s.log.ErrorContext(ctx, "read phone failed", "err", err)
-		writeMessage(w, http.StatusInternalServerError, msgReadFailed)
+	if err != nil {
+		return err
 	}
+	writePhone(w, ph)
+	return nil
 }
 
 // doUpdatePhone is Update phone.
-func doUpdatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) {
+func doUpdatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *request) error {
 	ph, err := s.phones.Update(ctx, phone.UpdateRequest{
 		Tenant:    in.principal.Tenant,
 		AccountID: in.account,
@@ -122,19 +109,11 @@ func doUpdatePhone(s *Server, w http.ResponseWriter, ctx context.Context, in *re
 		IfMatch:   in.ifMatch,
 		Audit:     in.audit(),
 	})
-	switch {
-	case err == nil:
-		writePhone(w, ph)
-	case errors.Is(err, phone.ErrNotFound):
-		writeMessage(w, http.StatusNotFound, msgPhoneNotFound)
-	case errors.Is(err, phone.ErrPrecondition):
-		writeMessage(w, http.StatusPreconditionFailed, msgPrecondition)
-	case errors.Is(err, phone.ErrDuplicate):
-		writeMessage(w, http.StatusConflict, msgDuplicate)
-	default:
-		s.log.ErrorContext(ctx, "update phone failed", "err", err)
-		writeMessage(w, http.StatusInternalServerError, msgUpdateFailed)
+	if err != nil {
+		return err
 	}
+	writePhone(w, ph)
+	return nil
 }
 
 // idempotencyScope is an Idempotency-Key within the tenant and, for an
@@ -155,7 +134,7 @@ func writePhone(w http.ResponseWriter, p phone.Phone) {
 	h.Set("ETag", `"`+strconv.FormatInt(p.Version, 10)+`"`)
 	h.Set("Access-Control-Expose-Headers", "Etag")
 	out := phoneOf(p)
-	writeJSON(w, http.StatusOK, &out)
+	writeOK(w, &out)
 }
 
 // phoneOf is the phone as the contract shows it: area and country codes as

@@ -19,16 +19,18 @@ import (
 type operation struct {
 	// name names it in metrics and traces.
 	name string
-	// failMsg is the body of the operation's 500.
+	// failMsg is the body of the operation's 500, and does what it does
+	// in the log line of one.
 	failMsg string
+	does    string
 	// params reads the path arguments, query and headers into in, and
 	// sets in.account, which the account rule checks; its error is a
 	// *phone.FieldError.
 	params func(in *request, r *http.Request, args pathArgs) error
 	// body decodes a JSON body into in; nil for operations without one.
 	body func(in *request, body []byte) error
-	// do calls the service and answers.
-	do func(s *Server, w http.ResponseWriter, ctx context.Context, in *request)
+	// do calls the service and answers, or returns the error to answer.
+	do func(s *Server, w http.ResponseWriter, ctx context.Context, in *request) error
 }
 
 // request is an API request once read: the caller and everything the
@@ -59,19 +61,25 @@ func (in *request) audit() phone.Audit {
 	return phone.Audit{CID: in.cid, Email: p.Email, Roles: p.Roles, Origin: p.Origin, TraceParent: in.traceParent}
 }
 
-// serve runs the contract's checks on a routed request in their order, each
-// once: draining (503), the key set loaded (503), the token (401), the
-// replica's, the account's and the tenant's places (503, 429), the
-// account's and the tenant's rate (429), path and headers (400), the
-// account rule (403), media type, size and arrival of the body (415, 413,
-// 408), the body (400); then the operation.
+// serve runs the contract's checks on a routed request, then its
+// operation, and answers whatever error either returns.
 func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArgs) {
 	x.failMsg = op.failMsg
 	ctx := s.traceContext(x, r, op)
+	if err := s.handle(ctx, x, r, op, args); err != nil {
+		s.writeError(ctx, x, op, err)
+	}
+}
+
+// handle runs the contract's checks in their order, each once: draining
+// (503), the key set loaded (503), the token (401), the replica's, the
+// account's and the tenant's places (503, 429), the account's and the
+// tenant's rate (429), path and headers (400), the account rule (403),
+// media type, size and arrival of the body (415, 413, 408), the body
+// (400); then the operation.
+func (s *Server) handle(ctx context.Context, x *exchange, r *http.Request, op *operation, args pathArgs) error {
 	if s.draining.Load() {
-		s.observer.Refused("draining")
-		writeDraining(x)
-		return
+		return errDraining
 	}
 	if op.body != nil && s.bodyTimeout > 0 {
 		// Counted from the headers' arrival, so that a body trickled in
@@ -79,40 +87,34 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 		_ = http.NewResponseController(x).SetReadDeadline(x.start.Add(s.bodyTimeout))
 	}
 	if !s.verifier.Ready() {
-		s.observer.Refused("keys_not_loaded")
-		x.Header().Set("Retry-After", "1")
-		writeMessage(x, http.StatusServiceUnavailable, msgKeysNotLoaded)
-		return
+		return errKeysNotLoaded
 	}
-	p, ok := s.authenticate(x, r)
-	if !ok {
-		return
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
 	}
 	x.tenant = p.Tenant
-	if !s.admit(x, p) {
-		return
+	if err := s.admit(p); err != nil {
+		return err
 	}
 	defer s.dismiss(p)
-	if !s.allowRate(x, p) {
-		return
+	if err := s.allowRate(x, p); err != nil {
+		return err
 	}
 	in := request{principal: p, cid: x.cid, traceParent: s.traceParent(ctx)}
 	if err := op.params(&in, r, args); err != nil {
-		s.refuse(x, err)
-		return
+		return err
 	}
 	if !p.MayAccess(in.account) {
-		writeMessage(x, http.StatusForbidden, msgForbidden)
-		return
+		return errForbidden
 	}
 	if op.body != nil {
-		body, ok := s.readBody(x, r)
-		if !ok {
-			return
+		body, err := s.readBody(x, r)
+		if err != nil {
+			return err
 		}
 		if err := op.body(&in, body); err != nil {
-			s.refuse(x, err)
-			return
+			return err
 		}
 		if in.key != "" {
 			in.fingerprint = fingerprint(r.URL.EscapedPath(), r.Header.Get("X-Customer-Id"), body)
@@ -123,13 +125,13 @@ func (s *Server) serve(x *exchange, r *http.Request, op *operation, args pathArg
 	// alternative, giving them back before a large answer is written,
 	// would leave that answer's memory (a page of 500 phones, some 120
 	// KiB) outside every bound until the server's write timeout. Only the
-	// operation's answers need it: the answers above are small, written
-	// out once the handler has returned and given its places back, and
-	// for a body not read, only after the server has waited for it.
+	// operation's answers need it: the refusals above are small, written
+	// out once handle has returned and given its places back, and for a
+	// body not read, only after the server has waited for it.
 	x.writeWithin = s.bodyTimeout
 	ctx, cancel := context.WithTimeout(ctx, s.storageTimeout)
 	defer cancel()
-	op.do(s, x, ctx, &in)
+	return op.do(s, x, ctx, &in)
 }
 
 // traceParent writes the W3C trace context of ctx, "" when it has none.
@@ -164,51 +166,35 @@ func (s *Server) traceContext(x *exchange, r *http.Request, op *operation) conte
 	return ctx
 }
 
-// authenticate reads the bearer token and verifies it, answering 401 when
-// it is missing or invalid. The work before a token is known to be good is
-// bounded on its own (s.verifying), apart from the authenticated requests'
-// share of the replica: junk tokens cannot take the places of good ones.
-// A token verified before is looked up first, outside that bound, so that
-// a flood of bad tokens filling it cannot slow or shed a good client.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+// authenticate reads the bearer token and verifies it; its error is a
+// 401's refusal. The work before a token is known to be good is bounded on
+// its own (s.verifying), apart from the authenticated requests' share of
+// the replica: junk tokens cannot take the places of good ones. A token
+// verified before is looked up first, outside that bound, so that a flood
+// of bad tokens filling it cannot slow or shed a good client.
+func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 	vals := r.Header.Values("Authorization")
 	switch {
 	case len(vals) == 0:
-		s.observer.TokenRejected("missing")
-		writeUnauthorized(w, msgUnauthorized)
-		return auth.Principal{}, false
+		return auth.Principal{}, errNoToken
 	case len(vals) > 1:
-		s.observer.TokenRejected("not_bearer")
-		writeUnauthorized(w, msgTwoAuthorizations)
-		return auth.Principal{}, false
+		return auth.Principal{}, errTwoAuthorization
 	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		s.observer.TokenRejected("not_bearer")
-		writeUnauthorized(w, msgNotBearer)
-		return auth.Principal{}, false
+		return auth.Principal{}, errNotBearer
 	}
 	if p, ok := s.verifier.Cached(token); ok {
-		return p, true
+		return p, nil
 	}
 	if !s.verifying.enter() {
-		s.observer.Refused("overloaded_unauthenticated")
-		writeOverloaded(w)
-		return auth.Principal{}, false
+		return auth.Principal{}, errOverloadedAnon
 	}
 	p, err := s.verifier.Verify(r.Context(), token)
 	s.verifying.leave()
 	if err != nil {
-		msg, reason := msgInvalidToken, "invalid"
-		var ae *auth.Error
-		if errors.As(err, &ae) {
-			msg, reason = ae.Message, ae.Reason
-		}
-		s.observer.TokenRejected(reason)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="phonesd", error="invalid_token"`)
-		writeMessage(w, http.StatusUnauthorized, msg)
-		return auth.Principal{}, false
+		return auth.Principal{}, errors.Join(errInvalidToken, err)
 	}
-	return p, true
+	return p, nil
 }
