@@ -209,9 +209,9 @@ func decodeBody(body []byte, clearable bool) (decodedBody, error) {
 			d.Active = &v
 			return err
 		case "area_code":
-			return decodeInt(dec, field, "area_code must be an integer from 0 to 2147483647", &d.AreaCode, fault)
+			return decodeInt(dec, field, &d.AreaCode, fault)
 		case "country_code":
-			return decodeInt(dec, field, "country_code must be an integer from 0 to 99999", &d.CountryCode, fault)
+			return decodeInt(dec, field, &d.CountryCode, fault)
 		}
 		return dec.Skip()
 	})
@@ -240,8 +240,8 @@ func decodeString(dec *jx.Decoder, field string, dst **string, fault func(field,
 
 // decodeInt accepts only integer literals: 11.0 and 1e1 are refused, as
 // ogen's generated decoder refuses them, so the two never disagree. A value
-// beyond int64 is reported as out of range, with the field's range message.
-func decodeInt(dec *jx.Decoder, field, rangeMsg string, dst **int64, fault func(field, msg string)) error {
+// beyond int64 is reported as out of range, as the domain reports it.
+func decodeInt(dec *jx.Decoder, field string, dst **int64, fault func(field, msg string)) error {
 	if dec.Next() != jx.Number {
 		fault(field, field+" must be an integer")
 		return dec.Skip()
@@ -256,7 +256,7 @@ func decodeInt(dec *jx.Decoder, field, rangeMsg string, dst **int64, fault func(
 	}
 	v, err := strconv.ParseInt(num.String(), 10, 64)
 	if err != nil {
-		fault(field, rangeMsg)
+		fault(field, phone.OutOfRange(field).Message)
 		return nil
 	}
 	*dst = &v

@@ -131,9 +131,9 @@ func listPhonesParams(in *request, r *http.Request, args pathArgs) error {
 	if v, ok, err := one("type"); err != nil {
 		return err
 	} else if ok {
-		t := phone.Type(v)
-		if t != phone.Residential && t != phone.Commercial && t != phone.Mobile {
-			return &phone.FieldError{Field: "type", Message: "type must be one of RESIDENTIAL, COMMERCIAL, MOBILE"}
+		t, err := phone.ParseType(v)
+		if err != nil {
+			return err
 		}
 		l.typ = &t
 	}

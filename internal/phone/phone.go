@@ -23,6 +23,24 @@ const (
 	Mobile      Type = "MOBILE"
 )
 
+// Types lists the phone types, in the order the contract lists them.
+var Types = [...]Type{Residential, Commercial, Mobile}
+
+// ParseType returns the phone type t names, or a *FieldError naming type
+// when it names none.
+func ParseType(t string) (Type, error) {
+	for _, v := range Types {
+		if Type(t) == v {
+			return v, nil
+		}
+	}
+	names := make([]string, len(Types))
+	for i, v := range Types {
+		names[i] = string(v)
+	}
+	return "", &FieldError{"type", "type must be one of " + strings.Join(names, ", ")}
+}
+
 // DefaultCountryCode is the country code a phone gets when none is sent (Brazil).
 const DefaultCountryCode = 55
 
@@ -30,8 +48,20 @@ const DefaultCountryCode = 55
 const (
 	MaxNumberLen    = 15
 	MaxExtensionLen = 10
+	MaxAreaCode     = math.MaxInt32
 	MaxCountryCode  = 99999
 )
+
+// OutOfRange is the *FieldError of area_code or country_code holding a
+// value outside its range, whoever finds it: the domain, or a decoder
+// meeting a number too large to hold.
+func OutOfRange(field string) *FieldError {
+	limit := int64(MaxCountryCode)
+	if field == "area_code" {
+		limit = MaxAreaCode
+	}
+	return &FieldError{field, field + " must be an integer from 0 to " + strconv.FormatInt(limit, 10)}
+}
 
 // Phone is a phone number linked to an account of a tenant.
 type Phone struct {
@@ -115,18 +145,20 @@ func (d Draft) Validate() error {
 // checkOptional checks, in schema order, the fields that a create may omit
 // and an update may send alone; number is checked by the caller.
 func (d Draft) checkOptional() error {
-	if d.Type != nil && !validType(*d.Type) {
-		return &FieldError{"type", "type must be one of RESIDENTIAL, COMMERCIAL, MOBILE"}
+	if d.Type != nil {
+		if _, err := ParseType(*d.Type); err != nil {
+			return err
+		}
 	}
-	if d.AreaCode != nil && (*d.AreaCode < 0 || *d.AreaCode > math.MaxInt32) {
-		return &FieldError{"area_code", "area_code must be an integer from 0 to 2147483647"}
+	if d.AreaCode != nil && (*d.AreaCode < 0 || *d.AreaCode > MaxAreaCode) {
+		return OutOfRange("area_code")
 	}
 	if d.CountryCode != nil && (*d.CountryCode < 0 || *d.CountryCode > MaxCountryCode) {
-		return &FieldError{"country_code", "country_code must be an integer from 0 to 99999"}
+		return OutOfRange("country_code")
 	}
 	if d.Extension != nil {
 		if utf8.RuneCountInString(*d.Extension) > MaxExtensionLen {
-			return &FieldError{"extension", "extension must be at most 10 characters"}
+			return &FieldError{"extension", "extension must be at most " + strconv.Itoa(MaxExtensionLen) + " characters"}
 		}
 		// PostgreSQL text cannot hold NUL, and no extension needs a control
 		// character: refusing them keeps both backends alike.
@@ -140,19 +172,11 @@ func (d Draft) checkOptional() error {
 	return nil
 }
 
-func validType(t string) bool {
-	switch Type(t) {
-	case Residential, Commercial, Mobile:
-		return true
-	}
-	return false
-}
-
 // checkNumber enforces maxLength 15 (code points) and the pattern
 // ^\+?[0-9 ().-]*[0-9][0-9 ().-]*$ without a regexp: this runs on every request.
 func checkNumber(n string) error {
 	if utf8.RuneCountInString(n) > MaxNumberLen {
-		return &FieldError{"number", "number must be at most 15 characters"}
+		return &FieldError{"number", "number must be at most " + strconv.Itoa(MaxNumberLen) + " characters"}
 	}
 	digits := 0
 	for i := 0; i < len(n); i++ {
