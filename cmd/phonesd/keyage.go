@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/phonesd/phonesd/internal/httpapi"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 const (
@@ -22,7 +22,7 @@ const (
 // phonesd keeps serving with it meanwhile, since an unreachable identity
 // provider must not take the API down. It checks every `every` until ctx
 // ends, and returns at once when k.MaxStale is 0.
-func watchKeySetAge(ctx context.Context, k httpapi.KeyFreshness, every, remind time.Duration, log *slog.Logger) {
+func watchKeySetAge(ctx context.Context, k auth.KeyFreshness, every, remind time.Duration, log *slog.Logger) {
 	if k.MaxStale <= 0 {
 		return
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/phonesd/phonesd/internal/httpapi"
+	"github.com/phonesd/phonesd/internal/auth"
 )
 
 func TestReadyzWarnsOfAStaleKeySet(t *testing.T) {
@@ -52,7 +52,7 @@ func TestWatchKeySetAgeLogsWhenTheLimitIsCrossed(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		fresh := httpapi.KeyFreshness{Age: func() (time.Duration, bool) { return time.Duration(age.Load()), true }, MaxStale: time.Hour}
+		fresh := auth.KeyFreshness{Age: func() (time.Duration, bool) { return time.Duration(age.Load()), true }, MaxStale: time.Hour}
 		watchKeySetAge(ctx, fresh, time.Millisecond, 500*time.Millisecond, slog.New(slog.NewJSONHandler(&logs, nil)))
 	}()
 	defer func() { cancel(); <-done }()

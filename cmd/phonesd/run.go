@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return fmt.Errorf("event contract: %w", err)
 	}
 	phones := phone.NewService(store, relay.Notify)
-	keyFreshness := httpapi.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale}
+	keyFreshness := auth.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale}
 	srv, err := httpapi.NewServer(httpapi.Config{
 		Logger:               log,
 		Phones:               phones,

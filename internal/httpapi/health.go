@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -55,7 +54,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if !s.verifier.Ready() {
 		body.Checks["keys"] = "not loaded"
 		ready = false
-	} else if w := s.keyFreshness.warning(); w != "" {
+	} else if w := s.keyFreshness.Warning(); w != "" {
 		// Not a reason to stop serving: an unreachable identity
 		// provider must not take the API down.
 		body.Warnings = append(body.Warnings, w)
@@ -76,35 +75,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
-}
-
-// KeyFreshness says how old the key set may grow before /readyz warns.
-type KeyFreshness struct {
-	// Age reports how long ago the key set in use was fetched; false when
-	// it does not age. Nil: never warn.
-	Age func() (time.Duration, bool)
-	// MaxStale is the age past which /readyz warns; 0 never warns.
-	MaxStale time.Duration
-}
-
-// Stale returns the key set's age and whether it is older than MaxStale:
-// the one rule behind /readyz's warning and the log's.
-func (k KeyFreshness) Stale() (age time.Duration, stale bool) {
-	if k.Age == nil || k.MaxStale <= 0 {
-		return 0, false
-	}
-	age, ok := k.Age()
-	return age, ok && age > k.MaxStale
-}
-
-// warning describes a key set older than MaxStale, or returns "".
-func (k KeyFreshness) warning() string {
-	age, stale := k.Stale()
-	if !stale {
-		return ""
-	}
-	return fmt.Sprintf("the key set was last refreshed %s ago, longer than the %s allowed: tokens are still checked against it, revoked keys included, until the key set's URL answers again",
-		age.Round(time.Second), k.MaxStale)
 }
 
 // Backlog reports the outbox's events waiting for delivery and the age of

@@ -122,7 +122,7 @@ type Config struct {
 	Tracer     trace.Tracer
 	Propagator propagation.TextMapPropagator
 	// KeyFreshness makes /readyz warn when the key set grows stale.
-	KeyFreshness KeyFreshness
+	KeyFreshness auth.KeyFreshness
 	// ReadyzChecksOnly keeps /readyz to its status and checks, without
 	// the outbox backlog and the warnings: for an API whose operational
 	// detail is served elsewhere, with the metrics, since /readyz needs no
@@ -136,7 +136,7 @@ type Server struct {
 	phones         Phones
 	verifier       Verifier
 	storageProbe   *storageProbe
-	keyFreshness   KeyFreshness
+	keyFreshness   auth.KeyFreshness
 	checksOnly     bool // /readyz without the outbox backlog and warnings
 	spec           []byte
 	eventSpec      []byte
