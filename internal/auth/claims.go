@@ -6,7 +6,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4/json"
 
-	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/printable"
 )
 
 const maxTenantRunes = 64
@@ -68,7 +68,7 @@ func parseTenant(raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	for _, r := range s {
-		if r == utf8.RuneError || phone.Unprintable(r) {
+		if r == utf8.RuneError || !printable.Rune(r) {
 			return "", false
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/phonesd/phonesd/internal/printable"
 )
 
 // Type is the kind of a phone line.
@@ -165,7 +167,7 @@ func (d Draft) checkOptional() error {
 		if strings.ContainsFunc(*d.Extension, unicode.IsControl) {
 			return &FieldError{"extension", "extension must not contain control characters"}
 		}
-		if strings.ContainsFunc(*d.Extension, Invisible) {
+		if strings.ContainsFunc(*d.Extension, printable.Invisible) {
 			return &FieldError{"extension", "extension must not contain invisible formatting characters"}
 		}
 	}
