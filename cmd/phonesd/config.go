@@ -131,76 +131,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e := newEnv(getenv)
 	c := config{
 		addr:     e.get("PHONES_ADDR"),
-		dataDir:  e.get("PHONES_DATA_DIR"),
 		jwksURL:  e.get("PHONES_JWKS_URL"),
 		issuer:   e.get("PHONES_JWT_ISSUER"),
 		audience: e.get("PHONES_JWT_AUDIENCE"),
 	}
 	var err error
-	if c.dataDir, err = filepath.Abs(c.dataDir); err != nil {
+	if c.dataDir, err = filepath.Abs(e.get("PHONES_DATA_DIR")); err != nil {
 		return c, fmt.Errorf("PHONES_DATA_DIR: %w", err)
 	}
-	if _, _, err := net.SplitHostPort(c.addr); err != nil {
-		return c, fmt.Errorf("PHONES_ADDR: want host:port, got %q", c.addr)
-	}
-	// Zero is refused where it cannot mean "none": the package given it
-	// would take it for its own default, or refuse it.
-	if c.leeway, err = e.positiveDuration("PHONES_JWT_LEEWAY"); err != nil {
-		return c, err
-	}
-	if c.maxTTL, err = e.duration("PHONES_JWT_MAX_TTL"); err != nil {
-		return c, err
-	}
-	if c.tokenCacheSize, err = e.int32("PHONES_TOKEN_CACHE_SIZE", 0, 1_000_000); err != nil {
-		return c, err
-	}
-	if c.retention, err = e.positiveDuration("PHONES_OUTBOX_RETENTION"); err != nil {
-		return c, err
-	}
-	if c.idempotencyTTL, err = e.positiveDuration("PHONES_IDEMPOTENCY_TTL"); err != nil {
-		return c, err
-	}
-	if c.storageTimeout, err = e.positiveDuration("PHONES_STORAGE_TIMEOUT"); err != nil {
-		return c, err
-	}
-	if c.dbStmtTimeout, err = e.positiveDuration("PHONES_DB_STATEMENT_TIMEOUT"); err != nil {
-		return c, err
-	}
-	if c.dbMaxConns, err = e.int32("PHONES_DB_MAX_CONNS", 1, 1000); err != nil {
-		return c, err
-	}
-	if c.debugAddr = getenv("PHONES_DEBUG_ADDR"); c.debugAddr != "" && !loopback(c.debugAddr) {
-		return c, fmt.Errorf("PHONES_DEBUG_ADDR: profiles are served only on a loopback address, not %q", c.debugAddr)
-	}
-	if c.metricsAddr = getenv("PHONES_METRICS_ADDR"); c.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.metricsAddr); err != nil {
-			return c, fmt.Errorf("PHONES_METRICS_ADDR: want host:port, got %q", c.metricsAddr)
-		}
-	}
-	if err := c.logLevel.UnmarshalText([]byte(e.get("PHONES_LOG_LEVEL"))); err != nil {
-		return c, fmt.Errorf("PHONES_LOG_LEVEL: want debug, info, warn or error")
-	}
-	// The database's and the events' defaults follow the data directory:
-	// they are derived here, and the table only describes them.
-	if err := c.parseDatabase(getenv("PHONES_DATABASE_URL")); err != nil {
-		return c, err
-	}
-	if err := c.parseEvents(e); err != nil {
-		return c, err
-	}
-	if err := c.parseBackPressure(e); err != nil {
-		return c, err
-	}
-	if c.jwksMaxStale, err = e.duration("PHONES_JWKS_MAX_STALE"); err != nil {
-		return c, err
-	}
-	if c.dev() {
-		// Set, they say a production key set was meant: starting in
-		// development mode would trust a key in the data directory.
-		for _, k := range []string{"PHONES_JWT_ISSUER", "PHONES_JWT_AUDIENCE", "PHONES_JWT_LEEWAY", "PHONES_JWT_MAX_TTL", "PHONES_JWKS_MAX_STALE"} {
-			if getenv(k) != "" {
-				return c, fmt.Errorf("PHONES_JWKS_URL is not set, but %s is: set PHONES_JWKS_URL to the issuer's key set, or unset %s for development mode", k, k)
-			}
+	// The database's and the events' defaults follow the data directory,
+	// read above.
+	for _, read := range []func(env) error{c.readListeners, c.readTokens, c.readStorage, c.parseDatabase, c.parseEvents, c.parseBackPressure} {
+		if err := read(e); err != nil {
+			return c, err
 		}
 	}
 	if c.allowInsecure, err = e.bool("PHONES_ALLOW_INSECURE_TRANSPORT"); err != nil {
@@ -209,26 +152,101 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := c.checkTransport(); err != nil {
 		return c, err
 	}
-	if c.jwksURL != "" && (c.issuer == "" || c.audience == "") {
-		return c, errors.New("PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE are required with PHONES_JWKS_URL")
+	return c, c.checkMode()
+}
+
+// readListeners reads the addresses phonesd serves on and its log level.
+func (c *config) readListeners(e env) error {
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		return fmt.Errorf("PHONES_ADDR: want host:port, got %q", c.addr)
+	}
+	if c.debugAddr = e.getenv("PHONES_DEBUG_ADDR"); c.debugAddr != "" && !loopback(c.debugAddr) {
+		return fmt.Errorf("PHONES_DEBUG_ADDR: profiles are served only on a loopback address, not %q", c.debugAddr)
+	}
+	if c.metricsAddr = e.getenv("PHONES_METRICS_ADDR"); c.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.metricsAddr); err != nil {
+			return fmt.Errorf("PHONES_METRICS_ADDR: want host:port, got %q", c.metricsAddr)
+		}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(e.get("PHONES_LOG_LEVEL"))); err != nil {
+		return errors.New("PHONES_LOG_LEVEL: want debug, info, warn or error")
+	}
+	return nil
+}
+
+// readTokens reads how tokens are verified. Zero is refused where it
+// cannot mean "none": the package given it would take it for its own
+// default, or refuse it.
+func (c *config) readTokens(e env) error {
+	var err error
+	if c.leeway, err = e.positiveDuration("PHONES_JWT_LEEWAY"); err != nil {
+		return err
+	}
+	if c.maxTTL, err = e.duration("PHONES_JWT_MAX_TTL"); err != nil {
+		return err
+	}
+	if c.tokenCacheSize, err = e.int32("PHONES_TOKEN_CACHE_SIZE", 0, 1_000_000); err != nil {
+		return err
+	}
+	if c.jwksMaxStale, err = e.duration("PHONES_JWKS_MAX_STALE"); err != nil {
+		return err
 	}
 	if c.dev() {
-		// Both are signs of a production deployment that lost its key set
-		// configuration; development tokens must never guard real data.
-		if !loopback(c.addr) {
-			return c, fmt.Errorf("development mode (no PHONES_JWKS_URL) listens only on a loopback address, not %q", c.addr)
-		}
-		if c.postgresURL != "" {
-			return c, errors.New("development mode (no PHONES_JWKS_URL) refuses a PostgreSQL database: set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE")
+		// Set, they say a production key set was meant: starting in
+		// development mode would trust a key in the data directory.
+		for _, k := range []string{"PHONES_JWT_ISSUER", "PHONES_JWT_AUDIENCE", "PHONES_JWT_LEEWAY", "PHONES_JWT_MAX_TTL", "PHONES_JWKS_MAX_STALE"} {
+			if e.set(k) {
+				return fmt.Errorf("PHONES_JWKS_URL is not set, but %s is: set PHONES_JWKS_URL to the issuer's key set, or unset %s for development mode", k, k)
+			}
 		}
 	}
-	return c, nil
+	return nil
+}
+
+// readStorage reads the bounds on storage: how long it is waited for, how
+// long what it keeps is kept, and PostgreSQL's pool.
+func (c *config) readStorage(e env) error {
+	var err error
+	if c.retention, err = e.positiveDuration("PHONES_OUTBOX_RETENTION"); err != nil {
+		return err
+	}
+	if c.idempotencyTTL, err = e.positiveDuration("PHONES_IDEMPOTENCY_TTL"); err != nil {
+		return err
+	}
+	if c.storageTimeout, err = e.positiveDuration("PHONES_STORAGE_TIMEOUT"); err != nil {
+		return err
+	}
+	if c.dbStmtTimeout, err = e.positiveDuration("PHONES_DB_STATEMENT_TIMEOUT"); err != nil {
+		return err
+	}
+	c.dbMaxConns, err = e.int32("PHONES_DB_MAX_CONNS", 1, 1000)
+	return err
+}
+
+// checkMode keeps production and development apart: a key set comes with
+// its issuer and audience, and development tokens never guard real data.
+func (c config) checkMode() error {
+	if !c.dev() {
+		if c.issuer == "" || c.audience == "" {
+			return errors.New("PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE are required with PHONES_JWKS_URL")
+		}
+		return nil
+	}
+	// Both are signs of a production deployment that lost its key set
+	// configuration.
+	if !loopback(c.addr) {
+		return fmt.Errorf("development mode (no PHONES_JWKS_URL) listens only on a loopback address, not %q", c.addr)
+	}
+	if c.postgresURL != "" {
+		return errors.New("development mode (no PHONES_JWKS_URL) refuses a PostgreSQL database: set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE")
+	}
+	return nil
 }
 
 // parseDatabase accepts sqlite:PATH (relative to the working directory, or
 // absolute as sqlite:/abs/path or sqlite:///abs/path) and postgres:// URLs.
-func (c *config) parseDatabase(v string) error {
-	switch {
+func (c *config) parseDatabase(e env) error {
+	switch v := e.getenv("PHONES_DATABASE_URL"); {
 	case v == "":
 		c.databasePath = filepath.Join(c.dataDir, "phones.db")
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
