@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -123,6 +122,12 @@ func (c config) eventsName() string {
 	}
 	return jetstream.Redact(c.nats.url) + " stream " + c.nats.stream + " subjects " + c.nats.subjectPrefix + ".>"
 }
+
+// The files phonesd keeps in the data directory by default.
+const (
+	databaseFile = "phones.db"
+	eventsFile   = "events.jsonl"
+)
 
 // loadConfig reads the environment, taking the default of every variable
 // left unset from the table of variables (vars.go). Each error is one line
@@ -248,7 +253,7 @@ func (c config) checkMode() error {
 func (c *config) parseDatabase(e env) error {
 	switch v := e.getenv("PHONES_DATABASE_URL"); {
 	case v == "":
-		c.databasePath = filepath.Join(c.dataDir, "phones.db")
+		c.databasePath = filepath.Join(c.dataDir, databaseFile)
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		c.postgresURL = v
 	case strings.HasPrefix(v, "sqlite:"):
@@ -288,7 +293,7 @@ func (c *config) parseEvents(e env) error {
 		}
 	}
 	if v == "" {
-		c.eventsPath = filepath.Join(c.dataDir, "events.jsonl")
+		c.eventsPath = filepath.Join(c.dataDir, eventsFile)
 		return nil
 	}
 	u, err := url.Parse(v)
@@ -347,6 +352,9 @@ func (c *config) parseNATS(v string, e env) error {
 // flight than that, a create never waits for room in the queue.
 const maxInFlightCap = 4096
 
+// maxRateBurst is the largest PHONES_RATE_BURST.
+const maxRateBurst = 2_000_000
+
 // parseBackPressure reads the per-tenant rate limit and the cap on requests
 // in flight.
 func (c *config) parseBackPressure(e env) error {
@@ -362,18 +370,13 @@ func (c *config) parseBackPressure(e env) error {
 	if c.rateLimit == 0 && e.set("PHONES_RATE_BURST") {
 		return errors.New("PHONES_RATE_BURST is set, but rate limiting is off (PHONES_RATE_LIMIT is 0, or unset in development mode)")
 	}
-	// Two seconds' worth by default, at least 1.
-	defBurst := int32(min(math.Ceil(2*c.rateLimit), 2e6))
-	if c.rateBurst, err = e.int32Or("PHONES_RATE_BURST", max(defBurst, 1), 1, 2_000_000); err != nil {
+	if c.rateBurst, err = e.int32Or("PHONES_RATE_BURST", rateBurstDefault(c.rateLimit), 1, maxRateBurst); err != nil {
 		return err
 	}
 	if c.maxInFlight, err = e.int32("PHONES_MAX_IN_FLIGHT", 1, maxInFlightCap); err != nil {
 		return err
 	}
-	// A quarter by default: four tenants whose requests all stall (slow
-	// bodies, a stuck account) leave the replica to nobody else only when
-	// they are four.
-	if c.maxInFlightPerTenant, err = e.int32Or("PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, maxInFlightCap); err != nil {
+	if c.maxInFlightPerTenant, err = e.int32Or("PHONES_MAX_IN_FLIGHT_PER_TENANT", perTenantDefault(c.maxInFlight), 1, maxInFlightCap); err != nil {
 		return err
 	}
 	v = e.get("PHONES_ACCOUNT_SHARE")
@@ -389,8 +392,9 @@ func (c *config) parseBackPressure(e env) error {
 // env reads the PHONES_ variables. A variable left unset takes its default
 // from the table of variables, spelt as a value of the variable and read
 // like one, so that each default is written once, there. The defaults that
-// follow other variables (a defNote in the table) are derived by loadConfig
-// instead.
+// follow other variables (a derivation or a defNote in the table) are
+// derived by loadConfig instead, with the functions the table spells them
+// with.
 type env struct {
 	getenv   func(string) string
 	defaults map[string]variable
