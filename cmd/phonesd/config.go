@@ -309,43 +309,41 @@ func (c *config) parseEvents(e env) error {
 }
 
 // parseNATS reads a NATS URL, or several separated by commas, and the
-// PHONES_NATS_* settings.
+// PHONES_NATS_* settings, checked by the sink's own rules.
 func (c *config) parseNATS(v string, e env) error {
-	for part := range strings.SplitSeq(v, ",") {
-		u, err := url.Parse(strings.TrimSpace(part))
-		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			// The value is not quoted: it may hold a password.
-			return errors.New("PHONES_EVENTS_URL: want nats://host:port or tls://host:port (user:password@ allowed), or several separated by commas")
-		}
-	}
 	n := natsConfig{
 		url:           v,
 		credsFile:     e.get("PHONES_NATS_CREDS"),
 		subjectPrefix: e.get("PHONES_NATS_SUBJECT_PREFIX"),
 		stream:        e.get("PHONES_NATS_STREAM"),
 	}
-	if n.credsFile != "" {
-		if err := jetstream.CheckCreds(n.credsFile); err != nil {
-			return fmt.Errorf("PHONES_NATS_CREDS: %w", err)
-		}
-	}
-	if err := jetstream.CheckSubjectPrefix(n.subjectPrefix); err != nil {
-		return fmt.Errorf("PHONES_NATS_SUBJECT_PREFIX: %w", err)
-	}
-	if err := jetstream.CheckStreamName(n.stream); err != nil {
-		return fmt.Errorf("PHONES_NATS_STREAM: %w", err)
+	c.nats = n
+	var invalid *jetstream.ConfigError
+	if err := natsSinkConfig(*c, nil).Check(); errors.As(err, &invalid) {
+		return fmt.Errorf("%s: %w", natsVariable(invalid.Field), err)
+	} else if err != nil {
+		return fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 	}
 	var err error
-	if n.duplicateWindow, err = e.positiveDuration("PHONES_NATS_DUPLICATE_WINDOW"); err != nil {
+	if c.nats.duplicateWindow, err = e.positiveDuration("PHONES_NATS_DUPLICATE_WINDOW"); err != nil {
 		return err
 	}
-	// JetStream's own bounds: 1 (one server), up to 5 (a cluster's Raft
-	// group).
-	if n.replicas, err = e.int32("PHONES_NATS_REPLICAS", 1, 5); err != nil {
-		return err
+	c.nats.replicas, err = e.int32("PHONES_NATS_REPLICAS", 1, jetstream.MaxReplicas)
+	return err
+}
+
+// natsVariable is the variable that sets field of the sink's configuration.
+func natsVariable(field string) string {
+	switch field {
+	case "CredsFile":
+		return "PHONES_NATS_CREDS"
+	case "SubjectPrefix":
+		return "PHONES_NATS_SUBJECT_PREFIX"
+	case "Stream":
+		return "PHONES_NATS_STREAM"
+	default:
+		return "PHONES_EVENTS_URL"
 	}
-	c.nats = n
-	return nil
 }
 
 // maxInFlightCap is the group-commit queue's size: with no more requests in
