@@ -20,6 +20,13 @@ import (
 const requestTimeout = 3 * time.Second
 
 // client sends the checker's API requests over keep-alive connections.
+// The load's creates and updates go through it rather than the public
+// client (github.com/phonesd/phonesd/api), which the listing of what
+// survived uses: the ledger needs the exact bytes sent (invalid bodies,
+// retries of the same request under one Idempotency-Key), the moment the
+// request was fully written, and every answer as it came, undocumented
+// statuses and broken-off bodies included, which a typed client cannot
+// send or return.
 type client struct {
 	hc *http.Client
 }

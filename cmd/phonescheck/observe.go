@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/phonesd/phonesd/api"
 	"github.com/phonesd/phonesd/internal/testkit/natstest"
 )
 
@@ -271,39 +271,65 @@ func listAll(c *client, base string, tokens tokenSet) []listing {
 	return out
 }
 
-// listAccount reads all pages of one account's phones.
+// listAccount reads all pages of one account's phones through the public
+// client, as an integrator would.
 func listAccount(c *client, base, token, tenant string, account int64) listing {
 	l := listing{Tenant: tenant, Account: account}
-	cursor := ""
+	ac, err := api.NewClient(base, api.Token(token), api.WithClient(c.hc))
+	if err != nil {
+		l.Err = fmt.Sprintf("client: %v", err)
+		return l
+	}
+	params := api.GetAccountsV1AccountsAccountIdPhonesParams{AccountId: account, Limit: api.NewOptInt32(500)}
 	for pages := 0; ; pages++ {
-		u := fmt.Sprintf("%s/accounts/v1/accounts/%d/phones?limit=500", base, account)
-		if cursor != "" {
-			u += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var a answer
+		var res api.GetAccountsV1AccountsAccountIdPhonesRes
 		for try := 0; try < retryTries; try++ {
-			a = c.do(http.MethodGet, u, token, nil, nil)
-			if a.err == nil && a.status != 429 && a.status != 503 {
+			res, err = ac.GetAccountsV1AccountsAccountIdPhones(context.Background(), params)
+			switch res.(type) {
+			case *api.TooManyRequestsHeaders, *api.ServiceUnavailableHeaders:
+				time.Sleep(300 * time.Millisecond)
+				continue
+			}
+			if err == nil {
 				break
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
-		if a.err != nil || a.status != 200 {
-			l.Err = fmt.Sprintf("page %d: status %d %v %.200s", pages+1, a.status, a.err, a.body)
+		page, ok := res.(*api.PhoneListHeaders)
+		if err != nil || !ok {
+			l.Err = fmt.Sprintf("page %d: %T %v", pages+1, res, err)
 			return l
 		}
-		var page struct {
-			Items      []phoneState `json:"items"`
-			NextCursor string       `json:"next_cursor"`
+		for _, p := range page.Response.Items {
+			l.Phones = append(l.Phones, listedState(p))
 		}
-		if err := json.Unmarshal(a.body, &page); err != nil {
-			l.Err = fmt.Sprintf("page %d: %v", pages+1, err)
+		next, more := page.Response.NextCursor.Get()
+		if !more || next == "" {
 			return l
 		}
-		l.Phones = append(l.Phones, page.Items...)
-		if page.NextCursor == "" {
-			return l
-		}
-		cursor = page.NextCursor
+		params.Cursor = api.NewOptString(next)
 	}
+}
+
+// listedState is p as the ledger keeps a phone.
+func listedState(p api.Phone) phoneState {
+	s := phoneState{
+		ID:        int64(p.ID),
+		Tenant:    p.OrgID,
+		AccountID: p.AccountID,
+		Number:    p.Number,
+		Type:      string(p.Type),
+		Active:    p.Active,
+	}
+	if v, ok := p.CustomerID.Get(); ok {
+		s.CustomerID = &v
+	}
+	if v, ok := p.AreaCode.Get(); ok {
+		s.AreaCode = &v
+	}
+	if v, ok := p.Extension.Get(); ok {
+		s.Extension = &v
+	}
+	s.CountryCode, _ = p.CountryCode.Get()
+	return s
 }

@@ -330,9 +330,6 @@ func (s *trial) pending() int64 {
 	return -1
 }
 
-// failpointExit is the exit status of a failpoint of phonesd's test builds.
-const failpointExit = 86
-
 // driveRelayCrash starts phonesd with the relay-after-publish failpoint
 // while the JetStream link is cut, so that events pile up under load; gives
 // the link back, so that the relay publishes a batch, gets JetStream's ack
@@ -391,10 +388,10 @@ func (s *trial) awaitFailpoint(ctx context.Context, r *launch.Process, n int, si
 		return false, ctx.Err()
 	}
 	code := r.ExitCode()
-	if code != failpointExit && code != -1 {
-		s.violate("failpoint", "start %d exited with status %d; want %d, the failpoint's\n%s", n, code, failpointExit, r.LogTail())
+	if code != outbox.FailpointExitCode && code != -1 {
+		s.violate("failpoint", "start %d exited with status %d; want %d, the failpoint's\n%s", n, code, outbox.FailpointExitCode, r.LogTail())
 	}
-	return code == failpointExit, nil
+	return code == outbox.FailpointExitCode, nil
 }
 
 // crashAfterRounds is how many publishing rounds a process of the file

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -124,6 +123,12 @@ func (c config) eventsName() string {
 	return jetstream.Redact(c.nats.url) + " stream " + c.nats.stream + " subjects " + c.nats.subjectPrefix + ".>"
 }
 
+// The files phonesd keeps in the data directory by default.
+const (
+	databaseFile = "phones.db"
+	eventsFile   = "events.jsonl"
+)
+
 // loadConfig reads the environment, taking the default of every variable
 // left unset from the table of variables (vars.go). Each error is one line
 // naming the variable.
@@ -131,76 +136,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e := newEnv(getenv)
 	c := config{
 		addr:     e.get("PHONES_ADDR"),
-		dataDir:  e.get("PHONES_DATA_DIR"),
 		jwksURL:  e.get("PHONES_JWKS_URL"),
 		issuer:   e.get("PHONES_JWT_ISSUER"),
 		audience: e.get("PHONES_JWT_AUDIENCE"),
 	}
 	var err error
-	if c.dataDir, err = filepath.Abs(c.dataDir); err != nil {
+	if c.dataDir, err = filepath.Abs(e.get("PHONES_DATA_DIR")); err != nil {
 		return c, fmt.Errorf("PHONES_DATA_DIR: %w", err)
 	}
-	if _, _, err := net.SplitHostPort(c.addr); err != nil {
-		return c, fmt.Errorf("PHONES_ADDR: want host:port, got %q", c.addr)
-	}
-	// Zero is refused where it cannot mean "none": the package given it
-	// would take it for its own default, or refuse it.
-	if c.leeway, err = e.positiveDuration("PHONES_JWT_LEEWAY"); err != nil {
-		return c, err
-	}
-	if c.maxTTL, err = e.duration("PHONES_JWT_MAX_TTL"); err != nil {
-		return c, err
-	}
-	if c.tokenCacheSize, err = e.int32("PHONES_TOKEN_CACHE_SIZE", 0, 1_000_000); err != nil {
-		return c, err
-	}
-	if c.retention, err = e.positiveDuration("PHONES_OUTBOX_RETENTION"); err != nil {
-		return c, err
-	}
-	if c.idempotencyTTL, err = e.positiveDuration("PHONES_IDEMPOTENCY_TTL"); err != nil {
-		return c, err
-	}
-	if c.storageTimeout, err = e.positiveDuration("PHONES_STORAGE_TIMEOUT"); err != nil {
-		return c, err
-	}
-	if c.dbStmtTimeout, err = e.positiveDuration("PHONES_DB_STATEMENT_TIMEOUT"); err != nil {
-		return c, err
-	}
-	if c.dbMaxConns, err = e.int32("PHONES_DB_MAX_CONNS", 1, 1000); err != nil {
-		return c, err
-	}
-	if c.debugAddr = getenv("PHONES_DEBUG_ADDR"); c.debugAddr != "" && !loopback(c.debugAddr) {
-		return c, fmt.Errorf("PHONES_DEBUG_ADDR: profiles are served only on a loopback address, not %q", c.debugAddr)
-	}
-	if c.metricsAddr = getenv("PHONES_METRICS_ADDR"); c.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.metricsAddr); err != nil {
-			return c, fmt.Errorf("PHONES_METRICS_ADDR: want host:port, got %q", c.metricsAddr)
-		}
-	}
-	if err := c.logLevel.UnmarshalText([]byte(e.get("PHONES_LOG_LEVEL"))); err != nil {
-		return c, fmt.Errorf("PHONES_LOG_LEVEL: want debug, info, warn or error")
-	}
-	// The database's and the events' defaults follow the data directory:
-	// they are derived here, and the table only describes them.
-	if err := c.parseDatabase(getenv("PHONES_DATABASE_URL")); err != nil {
-		return c, err
-	}
-	if err := c.parseEvents(e); err != nil {
-		return c, err
-	}
-	if err := c.parseBackPressure(e); err != nil {
-		return c, err
-	}
-	if c.jwksMaxStale, err = e.duration("PHONES_JWKS_MAX_STALE"); err != nil {
-		return c, err
-	}
-	if c.dev() {
-		// Set, they say a production key set was meant: starting in
-		// development mode would trust a key in the data directory.
-		for _, k := range []string{"PHONES_JWT_ISSUER", "PHONES_JWT_AUDIENCE", "PHONES_JWT_LEEWAY", "PHONES_JWT_MAX_TTL", "PHONES_JWKS_MAX_STALE"} {
-			if getenv(k) != "" {
-				return c, fmt.Errorf("PHONES_JWKS_URL is not set, but %s is: set PHONES_JWKS_URL to the issuer's key set, or unset %s for development mode", k, k)
-			}
+	// The database's and the events' defaults follow the data directory,
+	// read above.
+	for _, read := range []func(env) error{c.readListeners, c.readTokens, c.readStorage, c.parseDatabase, c.parseEvents, c.parseBackPressure} {
+		if err := read(e); err != nil {
+			return c, err
 		}
 	}
 	if c.allowInsecure, err = e.bool("PHONES_ALLOW_INSECURE_TRANSPORT"); err != nil {
@@ -209,28 +157,103 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := c.checkTransport(); err != nil {
 		return c, err
 	}
-	if c.jwksURL != "" && (c.issuer == "" || c.audience == "") {
-		return c, errors.New("PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE are required with PHONES_JWKS_URL")
+	return c, c.checkMode()
+}
+
+// readListeners reads the addresses phonesd serves on and its log level.
+func (c *config) readListeners(e env) error {
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		return fmt.Errorf("PHONES_ADDR: want host:port, got %q", c.addr)
+	}
+	if c.debugAddr = e.getenv("PHONES_DEBUG_ADDR"); c.debugAddr != "" && !loopback(c.debugAddr) {
+		return fmt.Errorf("PHONES_DEBUG_ADDR: profiles are served only on a loopback address, not %q", c.debugAddr)
+	}
+	if c.metricsAddr = e.getenv("PHONES_METRICS_ADDR"); c.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.metricsAddr); err != nil {
+			return fmt.Errorf("PHONES_METRICS_ADDR: want host:port, got %q", c.metricsAddr)
+		}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(e.get("PHONES_LOG_LEVEL"))); err != nil {
+		return errors.New("PHONES_LOG_LEVEL: want debug, info, warn or error")
+	}
+	return nil
+}
+
+// readTokens reads how tokens are verified. Zero is refused where it
+// cannot mean "none": the package given it would take it for its own
+// default, or refuse it.
+func (c *config) readTokens(e env) error {
+	var err error
+	if c.leeway, err = e.positiveDuration("PHONES_JWT_LEEWAY"); err != nil {
+		return err
+	}
+	if c.maxTTL, err = e.duration("PHONES_JWT_MAX_TTL"); err != nil {
+		return err
+	}
+	if c.tokenCacheSize, err = e.int32("PHONES_TOKEN_CACHE_SIZE", 0, 1_000_000); err != nil {
+		return err
+	}
+	if c.jwksMaxStale, err = e.duration("PHONES_JWKS_MAX_STALE"); err != nil {
+		return err
 	}
 	if c.dev() {
-		// Both are signs of a production deployment that lost its key set
-		// configuration; development tokens must never guard real data.
-		if !loopback(c.addr) {
-			return c, fmt.Errorf("development mode (no PHONES_JWKS_URL) listens only on a loopback address, not %q", c.addr)
-		}
-		if c.postgresURL != "" {
-			return c, errors.New("development mode (no PHONES_JWKS_URL) refuses a PostgreSQL database: set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE")
+		// Set, they say a production key set was meant: starting in
+		// development mode would trust a key in the data directory.
+		for _, k := range []string{"PHONES_JWT_ISSUER", "PHONES_JWT_AUDIENCE", "PHONES_JWT_LEEWAY", "PHONES_JWT_MAX_TTL", "PHONES_JWKS_MAX_STALE"} {
+			if e.set(k) {
+				return fmt.Errorf("PHONES_JWKS_URL is not set, but %s is: set PHONES_JWKS_URL to the issuer's key set, or unset %s for development mode", k, k)
+			}
 		}
 	}
-	return c, nil
+	return nil
+}
+
+// readStorage reads the bounds on storage: how long it is waited for, how
+// long what it keeps is kept, and PostgreSQL's pool.
+func (c *config) readStorage(e env) error {
+	var err error
+	if c.retention, err = e.positiveDuration("PHONES_OUTBOX_RETENTION"); err != nil {
+		return err
+	}
+	if c.idempotencyTTL, err = e.positiveDuration("PHONES_IDEMPOTENCY_TTL"); err != nil {
+		return err
+	}
+	if c.storageTimeout, err = e.positiveDuration("PHONES_STORAGE_TIMEOUT"); err != nil {
+		return err
+	}
+	if c.dbStmtTimeout, err = e.positiveDuration("PHONES_DB_STATEMENT_TIMEOUT"); err != nil {
+		return err
+	}
+	c.dbMaxConns, err = e.int32("PHONES_DB_MAX_CONNS", 1, 1000)
+	return err
+}
+
+// checkMode keeps production and development apart: a key set comes with
+// its issuer and audience, and development tokens never guard real data.
+func (c config) checkMode() error {
+	if !c.dev() {
+		if c.issuer == "" || c.audience == "" {
+			return errors.New("PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE are required with PHONES_JWKS_URL")
+		}
+		return nil
+	}
+	// Both are signs of a production deployment that lost its key set
+	// configuration.
+	if !loopback(c.addr) {
+		return fmt.Errorf("development mode (no PHONES_JWKS_URL) listens only on a loopback address, not %q", c.addr)
+	}
+	if c.postgresURL != "" {
+		return errors.New("development mode (no PHONES_JWKS_URL) refuses a PostgreSQL database: set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE")
+	}
+	return nil
 }
 
 // parseDatabase accepts sqlite:PATH (relative to the working directory, or
 // absolute as sqlite:/abs/path or sqlite:///abs/path) and postgres:// URLs.
-func (c *config) parseDatabase(v string) error {
-	switch {
+func (c *config) parseDatabase(e env) error {
+	switch v := e.getenv("PHONES_DATABASE_URL"); {
 	case v == "":
-		c.databasePath = filepath.Join(c.dataDir, "phones.db")
+		c.databasePath = filepath.Join(c.dataDir, databaseFile)
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		c.postgresURL = v
 	case strings.HasPrefix(v, "sqlite:"):
@@ -270,7 +293,7 @@ func (c *config) parseEvents(e env) error {
 		}
 	}
 	if v == "" {
-		c.eventsPath = filepath.Join(c.dataDir, "events.jsonl")
+		c.eventsPath = filepath.Join(c.dataDir, eventsFile)
 		return nil
 	}
 	u, err := url.Parse(v)
@@ -286,48 +309,49 @@ func (c *config) parseEvents(e env) error {
 }
 
 // parseNATS reads a NATS URL, or several separated by commas, and the
-// PHONES_NATS_* settings.
+// PHONES_NATS_* settings, checked by the sink's own rules.
 func (c *config) parseNATS(v string, e env) error {
-	for part := range strings.SplitSeq(v, ",") {
-		u, err := url.Parse(strings.TrimSpace(part))
-		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			// The value is not quoted: it may hold a password.
-			return errors.New("PHONES_EVENTS_URL: want nats://host:port or tls://host:port (user:password@ allowed), or several separated by commas")
-		}
-	}
 	n := natsConfig{
 		url:           v,
 		credsFile:     e.get("PHONES_NATS_CREDS"),
 		subjectPrefix: e.get("PHONES_NATS_SUBJECT_PREFIX"),
 		stream:        e.get("PHONES_NATS_STREAM"),
 	}
-	if n.credsFile != "" {
-		if err := jetstream.CheckCreds(n.credsFile); err != nil {
-			return fmt.Errorf("PHONES_NATS_CREDS: %w", err)
-		}
-	}
-	if err := jetstream.CheckSubjectPrefix(n.subjectPrefix); err != nil {
-		return fmt.Errorf("PHONES_NATS_SUBJECT_PREFIX: %w", err)
-	}
-	if err := jetstream.CheckStreamName(n.stream); err != nil {
-		return fmt.Errorf("PHONES_NATS_STREAM: %w", err)
+	c.nats = n
+	var invalid *jetstream.ConfigError
+	if err := natsSinkConfig(*c, nil).Check(); errors.As(err, &invalid) {
+		return fmt.Errorf("%s: %w", natsVariable(invalid.Field), err)
+	} else if err != nil {
+		return fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 	}
 	var err error
-	if n.duplicateWindow, err = e.positiveDuration("PHONES_NATS_DUPLICATE_WINDOW"); err != nil {
+	if c.nats.duplicateWindow, err = e.positiveDuration("PHONES_NATS_DUPLICATE_WINDOW"); err != nil {
 		return err
 	}
-	// JetStream's own bounds: 1 (one server), up to 5 (a cluster's Raft
-	// group).
-	if n.replicas, err = e.int32("PHONES_NATS_REPLICAS", 1, 5); err != nil {
-		return err
+	c.nats.replicas, err = e.int32("PHONES_NATS_REPLICAS", 1, jetstream.MaxReplicas)
+	return err
+}
+
+// natsVariable is the variable that sets field of the sink's configuration.
+func natsVariable(field string) string {
+	switch field {
+	case "CredsFile":
+		return "PHONES_NATS_CREDS"
+	case "SubjectPrefix":
+		return "PHONES_NATS_SUBJECT_PREFIX"
+	case "Stream":
+		return "PHONES_NATS_STREAM"
+	default:
+		return "PHONES_EVENTS_URL"
 	}
-	c.nats = n
-	return nil
 }
 
 // maxInFlightCap is the group-commit queue's size: with no more requests in
 // flight than that, a create never waits for room in the queue.
 const maxInFlightCap = 4096
+
+// maxRateBurst is the largest PHONES_RATE_BURST.
+const maxRateBurst = 2_000_000
 
 // parseBackPressure reads the per-tenant rate limit and the cap on requests
 // in flight.
@@ -344,18 +368,13 @@ func (c *config) parseBackPressure(e env) error {
 	if c.rateLimit == 0 && e.set("PHONES_RATE_BURST") {
 		return errors.New("PHONES_RATE_BURST is set, but rate limiting is off (PHONES_RATE_LIMIT is 0, or unset in development mode)")
 	}
-	// Two seconds' worth by default, at least 1.
-	defBurst := int32(min(math.Ceil(2*c.rateLimit), 2e6))
-	if c.rateBurst, err = e.int32Or("PHONES_RATE_BURST", max(defBurst, 1), 1, 2_000_000); err != nil {
+	if c.rateBurst, err = e.int32Or("PHONES_RATE_BURST", rateBurstDefault(c.rateLimit), 1, maxRateBurst); err != nil {
 		return err
 	}
 	if c.maxInFlight, err = e.int32("PHONES_MAX_IN_FLIGHT", 1, maxInFlightCap); err != nil {
 		return err
 	}
-	// A quarter by default: four tenants whose requests all stall (slow
-	// bodies, a stuck account) leave the replica to nobody else only when
-	// they are four.
-	if c.maxInFlightPerTenant, err = e.int32Or("PHONES_MAX_IN_FLIGHT_PER_TENANT", max(c.maxInFlight/4, 1), 1, maxInFlightCap); err != nil {
+	if c.maxInFlightPerTenant, err = e.int32Or("PHONES_MAX_IN_FLIGHT_PER_TENANT", perTenantDefault(c.maxInFlight), 1, maxInFlightCap); err != nil {
 		return err
 	}
 	v = e.get("PHONES_ACCOUNT_SHARE")
@@ -371,8 +390,9 @@ func (c *config) parseBackPressure(e env) error {
 // env reads the PHONES_ variables. A variable left unset takes its default
 // from the table of variables, spelt as a value of the variable and read
 // like one, so that each default is written once, there. The defaults that
-// follow other variables (a defNote in the table) are derived by loadConfig
-// instead.
+// follow other variables (a derivation or a defNote in the table) are
+// derived by loadConfig instead, with the functions the table spells them
+// with.
 type env struct {
 	getenv   func(string) string
 	defaults map[string]variable

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
 	"github.com/phonesd/phonesd/internal/testkit/natstest"
 	"github.com/phonesd/phonesd/internal/testkit/pgtest"
@@ -564,8 +565,8 @@ func TestNATSCrashBetweenAckAndMarkIsDeduplicated(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("phonesd did not reach the failpoint in 20s\nlogs:\n%s", p.logs.String())
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 86 {
-		t.Fatalf("exit code %d; want 86, the failpoint's\nlogs:\n%s", code, p.logs.String())
+	if code := p.cmd.ProcessState.ExitCode(); code != outbox.FailpointExitCode {
+		t.Fatalf("exit code %d; want %d, the failpoint's\nlogs:\n%s", code, outbox.FailpointExitCode, p.logs.String())
 	}
 	rows := outboxRows(t, env["PHONES_DATA_DIR"], "")
 	if len(rows) != 1 || rows[0].sent {

@@ -33,32 +33,19 @@ const (
 )
 
 // run is the whole program; main only supplies the process's environment.
+// It reads as the service's parts, each opened in turn and closed in the
+// reverse order.
 func run(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) error {
-	getenv := func(name string) string { return env[name] }
 	if len(args) > 1 {
-		switch args[1] {
-		case "token":
-			return mintCommand(args[2:], getenv, stdout)
-		case "issuer":
-			return issuerCommand(ctx, args[2:], getenv, stdout)
-		case "check":
-			return checkCommand(ctx, args[2:], env, stdout)
-		case "healthcheck":
-			return healthcheckCommand(ctx, getenv)
-		case "version":
-			return printVersion(stdout)
-		case "help", "-h", "-help", "--help":
-			return printHelp(stdout)
-		default:
-			return fmt.Errorf("unknown command %q (phonesd help lists the commands)", args[1])
-		}
+		return runCommand(ctx, args[1], args[2:], env, stdout)
 	}
+	getenv := func(name string) string { return env[name] }
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
-	handler := newLogHandler(stdout, cfg.logLevel, cfg.dev())
-	log := slog.New(handler)
+	logHandler := newLogHandler(stdout, cfg.logLevel, cfg.dev())
+	log := slog.New(logHandler)
 	// What phonesd check checks, so that it stops where a start would.
 	if err := checkStart(cfg, env, log); err != nil {
 		return err
@@ -78,30 +65,91 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if err != nil {
 		return err
 	}
-	defer func() {
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tracing.Shutdown(shutdownCtx); err != nil {
-			log.Warn("spans left unexported", "err", err)
-		}
-	}()
+	defer stopTracing(tracing, log)
 	db, lease, err := openStorage(ctx, cfg, groupcommit.Instruments{Committed: metrics.Committed, Tracer: tracing.Tracer})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if pool, ok := db.(interface{ PoolStats() (int32, int32, int32) }); ok {
-		if err := metrics.RegisterPool(pool.PoolStats); err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-	}
-
 	sink, err := openSink(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer sink.Close()
-	relay := outbox.NewRelay(db, sink, outbox.Options{
+	relay := newRelay(cfg, db, sink, lease, log, metrics, tracing)
+	verifier, devKey, err := newVerifier(cfg, log)
+	if err != nil {
+		return err
+	}
+	phones := phone.NewService(tracedStore(cfg, db, tracing), relay.Notify)
+	keyFreshness := auth.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale}
+	srv, err := newAPI(ctx, cfg, apiParts{log: log, phones: phones, verifier: verifier, db: db, keyFreshness: keyFreshness, metrics: metrics, tracing: tracing})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("PHONES_ADDR: %w", err)
+	}
+	httpServer := newHTTPServer(srv, logHandler)
+
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	if err := serveAsides(bg, cfg, metrics, log); err != nil {
+		return err
+	}
+	relayDone := runBackground(bg, verifier, keyFreshness, phones, relay, log)
+	stop := func() { stopBackground(); <-relayDone }
+
+	// Announced before serving, so that whoever sees the service answer has
+	// the announcement too; connections wait in the listener's backlog.
+	announce(cfg, ln.Addr().String(), devKey, log, stderr)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		stop()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown(srv, httpServer, relay, stop, log)
+	return nil
+}
+
+// runCommand runs the subcommand name (phonesd name args...).
+func runCommand(ctx context.Context, name string, args []string, env map[string]string, stdout io.Writer) error {
+	getenv := func(name string) string { return env[name] }
+	switch name {
+	case "token":
+		return mintCommand(args, getenv, stdout)
+	case "issuer":
+		return issuerCommand(ctx, args, getenv, stdout)
+	case "check":
+		return checkCommand(ctx, args, env, stdout)
+	case "healthcheck":
+		return healthcheckCommand(ctx, getenv)
+	case "version":
+		return printVersion(stdout)
+	case "help", "-h", "-help", "--help":
+		return printHelp(stdout)
+	default:
+		return fmt.Errorf("unknown command %q (phonesd help lists the commands)", name)
+	}
+}
+
+// stopTracing exports the spans still buffered, for a few seconds at most.
+func stopTracing(tracing *telemetry.Tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tracing.Shutdown(ctx); err != nil {
+		log.Warn("spans left unexported", "err", err)
+	}
+}
+
+// newRelay returns the relay from db's outbox to sink, reporting to metrics
+// and traces.
+func newRelay(cfg config, db storage, sink outbox.Sink, lease outbox.Lease, log *slog.Logger, metrics *telemetry.Metrics, tracing *telemetry.Tracing) *outbox.Relay {
+	return outbox.NewRelay(db, sink, outbox.Options{
 		Retention: cfg.retention,
 		Lease:     lease,
 		Logger:    log,
@@ -111,35 +159,52 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 			Tracer:    tracing.Tracer,
 		},
 	})
+}
 
-	verifier, devKey, err := newVerifier(cfg, log)
+// tracedStore is db, with a span for each call when tracing is on.
+func tracedStore(cfg config, db storage, tracing *telemetry.Tracing) phone.Store {
+	if tracing.Tracer == nil {
+		return db
+	}
+	return telemetry.TraceStore(db, tracing.Tracer, cfg.databaseSystem())
+}
+
+// apiParts are the parts the API is built on.
+type apiParts struct {
+	log          *slog.Logger
+	phones       *phone.Service
+	verifier     *auth.Verifier
+	db           storage
+	keyFreshness auth.KeyFreshness
+	metrics      *telemetry.Metrics
+	tracing      *telemetry.Tracing
+}
+
+// newAPI builds the API's handler from p, and registers the metrics that
+// read the key set, the pool and the outbox backlog.
+func newAPI(ctx context.Context, cfg config, p apiParts) (*httpapi.Server, error) {
+	if err := p.metrics.RegisterKeySetAge(p.verifier.KeySetAge); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if pool, ok := p.db.(interface{ PoolStats() (int32, int32, int32) }); ok {
+		if err := p.metrics.RegisterPool(pool.PoolStats); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	eventSpec, err := api.AsyncAPIJSON()
 	if err != nil {
-		return err
-	}
-	if err := metrics.RegisterKeySetAge(verifier.KeySetAge); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	var store phone.Store = db
-	if tracing.Tracer != nil {
-		store = telemetry.TraceStore(db, tracing.Tracer, cfg.databaseSystem())
+		return nil, fmt.Errorf("event contract: %w", err)
 	}
 	// /metrics is served with the API unless it has an address of its own.
-	apiMetrics := metrics.Handler()
+	apiMetrics := p.metrics.Handler()
 	if cfg.metricsAddr != "" {
 		apiMetrics = nil
 	}
-
-	eventSpec, err := api.AsyncAPIJSON()
-	if err != nil {
-		return fmt.Errorf("event contract: %w", err)
-	}
-	phones := phone.NewService(store, relay.Notify)
-	keyFreshness := auth.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale}
 	srv, err := httpapi.NewServer(httpapi.Config{
-		Logger:               log,
-		Phones:               phones,
-		Verifier:             verifier,
-		Storage:              db,
+		Logger:               p.log,
+		Phones:               p.phones,
+		Verifier:             p.verifier,
+		Storage:              p.db,
 		Spec:                 api.Spec,
 		EventSpec:            api.AsyncAPI,
 		EventSpecJSON:        eventSpec,
@@ -151,74 +216,85 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		MaxInFlightPerTenant: int(cfg.maxInFlightPerTenant),
 		AccountShare:         cfg.accountShare,
 		BodyTimeout:          cfg.bodyTimeout,
-		Observer:             metrics,
+		Observer:             p.metrics,
 		Metrics:              apiMetrics,
-		Tracer:               tracing.Tracer,
-		Propagator:           tracing.Propagator,
-		KeyFreshness:         keyFreshness,
+		Tracer:               p.tracing.Tracer,
+		Propagator:           p.tracing.Propagator,
+		KeyFreshness:         p.keyFreshness,
 		// Operational detail goes where the metrics go.
 		ReadyzChecksOnly: cfg.metricsAddr != "",
 	})
 	if err != nil {
-		return fmt.Errorf("build server: %w", err)
+		return nil, fmt.Errorf("build server: %w", err)
 	}
-	if err := metrics.RegisterBacklog(func() (int64, time.Duration, bool) { return srv.Backlog(ctx) }); err != nil {
-		return fmt.Errorf("metrics: %w", err)
+	if err := p.metrics.RegisterBacklog(func() (int64, time.Duration, bool) { return srv.Backlog(ctx) }); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("PHONES_ADDR: %w", err)
-	}
-	httpServer := &http.Server{
-		Handler:           srv,
+	return srv, nil
+}
+
+// newHTTPServer serves h with bounds on every phase of a connection; its
+// own errors go to the log at warning level.
+func newHTTPServer(h http.Handler, logHandler slog.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(logHandler, slog.LevelWarn),
 	}
+}
 
-	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBackground()
+// serveAsides serves, until ctx ends, the profiles and the metrics on
+// addresses of their own, where configured.
+func serveAsides(ctx context.Context, cfg config, metrics *telemetry.Metrics, log *slog.Logger) error {
 	if cfg.debugAddr != "" {
-		if err := serveDebug(bg, cfg.debugAddr, log); err != nil {
+		if err := serveDebug(ctx, cfg.debugAddr, log); err != nil {
 			return err
 		}
 	}
 	if cfg.metricsAddr != "" {
-		if err := serveAside(bg, "PHONES_METRICS_ADDR", cfg.metricsAddr, metrics.Handler(), log); err != nil {
+		if err := serveAside(ctx, "PHONES_METRICS_ADDR", cfg.metricsAddr, metrics.Handler(), log); err != nil {
 			return err
 		}
 	}
-	go verifier.Run(bg)
-	go watchKeySetAge(bg, keyFreshness, keySetAgeCheck, staleKeySetReminder, log)
-	go purgeKeys(bg, phones, log)
+	return nil
+}
+
+// runBackground starts, until ctx ends, the work beside the requests: the
+// key set's refresh and its watch, the purge of idempotency keys and the
+// relay. The channel it returns is closed once the relay has stopped.
+func runBackground(ctx context.Context, verifier *auth.Verifier, keyFreshness auth.KeyFreshness, phones *phone.Service, relay *outbox.Relay, log *slog.Logger) <-chan struct{} {
+	go verifier.Run(ctx)
+	go watchKeySetAge(ctx, keyFreshness, keySetAgeCheck, staleKeySetReminder, log)
+	go purgeKeys(ctx, phones, log)
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)
-		relay.Run(bg)
+		relay.Run(ctx)
 	}()
+	return relayDone
+}
 
-	// Announced before serving, so that whoever sees the service answer has
-	// the announcement too; connections wait in the listener's backlog.
-	log.Info("phonesd listening", "addr", ln.Addr().String(), "database", cfg.databaseName(), "events", cfg.eventsName(), "development_mode", cfg.dev())
-	if cfg.dev() {
-		log.Warn("DEVELOPMENT MODE: tokens are signed by the key in the data directory; set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE for production")
-		if err := announceDev(stderr, devKey, ln.Addr().String(), cfg.maxTTL); err != nil {
-			log.Warn("could not mint the development token", "err", err)
-		}
+// announce logs that phonesd listens on addr, and in development mode
+// prints how to reach it with a token.
+func announce(cfg config, addr string, devKey *auth.DevKey, log *slog.Logger, stderr io.Writer) {
+	log.Info("phonesd listening", "addr", addr, "database", cfg.databaseName(), "events", cfg.eventsName(), "development_mode", cfg.dev())
+	if !cfg.dev() {
+		return
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpServer.Serve(ln) }()
+	log.Warn("DEVELOPMENT MODE: tokens are signed by the key in the data directory; set PHONES_JWKS_URL, PHONES_JWT_ISSUER and PHONES_JWT_AUDIENCE for production")
+	if err := announceDev(stderr, devKey, addr, cfg.maxTTL); err != nil {
+		log.Warn("could not mint the development token", "err", err)
+	}
+}
 
-	select {
-	case err := <-serveErr:
-		stopBackground()
-		<-relayDone
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
+// shutdown drains the requests in flight within drainTimeout, stops the
+// background work (stopBackground returns once the relay has stopped), then
+// gives the relay flushTimeout to deliver what is pending.
+func shutdown(srv *httpapi.Server, httpServer *http.Server, relay *outbox.Relay, stopBackground func(), log *slog.Logger) {
 	log.Info("shutting down: draining requests")
 	srv.Drain()
 	// Answers from now on close their connection, so that no client sends
@@ -230,14 +306,12 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		log.Warn("requests still running at the drain deadline", "err", err)
 	}
 	stopBackground()
-	<-relayDone
 	flushCtx, cancelFlush := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancelFlush()
 	if err := relay.Flush(flushCtx); err != nil {
 		log.Warn("events left in the outbox for the next start", "err", err)
 	}
 	log.Info("stopped")
-	return nil
 }
 
 // warnUnknownVariables logs each PHONES_ variable of env that phonesd does

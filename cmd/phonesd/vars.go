@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,15 +28,18 @@ type variable struct {
 	name string
 	// def is the default, spelt as a value of the variable; "<data dir>"
 	// stands for the data directory. Empty when unset means off, or has no
-	// value to spell. With a defNote, the default follows other variables
-	// and loadConfig derives it; def is then what it comes to when those
-	// are at their defaults.
+	// value to spell. With derivation, the default follows other variables
+	// and loadConfig derives it, by the function def is computed with here
+	// from their defaults.
 	def string
 	// devDef is the default in development mode, where it differs.
 	devDef string
 	// defNote says what the default is, in Markdown, where def alone would
-	// not (a default that follows another variable, or no value at all).
+	// not (a default in the data directory, or no value at all).
 	defNote string
+	// derivation says, in Markdown, how a default that follows other
+	// variables is derived from them; the README shows it after def.
+	derivation string
 	// meaning is Markdown, as in the README: its links are relative to
 	// the repository's root, where the README is.
 	meaning string
@@ -49,7 +53,7 @@ func variables() []variable {
 	return []variable{
 		{name: "PHONES_ADDR", def: "127.0.0.1:8080", meaning: "listen address"},
 		{name: "PHONES_DATA_DIR", def: "./data", meaning: "data directory (SQLite database, events file, development key, token issuer's key)"},
-		{name: "PHONES_DATABASE_URL", def: "sqlite:<data dir>/phones.db", defNote: "`sqlite:` + `phones.db` in the data directory",
+		{name: "PHONES_DATABASE_URL", def: "sqlite:<data dir>/" + databaseFile, defNote: "`sqlite:` + `" + databaseFile + "` in the data directory",
 			meaning: "`sqlite:relative/path.db`, `sqlite:/abs/path.db` or `sqlite:///abs/path.db`; or `postgres://user:password@host:5432/db` (also `postgresql://`), several hosts allowed (`postgres://h1:5432,h2:5432/db`): see [High availability](docs/operations.md#high-availability); a host that is not loopback or a Unix socket needs `sslmode=require`, `verify-ca` or `verify-full` (see [Encrypted transport](docs/operations.md#encrypted-transport))"},
 		{name: "PHONES_JWKS_URL", defNote: "development mode", meaning: "key set of the token issuer; `https`, or `http` for a loopback host only"},
 		{name: "PHONES_JWT_ISSUER", meaning: "required with `PHONES_JWKS_URL`; must equal `iss`"},
@@ -58,7 +62,7 @@ func variables() []variable {
 		{name: "PHONES_JWT_LEEWAY", def: durationText(auth.DefaultLeeway), meaning: "clock leeway for `exp`, `nbf`, `iat`"},
 		{name: "PHONES_JWT_MAX_TTL", def: "24h", meaning: "longest token lifetime accepted: `exp` at most this long after `iat`, else after `nbf`, else after now; `0` accepts any"},
 		{name: "PHONES_TOKEN_CACHE_SIZE", def: "10000", meaning: "verified tokens kept, so that a token sent again is not verified again; `0` turns the cache off"},
-		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/events.jsonl", defNote: "`file://` + `events.jsonl` in the data directory",
+		{name: "PHONES_EVENTS_URL", def: "file://<data dir>/" + eventsFile, defNote: "`file://` + `" + eventsFile + "` in the data directory",
 			meaning: "`file:///abs/path.jsonl`: one event per line, fsynced before it counts as delivered; or `nats://host:4222` (also `tls://`, `user:password@` allowed, several separated by commas): NATS JetStream, see [Running with NATS JetStream](docs/operations.md#running-with-nats-jetstream); a server that is not loopback is reached only over TLS, credentials or not"},
 		{name: "PHONES_NATS_CREDS", meaning: "NATS: credentials file (user JWT and seed)"},
 		{name: "PHONES_NATS_SUBJECT_PREFIX", def: "accounts", meaning: "NATS: events go to `<prefix>.<domain>.<event_type>`"},
@@ -78,9 +82,9 @@ func variables() []variable {
 		// the others. The burst absorbs two seconds of it, such as a batch
 		// job's start. Development mode has no limit: its only tenant is
 		// its developer.
-		{name: "PHONES_RATE_LIMIT", def: "1000", devDef: "0",
+		{name: "PHONES_RATE_LIMIT", def: strconv.Itoa(defaultRateLimit), devDef: "0",
 			meaning: "API requests a second per tenant, per replica (0.01 or more, decimals allowed); `0` turns the limit off; see [Back-pressure](docs/api.md#back-pressure)"},
-		{name: "PHONES_RATE_BURST", def: "2000", defNote: "twice `PHONES_RATE_LIMIT`", meaning: "requests a tenant may send at once above its rate; an error when the limit is off"},
+		{name: "PHONES_RATE_BURST", def: strconv.Itoa(int(rateBurstDefault(defaultRateLimit))), derivation: "twice `PHONES_RATE_LIMIT`, at least 1", meaning: "requests a tenant may send at once above its rate; an error when the limit is off"},
 		// Throughput stops growing by about 64 concurrent requests; at 512 a
 		// request waits some 70 ms, still far inside the storage timeout,
 		// so a replica that merely runs hot sheds nothing. When storage
@@ -88,9 +92,9 @@ func variables() []variable {
 		// the cap then answers the excess 503 at once instead of 500 after
 		// the timeout. Each holds at most a 64 KiB body: 512 bodies are at
 		// most 32 MiB.
-		{name: "PHONES_MAX_IN_FLIGHT", def: "512",
+		{name: "PHONES_MAX_IN_FLIGHT", def: strconv.Itoa(defaultMaxInFlight),
 			meaning: "authenticated API requests a replica serves at once (1 to 4096); more answer 503 at once. Requests whose token is being checked are bounded apart by the same number"},
-		{name: "PHONES_MAX_IN_FLIGHT_PER_TENANT", def: "128", defNote: "a quarter of `PHONES_MAX_IN_FLIGHT`", meaning: "requests one tenant may have in progress on a replica; more answer 429"},
+		{name: "PHONES_MAX_IN_FLIGHT_PER_TENANT", def: strconv.Itoa(int(perTenantDefault(defaultMaxInFlight))), derivation: "a quarter of `PHONES_MAX_IN_FLIGHT`, rounded down, at least 1", meaning: "requests one tenant may have in progress on a replica; more answer 429"},
 		// An account-bound token is one customer's app; the tenant-wide
 		// tokens are the bank's own callers (back office, batch jobs). One
 		// app serves one person, far below a quarter of its tenant (250
@@ -106,6 +110,25 @@ func variables() []variable {
 			meaning: "`true` lets PostgreSQL and NATS credentials and phone numbers go to hosts that are not loopback without TLS, where the network encrypts them itself (a service mesh); see [Encrypted transport](docs/operations.md#encrypted-transport)"},
 	}
 }
+
+// The defaults other defaults are derived from, written once here.
+const (
+	defaultRateLimit   = 1000
+	defaultMaxInFlight = 512
+)
+
+// rateBurstDefault is PHONES_RATE_BURST's default for a rate limit of rate
+// requests a second: two seconds' worth, at least 1 and at most the
+// variable's bound.
+func rateBurstDefault(rate float64) int32 {
+	return max(int32(min(math.Ceil(2*rate), maxRateBurst)), 1)
+}
+
+// perTenantDefault is PHONES_MAX_IN_FLIGHT_PER_TENANT's default for a cap of
+// maxInFlight: a quarter, so that tenants whose requests all stall (slow
+// bodies, a stuck account) leave the replica to nobody else only when they
+// are four.
+func perTenantDefault(maxInFlight int32) int32 { return max(maxInFlight/4, 1) }
 
 // durationText spells d as the table does: 168h, 10m, 1.5s, without the
 // zero minutes and seconds of time.Duration's String.
@@ -131,6 +154,8 @@ func notServiceVariable(name string) bool {
 // defaultText is the default as the README and the help show it, in Markdown.
 func (v variable) defaultText() string {
 	switch {
+	case v.derivation != "":
+		return "`" + v.def + "`: " + v.derivation
 	case v.defNote != "":
 		return v.defNote
 	case v.def == "":

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -25,6 +26,10 @@ const (
 	DefaultPublishTimeout  = 10 * time.Second
 	DefaultReconnectWait   = time.Second
 )
+
+// MaxReplicas is the most replicas JetStream gives a stream: a cluster's
+// Raft group of five servers.
+const MaxReplicas = 5
 
 // Connection health: a link that died without a reset (a partition, a
 // blackholed route) is noticed after about pingInterval*(maxPingsOut+1), not
@@ -122,10 +127,7 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 	server := Redact(cfg.URL)
 	log = log.With("nats", server)
 
-	opts, err := dialOptions(cfg)
-	if err != nil {
-		return nil, err
-	}
+	opts := dialOptions(cfg)
 	closing, closed := &atomic.Bool{}, make(chan struct{})
 	opts = append(opts,
 		nats.MaxReconnects(-1),
@@ -194,13 +196,49 @@ func NewSink(ctx context.Context, cfg Config) (*Sink, error) {
 	return s, nil
 }
 
-// withDefaults checks cfg's names and returns it with a default for every
-// zero duration and count.
-func (cfg Config) withDefaults() (Config, error) {
+// ConfigError is an invalid setting of a Config. Field names it as Config
+// does (URL, CredsFile, SubjectPrefix, Stream), so that a caller can name
+// the setting of its own it came from.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Check returns a *ConfigError for the first setting of cfg that no server
+// would take: a URL that is not one or more nats:// or tls:// server URLs,
+// a credentials file without a user JWT and seed, a subject prefix or
+// stream name JetStream refuses. NewSink and Probe check with it; a
+// configuration read long before them may call it to fail at once.
+func (cfg Config) Check() error {
+	for part := range strings.SplitSeq(cfg.URL, ",") {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			// The value is not quoted: it may hold a password.
+			return &ConfigError{Field: "URL", Err: errors.New("want nats://host:port or tls://host:port (user:password@ allowed), or several separated by commas")}
+		}
+	}
+	if cfg.CredsFile != "" {
+		if err := CheckCreds(cfg.CredsFile); err != nil {
+			return &ConfigError{Field: "CredsFile", Err: err}
+		}
+	}
 	if err := CheckSubjectPrefix(cfg.SubjectPrefix); err != nil {
-		return cfg, err
+		return &ConfigError{Field: "SubjectPrefix", Err: err}
 	}
 	if err := CheckStreamName(cfg.Stream); err != nil {
+		return &ConfigError{Field: "Stream", Err: err}
+	}
+	return nil
+}
+
+// withDefaults checks cfg and returns it with a default for every zero
+// duration and count.
+func (cfg Config) withDefaults() (Config, error) {
+	if err := cfg.Check(); err != nil {
 		return cfg, err
 	}
 	if cfg.DuplicateWindow <= 0 {
@@ -221,12 +259,9 @@ func (cfg Config) withDefaults() (Config, error) {
 // dialOptions are what a connection of cfg shows the server, the same for
 // NewSink and Probe: its name, its credentials, and with RequireTLS its
 // refusal of a server without TLS.
-func dialOptions(cfg Config) ([]nats.Option, error) {
+func dialOptions(cfg Config) []nats.Option {
 	opts := []nats.Option{nats.Name("phonesd")}
 	if cfg.CredsFile != "" {
-		if err := CheckCreds(cfg.CredsFile); err != nil {
-			return nil, err
-		}
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
 	if cfg.RequireTLS {
@@ -239,7 +274,7 @@ func dialOptions(cfg Config) ([]nats.Option, error) {
 		// Without TLS only the configured servers are used.
 		opts = append(opts, nats.IgnoreDiscoveredServers())
 	}
-	return opts, nil
+	return opts
 }
 
 // connectError is the error of a connection to server that failed with err.
@@ -259,10 +294,7 @@ func Probe(ctx context.Context, cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	opts, err := dialOptions(cfg)
-	if err != nil {
-		return "", err
-	}
+	opts := dialOptions(cfg)
 	server := Redact(cfg.URL)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {

@@ -8,10 +8,6 @@ import (
 	"strings"
 )
 
-// failpointExitCode is the status a failpoint exits with, so that a test can
-// tell it from a crash.
-const failpointExitCode = 86
-
 // failpoint exits the process at once, as abruptly as a kill, when
 // PHONES_FAILPOINTS (a comma-separated list) names name, on the n-th time
 // the caller reaches it: an entry "name" fires the first time, "name@n"
@@ -31,7 +27,7 @@ func failpoint(name string, n int) {
 			}
 		}
 		if n >= want {
-			os.Exit(failpointExitCode)
+			os.Exit(FailpointExitCode)
 		}
 	}
 }

@@ -19,6 +19,10 @@ import (
 	"github.com/phonesd/phonesd/internal/phone"
 )
 
+// FailpointExitCode is the status a failpoint of a build tagged failpoints
+// exits with, so that a test or a checker can tell it from a crash.
+const FailpointExitCode = 86
+
 // Store is the outbox as the relay needs it.
 type Store interface {
 	PendingEvents(ctx context.Context, limit int) ([]phone.Event, error)
