@@ -406,6 +406,17 @@ func createdID(t *testing.T, r response) int64 {
 	return out.ID
 }
 
+// delivered waits until the relay has delivered every event in the outbox,
+// then returns the events file's events. An answered request has committed
+// its event, if it wrote one, so after delivered no event of the requests
+// answered so far can still arrive: counting them checks that none came
+// that should not have, with nothing left to chance.
+func (s *phonesd) delivered() []map[string]any {
+	s.t.Helper()
+	waitDrained(s.t, s.dataDir, s.databaseURL, 10*time.Second)
+	return readEvents(s.t, filepath.Join(s.dataDir, "events.jsonl"))
+}
+
 // events waits until the event file holds at least n events and returns them all.
 func (s *phonesd) events(n int) []map[string]any {
 	s.t.Helper()
