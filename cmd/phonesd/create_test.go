@@ -172,7 +172,7 @@ func TestCreatePhoneDuplicates(t *testing.T) {
 		r := s.do(http.MethodPost, "/accounts/v1/accounts/1/phones", `{"number": "91234-5678", "type": "MOBILE", "area_code": 11, "extension": "ext 9"}`, bearer(other), jsonCT)
 		createdID(t, r)
 		// 1 first + 6 successes above + 1 in the other tenant; no event for a 409.
-		if n := len(s.events(8)); n != 8 {
+		if n := len(s.delivered()); n != 8 {
 			t.Errorf("%d events; want 8 (none for a 409)", n)
 		}
 	})

@@ -59,7 +59,7 @@ func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 		createdID(t, r)
 
 		// Created: k-1, k-3, other tenant, account token = 4 (+1 deactivation event).
-		if n := len(s.events(5)); n != 5 {
+		if n := len(s.delivered()); n != 5 {
 			t.Errorf("%d events; want 5: a replay writes none", n)
 		}
 		checkRejected(t, s, []rejected{

@@ -76,7 +76,7 @@ func TestCreatePhoneStorageFailureAnswers500AndRecovers(t *testing.T) {
 		}
 		release()
 		createdID(t, s.create(1, okBody))
-		if n := len(s.events(1)); n != 1 {
+		if n := len(s.delivered()); n != 1 {
 			t.Errorf("%d events; want 1: none for the failed create", n)
 		}
 	})
