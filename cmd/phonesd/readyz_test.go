@@ -165,13 +165,13 @@ func serverDurations(logs string, route string) *timings {
 // only ever adds latency, so the test judges what noise moves least: the
 // cost of /readyz is its handler's time as phonesd logs it (the clients'
 // own view adds the wait of 32 loops for two CPUs), by its median; the
-// client's p99 is judged over up to three windows, and the test passes on
+// client's p99 is judged over up to five windows, and the test passes on
 // the first window that meets it: under 50 ms, or, on a machine too busy
-// for that, at most twice the p99 of the same client beside 32 loops of
-// /healthz in the window just before. A design in which health checks slow
-// the API (each /readyz counted the backlog for 200 ms, and the readers it
-// held made a GET wait seconds) fails every window; a busy moment of the
-// machine fails one. Any 5xx in any window fails the test.
+// for that, at most twice the worst p99 of the same client beside 32 loops
+// of /healthz, measured before each window. A design in which health
+// checks slow the API (each /readyz counted the backlog for 200 ms, and the
+// readers it held made a GET wait seconds) fails every window; a busy
+// moment of the machine fails one. Any 5xx in any window fails the test.
 func TestReadyzStaysCheapBesideABacklog(t *testing.T) {
 	bin, err := phonesdlaunch.Build(context.Background(), t.TempDir())
 	if err != nil {
@@ -244,16 +244,19 @@ func TestReadyzStaysCheapBesideABacklog(t *testing.T) {
 			wg.Wait()
 			return loops, api
 		}
+		const tries = 5
+		var controlP99 time.Duration // the worst so far: the machine's noise comes and goes
 		for try := 1; ; try++ {
 			// The same load on /healthz, which reads nothing, shows what the
-			// machine alone does to the client's p99 just now.
+			// machine alone does to the client's p99.
 			_, control := beside("/healthz")
 			logged := len(p.logs.String())
 			ready, api := beside("/readyz")
 
 			served := serverDurations(p.logs.String()[logged:], "/readyz")
-			apiP99, controlP99 := api.quantile(0.99), control.quantile(0.99)
-			t.Logf("window %d: %d /readyz, handler median %v, p99 %v (client's view: median %v, p99 %v); %d authenticated GETs, median %v, p99 %v (beside /healthz: p99 %v)",
+			apiP99 := api.quantile(0.99)
+			controlP99 = max(controlP99, control.quantile(0.99))
+			t.Logf("window %d: %d /readyz, handler median %v, p99 %v (client's view: median %v, p99 %v); %d authenticated GETs, median %v, p99 %v (worst beside /healthz: p99 %v)",
 				try, len(ready.d), served.quantile(0.5), served.quantile(0.99), ready.quantile(0.5), ready.quantile(0.99),
 				len(api.d), api.quantile(0.5), apiP99, controlP99)
 			for _, e := range append(append(ready.errors, api.errors...), control.errors...) {
@@ -270,8 +273,8 @@ func TestReadyzStaysCheapBesideABacklog(t *testing.T) {
 			if t.Failed() || apiP99 < 50*time.Millisecond || apiP99 <= 2*controlP99 {
 				return
 			}
-			if try == 3 {
-				t.Fatalf("the authenticated client's p99 was over 50ms, and over twice its p99 beside /healthz, in 3 windows, the last %v (%v beside /healthz)", apiP99, controlP99)
+			if try == tries {
+				t.Fatalf("the authenticated client's p99 was over 50ms, and over twice its worst p99 beside /healthz, in %d windows, the last %v (%v beside /healthz)", tries, apiP99, controlP99)
 			}
 		}
 	})
