@@ -97,7 +97,7 @@ func TestConcurrentCreatesWithDuplicates(t *testing.T) {
 				t.Errorf("stored %+v for request %s", p, reqs[i].body)
 			}
 		}
-		evs := s.events(len(ids))
+		evs := s.delivered()
 		if len(evs) != len(ids) {
 			t.Fatalf("%d events; want one per success, %d", len(evs), len(ids))
 		}

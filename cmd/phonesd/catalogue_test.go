@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -251,9 +250,7 @@ func checkNothingStored(t *testing.T, s *phonesd, cases []hostile) {
 			t.Errorf("account %s after the catalogue: %s; want no phones", account, got)
 		}
 	}
-	events := filepath.Join(s.dataDir, "events.jsonl")
-	time.Sleep(100 * time.Millisecond) // the relay delivers within milliseconds
-	if evs := readEvents(t, events); len(evs) != 0 {
+	if evs := s.delivered(); len(evs) != 0 {
 		t.Errorf("%d events after the catalogue; want none: %v", len(evs), evs)
 	}
 	createdID(t, s.create(1, okBody))

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,6 +299,46 @@ func (s *phonesd) waitFor(path string) {
 	}
 }
 
+// waitCreatesHeld waits until n creates are waiting for their commit
+// (phonesd_group_commit_waiting_creates): with the database locked, they
+// have reached storage, past every check before it, and are held there.
+func (s *phonesd) waitCreatesHeld(n int) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, m := scrape(s.t, s.base+"/metrics")
+		got := counter(m, "phonesd_group_commit_waiting_creates", nil)
+		if got >= float64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%v creates waiting for their commit after 10s; want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitStopping waits until phonesd refuses new connections: its shutdown
+// has begun, and it is draining the requests it holds.
+func (s *phonesd) waitStopping() {
+	s.t.Helper()
+	addr := strings.TrimPrefix(s.base, "http://")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return
+		}
+		if err == nil {
+			conn.Close()
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("phonesd still accepts connections 10s after it was told to stop (last dial: %v)", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // response is an answer as a test sees it.
 type response struct {
 	status int
@@ -363,6 +405,17 @@ func createdID(t *testing.T, r response) int64 {
 		t.Fatalf("body %s; want {\"id\": n > 0}", r.body)
 	}
 	return out.ID
+}
+
+// delivered waits until the relay has delivered every event in the outbox,
+// then returns the events file's events. An answered request has committed
+// its event, if it wrote one, so after delivered no event of the requests
+// answered so far can still arrive: counting them checks that none came
+// that should not have, with nothing left to chance.
+func (s *phonesd) delivered() []map[string]any {
+	s.t.Helper()
+	waitDrained(s.t, s.dataDir, s.databaseURL, 10*time.Second)
+	return readEvents(s.t, filepath.Join(s.dataDir, "events.jsonl"))
 }
 
 // events waits until the event file holds at least n events and returns them all.

@@ -59,7 +59,7 @@ func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 		createdID(t, r)
 
 		// Created: k-1, k-3, other tenant, account token = 4 (+1 deactivation event).
-		if n := len(s.events(5)); n != 5 {
+		if n := len(s.delivered()); n != 5 {
 			t.Errorf("%d events; want 5: a replay writes none", n)
 		}
 		checkRejected(t, s, []rejected{
@@ -78,7 +78,8 @@ func TestIdempotencyKeyWhileTheFirstRequestRuns(t *testing.T) {
 		release := lockDatabase(t, s)
 		first := make(chan response, 1)
 		go func() { first <- s.create(70, okBody, key("slow")) }()
-		time.Sleep(300 * time.Millisecond)
+		// Held at storage, the first create has claimed its key.
+		s.waitCreatesHeld(1)
 		r := s.create(70, okBody, key("slow"))
 		if r.status != 409 || string(r.body) != `{"message":"A request with this Idempotency-Key is still in progress: retry later"}` {
 			t.Errorf("retry while the first runs: %d %s; want 409 in progress", r.status, r.body)
@@ -94,6 +95,7 @@ func TestIdempotencyKeyWhileTheFirstRequestRuns(t *testing.T) {
 func TestIdempotencyKeyExpires(t *testing.T) {
 	s := start(t, map[string]string{"PHONES_IDEMPOTENCY_TTL": "1s"})
 	createdID(t, s.create(80, okBody, key("short")))
+	// Waits for time itself, not for an event: the key's TTL to run out.
 	time.Sleep(1100 * time.Millisecond)
 	createdID(t, s.create(80, `{"number": "55", "type": "MOBILE"}`, key("short")))
 }

@@ -76,7 +76,7 @@ func TestCreatePhoneStorageFailureAnswers500AndRecovers(t *testing.T) {
 		}
 		release()
 		createdID(t, s.create(1, okBody))
-		if n := len(s.events(1)); n != 1 {
+		if n := len(s.delivered()); n != 1 {
 			t.Errorf("%d events; want 1: none for the failed create", n)
 		}
 	})
@@ -84,14 +84,16 @@ func TestCreatePhoneStorageFailureAnswers500AndRecovers(t *testing.T) {
 
 func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	forBackends(t, func(t *testing.T, b backend) {
-		s := b.start(t, nil)
+		// Long enough that the held create waits for the lock for the whole
+		// test (on SQLite, the group commit's own 5s bounds it).
+		s := b.start(t, map[string]string{"PHONES_STORAGE_TIMEOUT": "30s", "PHONES_DB_STATEMENT_TIMEOUT": "30s"})
 		release := lockDatabase(t, s)
 		answer := make(chan response, 1)
 		go func() { answer <- s.create(1, okBody) }()
-		time.Sleep(300 * time.Millisecond) // the create is now waiting for the lock
+		s.waitCreatesHeld(1)
 		stopped := make(chan error, 1)
 		go func() { stopped <- s.stop() }()
-		time.Sleep(300 * time.Millisecond)
+		s.waitStopping()
 		release()
 		r := <-answer
 		createdID(t, r)

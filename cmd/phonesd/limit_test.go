@@ -93,7 +93,7 @@ func TestRateLimitPerTenant(t *testing.T) {
 		if len(items) != passed+1 {
 			t.Errorf("%d phones stored for the tenant; want %d: the 200s only", len(items), passed+1)
 		}
-		evs := s.events(passed + 2)
+		evs := s.delivered()
 		numbers := eventNumbers(evs)
 		if len(evs) != passed+2 {
 			t.Errorf("%d events; want %d, one per 200", len(evs), passed+2)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -503,10 +504,10 @@ func TestNATSLeaseHolderKilledMidRun(t *testing.T) {
 	// Creates go through B, whose relay stands by: A delivers them at its
 	// polls until it is killed, with creates still coming.
 	stop := make(chan struct{})
+	var made atomic.Int64
 	created := make(chan int)
 	go func() {
-		n := 0
-		defer func() { created <- n }()
+		defer func() { created <- int(made.Load()) }()
 		for i := 1; ; i++ {
 			select {
 			case <-stop:
@@ -517,7 +518,7 @@ func TestNATSLeaseHolderKilledMidRun(t *testing.T) {
 				t.Errorf("create %d through B: %v", i, err)
 				return
 			}
-			n++
+			made.Add(1)
 		}
 	}()
 	deadline := time.Now().Add(15 * time.Second)
@@ -530,7 +531,13 @@ func TestNATSLeaseHolderKilledMidRun(t *testing.T) {
 	a.kill()
 	killed := time.Now()
 	atKill := st.Count(t)
-	time.Sleep(300 * time.Millisecond) // creates while no relay delivers
+	// Creates while no relay delivers: B's relay takes the lease at its
+	// next poll, up to a second away.
+	for atKillMade, deadline := made.Load(), time.Now().Add(15*time.Second); made.Load() < atKillMade+10; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d creates through B in the 15s after A was killed; want 10", made.Load()-atKillMade)
+		}
+	}
 	close(stop)
 	n := <-created
 	if n == 0 {

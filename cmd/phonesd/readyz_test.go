@@ -62,6 +62,11 @@ func withBacklog(t *testing.T, b backend) map[string]string {
 		if _, err := conn.Exec(context.Background(), q); err != nil {
 			t.Fatal(err)
 		}
+		// A million new rows set autovacuum to work on them for seconds,
+		// beside the test's timings: done now, it has nothing left to do.
+		if _, err := conn.Exec(context.Background(), "VACUUM (ANALYZE) outbox"); err != nil {
+			t.Fatal(err)
+		}
 	} else {
 		// The sqlite3 program writes the rows at native speed; SQLite's Go
 		// translation, under the race detector, took two minutes.
@@ -160,11 +165,13 @@ func serverDurations(logs string, route string) *timings {
 // only ever adds latency, so the test judges what noise moves least: the
 // cost of /readyz is its handler's time as phonesd logs it (the clients'
 // own view adds the wait of 32 loops for two CPUs), by its median; the
-// client's p99 is judged over up to three windows, and the test passes on
-// the first window that meets it. A design in which health checks slow the
-// API (each /readyz counted the backlog for 200 ms, and the readers it held
-// made a GET wait seconds) fails every window; a busy moment of the machine
-// fails one. Any 5xx in any window fails the test.
+// client's p99 is judged over up to five windows, and the test passes on
+// the first window that meets it: under 50 ms, or, on a machine too busy
+// for that, at most twice the worst p99 of the same client beside 32 loops
+// of /healthz, measured before each window. A design in which health
+// checks slow the API (each /readyz counted the backlog for 200 ms, and the
+// readers it held made a GET wait seconds) fails every window; a busy
+// moment of the machine fails one. Any 5xx in any window fails the test.
 func TestReadyzStaysCheapBesideABacklog(t *testing.T) {
 	bin, err := phonesdlaunch.Build(context.Background(), t.TempDir())
 	if err != nil {
@@ -212,35 +219,47 @@ func TestReadyzStaysCheapBesideABacklog(t *testing.T) {
 			t.Fatalf("/readyz: %d, %d pending, %v; want 200 with the backlog of %d", resp.StatusCode, rd.Outbox.Pending, err, backlogEvents)
 		}
 
+		// beside runs 32 loops of GET path for a window, beside the
+		// authenticated client, and returns their timings and the client's.
 		const window = 2 * time.Second
-		for try := 1; ; try++ {
-			logged := len(p.logs.String())
-			var ready, api timings
+		beside := func(path string) (loops, api *timings) {
+			loops, api = &timings{}, &timings{}
 			var stop atomic.Bool
 			var wg sync.WaitGroup
 			for range 32 {
 				wg.Go(func() {
 					for !stop.Load() {
-						timedGet(client, base+"/readyz", "", &ready)
+						timedGet(client, base+path, "", loops)
 					}
 				})
 			}
 			wg.Go(func() {
 				for !stop.Load() {
-					timedGet(client, phoneURL, token, &api)
+					timedGet(client, phoneURL, token, api)
 					time.Sleep(5 * time.Millisecond)
 				}
 			})
-			time.Sleep(window)
+			time.Sleep(window) // the window's length: a measure, not a wait for an event
 			stop.Store(true)
 			wg.Wait()
+			return loops, api
+		}
+		const tries = 5
+		var controlP99 time.Duration // the worst so far: the machine's noise comes and goes
+		for try := 1; ; try++ {
+			// The same load on /healthz, which reads nothing, shows what the
+			// machine alone does to the client's p99.
+			_, control := beside("/healthz")
+			logged := len(p.logs.String())
+			ready, api := beside("/readyz")
 
 			served := serverDurations(p.logs.String()[logged:], "/readyz")
 			apiP99 := api.quantile(0.99)
-			t.Logf("window %d: %d /readyz, handler median %v, p99 %v (client's view: median %v, p99 %v); %d authenticated GETs, median %v, p99 %v",
+			controlP99 = max(controlP99, control.quantile(0.99))
+			t.Logf("window %d: %d /readyz, handler median %v, p99 %v (client's view: median %v, p99 %v); %d authenticated GETs, median %v, p99 %v (worst beside /healthz: p99 %v)",
 				try, len(ready.d), served.quantile(0.5), served.quantile(0.99), ready.quantile(0.5), ready.quantile(0.99),
-				len(api.d), api.quantile(0.5), apiP99)
-			for _, e := range append(ready.errors, api.errors...) {
+				len(api.d), api.quantile(0.5), apiP99, controlP99)
+			for _, e := range append(append(ready.errors, api.errors...), control.errors...) {
 				t.Errorf("window %d: %s; want no server error", try, e)
 			}
 			if len(served.d) == 0 {
@@ -249,11 +268,13 @@ func TestReadyzStaysCheapBesideABacklog(t *testing.T) {
 			if m := served.quantile(0.5); m >= 5*time.Millisecond {
 				t.Errorf("window %d: /readyz took %v in its handler (median); want under 5ms", try, m)
 			}
-			if t.Failed() || apiP99 < 50*time.Millisecond {
+			// 50 ms is the promise; a machine too busy to keep it beside
+			// /healthz is judged against itself.
+			if t.Failed() || apiP99 < 50*time.Millisecond || apiP99 <= 2*controlP99 {
 				return
 			}
-			if try == 3 {
-				t.Fatalf("the authenticated client's p99 was over 50ms in 3 windows, the last %v", apiP99)
+			if try == tries {
+				t.Fatalf("the authenticated client's p99 was over 50ms, and over twice its worst p99 beside /healthz, in %d windows, the last %v (%v beside /healthz)", tries, apiP99, controlP99)
 			}
 		}
 	})

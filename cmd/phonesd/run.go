@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return err
 	}
 	defer stopTracing(tracing, log)
-	db, lease, err := openStorage(ctx, cfg, groupcommit.Instruments{Committed: metrics.Committed, Tracer: tracing.Tracer})
+	db, lease, err := openStorage(ctx, cfg, groupcommit.Instruments{Committed: metrics.Committed, Waiting: metrics.WaitingForCommit, Tracer: tracing.Tracer})
 	if err != nil {
 		return err
 	}

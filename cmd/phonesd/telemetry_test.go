@@ -138,7 +138,7 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 		for _, name := range []string{"phonesd_jwks_age_seconds", "go_goroutines", "process_cpu_seconds_total",
-			"phonesd_outbox_pending_events", "phonesd_outbox_oldest_pending_age_seconds"} {
+			"phonesd_outbox_pending_events", "phonesd_outbox_oldest_pending_age_seconds", "phonesd_group_commit_waiting_creates"} {
 			if _, ok := after[name]; !ok {
 				t.Errorf("no %s in /metrics", name)
 			}
@@ -147,6 +147,10 @@ func TestMetrics(t *testing.T) {
 		// or more, and this replica's relay holds the lease.
 		if commits := counter(after, "phonesd_group_commit_batch_size", nil) - counter(before, "phonesd_group_commit_batch_size", nil); commits < 1 || commits > 3 {
 			t.Errorf("%v group commits for 3 creates sent one after another; want 1 to 3", commits)
+		}
+		// Each create stops waiting for its commit before it is answered.
+		if w := counter(after, "phonesd_group_commit_waiting_creates", nil); w != 0 {
+			t.Errorf("phonesd_group_commit_waiting_creates %v once every create is answered; want 0", w)
 		}
 		if held := counter(after, "phonesd_outbox_relay_lease_held", nil); held != 1 {
 			t.Errorf("phonesd_outbox_relay_lease_held %v; want 1", held)

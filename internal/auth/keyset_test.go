@@ -193,8 +193,11 @@ func TestUnknownKidRefetch(t *testing.T) {
 		srv := newJWKSServer(t, marshalJWKS(t, baseJWKS(k)))
 		clock := newFakeClock()
 		v := startVerifier(t, srv, clock)
+		// The key server holds its answer until all 50 are verified: had
+		// it landed meanwhile, the later rotated-key tokens would pass.
+		hold := make(chan struct{})
 		srv.mu.Lock()
-		srv.body, srv.delay = marshalJWKS(t, rotated), 20*time.Millisecond
+		srv.body, srv.hold = marshalJWKS(t, rotated), hold
 		srv.mu.Unlock()
 		clock.Advance(time.Minute)
 
@@ -212,12 +215,23 @@ func TestUnknownKidRefetch(t *testing.T) {
 			})
 		}
 		close(start)
-		wg.Wait()
+		verified := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(verified)
+		}()
+		select {
+		case <-verified:
+		case <-time.After(10 * time.Second):
+			close(hold)
+			t.Fatal("verifications did not finish while the key server held its answer: one waited for it")
+		}
 		for i, err := range errs {
 			if !isAuthError(err, "unknown token signing key") {
 				t.Errorf("request %d: got %v; want unknown key", i, err)
 			}
 		}
+		close(hold)
 		waitFor(t, "the refetched set", func() bool {
 			_, err := v.Verify(context.Background(), rotatedToken)
 			return err == nil

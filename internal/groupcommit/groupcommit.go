@@ -69,6 +69,10 @@ type Options struct {
 type Instruments struct {
 	// Committed learns each commit's size, duration and failure.
 	Committed func(size int, took time.Duration, err error)
+	// Waiting learns each call that begins waiting for its commit (+1),
+	// and each that stops (-1): their sum is the calls queued or being
+	// committed, which grows while storage is slow or locked.
+	Waiting func(delta int)
 	// Tracer makes a span for each commit, linked to the span of each
 	// call it carries: the commit is the child of no single request.
 	Tracer trace.Tracer
@@ -121,6 +125,10 @@ func New[In, Out any](commit Commit[In, Out], opts Options) *Batcher[In, Out] {
 // ctx's error; the write may then still commit, as with any write whose
 // answer is lost.
 func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
+	if f := b.opts.Instruments.Waiting; f != nil {
+		f(1)
+		defer f(-1)
+	}
 	var zero Out
 	c := &call[In, Out]{ctx: ctx, in: in, result: make(chan result[Out], 1)}
 	select {

@@ -3,6 +3,7 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,9 +17,20 @@ type recorder struct {
 	mu      sync.Mutex
 	batches [][]int
 	delay   time.Duration
+	// held, when set, keeps the commit of a batch holding heldInput
+	// waiting until it is closed, after closing heldBegan: a writer kept
+	// busy for as long as a test needs, with no clock in it.
+	held, heldBegan chan struct{}
 }
 
+// heldInput is the input whose commit occupy holds.
+const heldInput = 100
+
 func (r *recorder) commit(ctx context.Context, batch []int) ([]int, error) {
+	if r.held != nil && slices.Contains(batch, heldInput) {
+		close(r.heldBegan)
+		<-r.held
+	}
 	time.Sleep(r.delay) // a commit takes time, as an fsync does
 	r.mu.Lock()
 	r.batches = append(r.batches, append([]int(nil), batch...))
@@ -40,6 +52,38 @@ func (r *recorder) snapshot() [][]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([][]int(nil), r.batches...)
+}
+
+// occupy keeps b's writer busy committing heldInput until release is
+// called, so that the calls made meanwhile queue for the next batch. The
+// held call's outcome is sent on done.
+func occupy(t *testing.T, b *Batcher[int, int], r *recorder) (release func(), done <-chan error) {
+	t.Helper()
+	r.held, r.heldBegan = make(chan struct{}), make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		_, err := b.Do(context.Background(), heldInput)
+		errs <- err
+	}()
+	select {
+	case <-r.heldBegan:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer did not begin the held commit within 5s")
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(r.held) }) }
+	t.Cleanup(release)
+	return release, errs
+}
+
+// waitQueued waits until n calls are queued for b's next batch.
+func waitQueued(t *testing.T, b *Batcher[int, int], n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); len(b.queue) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued after 5s; want %d", len(b.queue), n)
+		}
+	}
 }
 
 func TestConcurrentCallsShareCommits(t *testing.T) {
@@ -79,12 +123,11 @@ func TestLoneCallIsCommittedAtOnce(t *testing.T) {
 }
 
 func TestFailedBatchFailsOnlyTheBadInput(t *testing.T) {
-	r := &recorder{delay: 20 * time.Millisecond}
+	r := &recorder{}
 	b := New(r.commit, Options{})
 	defer b.Close()
 	// Occupy the writer so that the next calls queue into one batch.
-	go b.Do(context.Background(), 100)
-	time.Sleep(5 * time.Millisecond)
+	release, _ := occupy(t, b, r)
 	var wg sync.WaitGroup
 	var failed, ok atomic.Int32
 	for _, v := range []int{1, 2, -1, 3} {
@@ -102,20 +145,24 @@ func TestFailedBatchFailsOnlyTheBadInput(t *testing.T) {
 			}
 		}()
 	}
+	waitQueued(t, b, 4)
+	release()
 	wg.Wait()
 	if failed.Load() != 1 || ok.Load() != 3 {
 		t.Errorf("%d failed, %d ok; want 1 and 3", failed.Load(), ok.Load())
+	}
+	if batches := r.snapshot(); len(batches) != 6 || len(batches[1]) != 4 {
+		t.Errorf("commits %v; want [100], the four calls, then each of them alone", batches)
 	}
 }
 
 // TestBatchOfUnknownOutcomeIsNotRetried checks that a batch whose commit
 // may have happened is not retried call by call: each call gets the error.
 func TestBatchOfUnknownOutcomeIsNotRetried(t *testing.T) {
-	r := &recorder{delay: 20 * time.Millisecond}
+	r := &recorder{}
 	b := New(r.commit, Options{})
 	defer b.Close()
-	go b.Do(context.Background(), 100)
-	time.Sleep(5 * time.Millisecond)
+	release, _ := occupy(t, b, r)
 	var wg sync.WaitGroup
 	var failed atomic.Int32
 	for _, v := range []int{1, 2, -2, 3} {
@@ -129,6 +176,8 @@ func TestBatchOfUnknownOutcomeIsNotRetried(t *testing.T) {
 			failed.Add(1)
 		}()
 	}
+	waitQueued(t, b, 4)
+	release()
 	wg.Wait()
 	if failed.Load() != 4 {
 		t.Errorf("%d calls failed; want all 4", failed.Load())
@@ -140,23 +189,60 @@ func TestBatchOfUnknownOutcomeIsNotRetried(t *testing.T) {
 }
 
 func TestCallerGoneBeforeCommitIsLeftOut(t *testing.T) {
-	r := &recorder{delay: 30 * time.Millisecond}
+	r := &recorder{}
 	b := New(r.commit, Options{})
 	defer b.Close()
-	go b.Do(context.Background(), 1)
-	time.Sleep(5 * time.Millisecond)
+	release, _ := occupy(t, b, r)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := b.Do(ctx, 2); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Do with a cancelled ctx: %v; want context.Canceled", err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	release()
+	// Batches are committed in queue order: once a later call's commit is
+	// done, the cancelled call has been committed or left out for good.
+	if got, err := b.Do(context.Background(), 3); err != nil || got != 30 {
+		t.Fatalf("Do(3) = %d, %v; want 30", got, err)
+	}
 	for _, batch := range r.snapshot() {
 		for _, v := range batch {
 			if v == 2 {
 				t.Errorf("the cancelled call was committed")
 			}
 		}
+	}
+}
+
+// TestWaitingCountsCallsUntilTheyReturn: the Waiting instrument counts
+// the calls queued and the one being committed, and is 0 once all return.
+func TestWaitingCountsCallsUntilTheyReturn(t *testing.T) {
+	var waiting atomic.Int64
+	r := &recorder{}
+	b := New(r.commit, Options{Instruments: Instruments{Waiting: func(delta int) { waiting.Add(int64(delta)) }}})
+	defer b.Close()
+	release, held := occupy(t, b, r)
+	if n := waiting.Load(); n != 1 {
+		t.Errorf("waiting during the held commit: %d; want 1", n)
+	}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			if _, err := b.Do(context.Background(), i); err != nil {
+				t.Errorf("Do(%d): %v", i, err)
+			}
+		})
+	}
+	waitQueued(t, b, 3)
+	if n := waiting.Load(); n != 4 {
+		t.Errorf("waiting with three calls queued behind the held commit: %d; want 4", n)
+	}
+	release()
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Errorf("the held call: %v", err)
+	}
+	if n := waiting.Load(); n != 0 {
+		t.Errorf("waiting once every call returned: %d; want 0", n)
 	}
 }
 

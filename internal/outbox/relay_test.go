@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -441,10 +442,12 @@ func TestRelayPrunes(t *testing.T) {
 }
 
 // heldElsewhere is a lease another replica holds: the standby's view,
-// without a PostgreSQL server to share one.
-type heldElsewhere struct{}
+// without a PostgreSQL server to share one. It counts the rounds that
+// asked for it.
+type heldElsewhere struct{ holds atomic.Int64 }
 
-func (heldElsewhere) Hold(context.Context) (outbox.Term, bool, error) {
+func (h *heldElsewhere) Hold(context.Context) (outbox.Term, bool, error) {
+	h.holds.Add(1)
 	return outbox.Term{}, false, nil
 }
 
@@ -488,14 +491,17 @@ func TestRelayLogsBacklog(t *testing.T) {
 		createPhones(t, db, 0, 1)
 		var logs lockedBuffer
 		sink := &flakySink{}
+		lease := &heldElsewhere{}
 		relay := outbox.NewRelay(db, sink, outbox.Options{
-			Lease:         heldElsewhere{},
+			Lease:         lease,
 			PollInterval:  5 * time.Millisecond,
 			StatsInterval: time.Millisecond,
 			Logger:        slog.New(slog.NewJSONHandler(&logs, nil)),
 		})
 		stop := startRelay(t, relay)
-		time.Sleep(100 * time.Millisecond) // many polls, each past StatsInterval
+		// Many rounds, each past StatsInterval: a round that asked for the
+		// lease has decided whether to log by the time the next one asks.
+		waitFor(t, "ten standby rounds", func() bool { return lease.holds.Load() > 10 })
 		stop()
 		if strings.Contains(logs.String(), "outbox backlog") {
 			t.Errorf("a standby logged the backlog:\n%s", logs.String())

@@ -125,7 +125,28 @@ func TestStandbyGuardDropsFencedConnections(t *testing.T) {
 				t.Fatalf("%s: %v", s, err)
 			}
 		}
-		time.Sleep(200 * time.Millisecond) // sessions read the file between statements
+		// pg_reload_conf only signals the postmaster. A new session has
+		// the setting once the postmaster has reloaded, and by then it has
+		// signalled every session, which each heeds before its next
+		// statement.
+		want := map[bool]string{true: "on", false: "off"}[on]
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var got string
+			probe, err := pgx.Connect(ctx, c.AdminURL())
+			if err == nil {
+				err = probe.QueryRow(ctx, "SHOW default_transaction_read_only").Scan(&got)
+				probe.Close(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("default_transaction_read_only %s in a new session 10s after the reload; want %s", got, want)
+			}
+		}
 	}
 
 	setReadOnly(true)

@@ -115,10 +115,16 @@ func newLease(poolConn *pgx.ConnConfig) *Lease {
 // free, and the term it holds it in. The relay calls it before every
 // delivery round; an error means the lease's session failed, and the lease
 // is not held until a later Hold takes it again.
+//
+// Once begun, Hold finishes within leaseCheckTimeout even if ctx ends: a
+// check or take-over cut short would close the session, and with it the
+// lease, which the server frees only once it has noticed the session ended.
+// A relay stopped mid-round would then find its own lock still taken when
+// it flushes at shutdown, stand by, and leave its events for the next start.
 func (l *Lease) Hold(ctx context.Context) (outbox.Term, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, leaseCheckTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseCheckTimeout)
 	defer cancel()
 	if t := l.term; t != nil {
 		// Each round proves the session still answers, on a server that

@@ -89,6 +89,40 @@ WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_datab
 	}
 }
 
+// TestRelayLeaseKeptWhenTheCallerGivesUp: a relay stopped in the middle of
+// Hold (a shutdown) still holds the lease at its next Hold (the shutdown's
+// flush). Had the abandoned check closed the session, the server would
+// free the lock only later, and the flush would find it taken and leave the
+// events in the outbox.
+func TestRelayLeaseKeptWhenTheCallerGivesUp(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	l := open(t, pgtest.Database(t), Options{}).RelayLease()
+	first, held, err := l.Hold(context.Background())
+	if err != nil || !held {
+		t.Fatalf("Hold() = %v, %v; want the lease", held, err)
+	}
+	for i := range 5 {
+		if term, held, err := l.Hold(ended); err != nil || !held || term.Epoch != first.Epoch {
+			t.Fatalf("Hold %d with its ctx ended: %v, %v, epoch %d; want the lease kept in epoch %d", i, held, err, term.Epoch, first.Epoch)
+		}
+	}
+	if term, held, err := l.Hold(context.Background()); err != nil || !held || term.Epoch != first.Epoch {
+		t.Fatalf("Hold after callers gave up: %v, %v, epoch %d; want the lease kept in epoch %d", held, err, term.Epoch, first.Epoch)
+	}
+	select {
+	case <-first.Lost:
+		t.Error("the term is lost; want it kept")
+	default:
+	}
+
+	// A take-over finishes too: the lock taken, its term begun.
+	other := open(t, pgtest.Database(t), Options{}).RelayLease()
+	if _, held, err := other.Hold(ended); err != nil || !held {
+		t.Errorf("Hold of a free lease with its ctx ended: %v, %v; want the lease", held, err)
+	}
+}
+
 func TestRelayLeaseLostAtOnceWhenItsSessionEnds(t *testing.T) {
 	dbURL := pgtest.Database(t)
 	a := open(t, dbURL, Options{})

@@ -336,8 +336,24 @@ func TestStatementTimeout(t *testing.T) {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", outboxOrderLockKey); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond)
-		// The server has ended the session, and with it the lock.
+		var pid uint32
+		if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		// The server ends the idle session: its backend leaves
+		// pg_stat_activity once it has released its locks.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var alive bool
+			if err := db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", pid).Scan(&alive); err != nil {
+				t.Fatal(err)
+			}
+			if !alive {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the session idle in its transaction still exists after 5s; want it ended after 100ms")
+			}
+		}
 		if _, err := tx.Exec(ctx, "SELECT 1"); err == nil {
 			t.Error("statement after idling in a transaction: got nil error; want one")
 		}

@@ -34,6 +34,7 @@ type Metrics struct {
 	tokens         *prometheus.CounterVec
 	batchSizes     prometheus.Histogram
 	commits        *prometheus.HistogramVec
+	waiting        prometheus.Gauge
 	delivered      *prometheus.CounterVec
 	deliveryErrors *prometheus.CounterVec
 	leaseHeld      prometheus.Gauge
@@ -71,6 +72,10 @@ func NewMetrics() *Metrics {
 			Help:    "Time to commit one batch of creates, by result: ok, or error.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"result"}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "phonesd_group_commit_waiting_creates",
+			Help: "Creates waiting for their group commit, queued or being committed: it grows while storage is slow or locked.",
+		}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "phonesd_outbox_events_delivered_total",
 			Help: "Events the relay delivered, by sink: file or jetstream.",
@@ -88,7 +93,7 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.durations, m.refusals, m.tokens,
-		m.batchSizes, m.commits, m.delivered, m.deliveryErrors, m.leaseHeld,
+		m.batchSizes, m.commits, m.waiting, m.delivered, m.deliveryErrors, m.leaseHeld,
 	)
 	return m
 }
@@ -210,6 +215,13 @@ func (m *Metrics) Committed(size int, took time.Duration, err error) {
 	}
 	m.batchSizes.Observe(float64(size))
 	m.commits.WithLabelValues(result).Observe(took.Seconds())
+}
+
+// WaitingForCommit adds delta to the creates waiting for their group commit.
+func (m *Metrics) WaitingForCommit(delta int) {
+	if m != nil {
+		m.waiting.Add(float64(delta))
+	}
 }
 
 // Delivered counts a delivery round of n events to sink, or its failure.
