@@ -35,6 +35,8 @@ type bench struct {
 	progress io.Writer
 	started  time.Time
 	numbers  *numberSource
+	// limitAuth signs the requests to the reference limit (--limit).
+	limitAuth limitAuth
 }
 
 // say writes a progress line to stderr, stamped with the time since the start.
@@ -121,6 +123,18 @@ func (b *bench) run(ctx context.Context) (report, error) {
 		}
 		builds = append([]build{base}, builds...)
 	}
+	if b.opts.limit {
+		b.say("building the reference limit")
+		lim, err := buildLimit(ctx, work)
+		if err != nil {
+			keep = true
+			return rep, err
+		}
+		if b.limitAuth, err = newLimitAuth(); err != nil {
+			return rep, err
+		}
+		builds = append(builds, lim)
+	}
 	for _, topo := range b.topologies() {
 		for _, backend := range b.opts.backends {
 			for _, preload := range b.preloads() {
@@ -150,10 +164,11 @@ func (b *bench) topologies() []string {
 }
 
 // build is a phonesd binary under test: this checkout's, or the
-// --baseline-ref one's.
+// --baseline-ref one's; or the reference limit (--limit).
 type build struct {
-	name string // "this", or "baseline <ref>"
-	bin  string
+	name  string // "this", "baseline <ref>" or "limit"
+	bin   string
+	limit bool
 }
 
 // deployment is one build running on fresh storage of its own: --replicas
@@ -329,13 +344,28 @@ func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, w
 	}
 	res.Storage = &st
 
-	svcs, files, err := startReplicas(ctx, bd.bin, dataDir, max(b.opts.replicas, 1), env, b.opts.env)
-	if err != nil {
-		return nil, stop, fmt.Errorf("%s: %w", name, err)
+	var (
+		svcs   []*launch.Process
+		events eventCounter
+	)
+	if bd.limit {
+		// One process, one writer, and no relay: nothing to deliver.
+		lim, err := startLimit(ctx, bd.bin, dataDir, store.databaseURL(), b.limitAuth.key)
+		if err != nil {
+			return nil, stop, fmt.Errorf("%s: %w", name, err)
+		}
+		svcs, tokens = []*launch.Process{lim}, b.limitAuth.tokens
+	} else {
+		var files filesCounter
+		svcs, files, err = startReplicas(ctx, bd.bin, dataDir, max(b.opts.replicas, 1), env, b.opts.env)
+		if err != nil {
+			return nil, stop, fmt.Errorf("%s: %w", name, err)
+		}
+		events = files
 	}
 	var bases []string
 	for _, svc := range svcs {
-		b.say("%s: phonesd pid %d at %s, logs in %s", name, svc.PID(), svc.URL(), svc.LogPath)
+		b.say("%s: %s pid %d at %s, logs in %s", name, svc.Name, svc.PID(), svc.URL(), svc.LogPath)
 		bases = append(bases, svc.URL())
 	}
 	undo = append(undo, func() error {
@@ -349,8 +379,14 @@ func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, w
 		name:   name,
 		svcs:   svcs,
 		target: &target{bases: bases, tokens: tokens, accounts: b.opts.accounts, numbers: b.numbers, cpu: replicasCPU(svcs)},
-		events: files,
+		events: events,
 		topo:   tp,
+	}
+	if err := checkRepeat(ctx, d.target); err != nil {
+		return nil, stop, fmt.Errorf("%s: %w", name, err)
+	}
+	if !bd.limit {
+		d.created = 1 // the event of checkRepeat's create
 	}
 	if backend == "postgres" {
 		d.store = store
@@ -390,13 +426,15 @@ func (b *bench) measure(ctx context.Context, d *deployment, c, round int) (level
 		return lvl, err
 	}
 	d.created += lvl.Creates.answered[200]
-	caughtUp, behind, err := waitForEvents(ctx, d.events, d.created, relayWait)
-	if err != nil {
-		return lvl, err
-	}
-	lvl.RelayCatchUpSeconds, lvl.RelayBehind = caughtUp.Seconds(), behind
-	if behind > 0 {
-		b.say("%s: the relay is %d events behind after %s; measuring the floor anyway", what, behind, relayWait)
+	if d.events != nil {
+		caughtUp, behind, err := waitForEvents(ctx, d.events, d.created, relayWait)
+		if err != nil {
+			return lvl, err
+		}
+		lvl.RelayCatchUpSeconds, lvl.RelayBehind = caughtUp.Seconds(), behind
+		if behind > 0 {
+			b.say("%s: the relay is %d events behind after %s; measuring the floor anyway", what, behind, relayWait)
+		}
 	}
 	if d.topo != nil {
 		n, err := d.events.count()

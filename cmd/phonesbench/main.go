@@ -71,6 +71,8 @@ type options struct {
 	// load; ha measures on private servers, without and with replicas.
 	replicas int
 	ha       bool
+	// limit also measures the reference limit, cmd/phonesbench/limit.
+	limit bool
 }
 
 const usage = `phonesbench measures phonesd's Create phone throughput and latency.
@@ -99,6 +101,10 @@ Examples:
   # three replicas on one PostgreSQL database: throughput, outbox order lock
   # waits, commits/s, WAL and CPU per create
   go run ./cmd/phonesbench --backend postgres --replicas 3 --concurrency 64 \
+      --postgres-url 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
+  # phonesd against the reference limit and an earlier commit, both backends
+  go run ./cmd/phonesbench --limit --baseline-ref main --rounds 3 --backend sqlite,postgres \
+      --concurrency 64 --duration 10s --warmup 2s \
       --postgres-url 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
   # what a synchronous standby and an R3 stream cost, against single servers
   go run ./cmd/phonesbench --ha --concurrency 16,64
@@ -172,6 +178,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return nil
 	})
 	fs.IntVar(&o.replicas, "replicas", 1, "phonesd processes sharing one PostgreSQL database, the load spread evenly across them (postgres only)")
+	fs.BoolVar(&o.limit, "limit", false, "also measure the reference limit (cmd/phonesbench/limit: the least a Go program does for a durable create) beside phonesd, in the same rotation, and report phonesd's figures over its")
 	fs.BoolVar(&o.ha, "ha", false, "measure PostgreSQL and JetStream on private servers the bench starts, in one run: alone (one nats-server, stream R1), then with a synchronous standby and a three-server cluster (stream R3); needs initdb, pg_basebackup and nats-server; replaces --backend and --postgres-url")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -214,6 +221,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			return o, errors.New("--ha starts its own servers and phonesd, not --url")
 		}
 		o.backends = []string{"postgres"}
+	}
+	if o.limit && (o.url != "" || o.ha || o.preload > 0) {
+		return o, errors.New("--limit runs on the storage named by --backend, empty: not with --url, --ha or --preload")
 	}
 	if o.replicas > 1 && (o.url != "" || slices.Contains(o.backends, "sqlite")) {
 		return o, errors.New("--replicas shares one PostgreSQL database: use --backend postgres (SQLite is one process's file), not --url")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,19 @@ import (
 
 // runBench runs the whole program with args and returns its JSON report.
 func runBench(t *testing.T, args ...string) report {
+	t.Helper()
+	return runBenchOutput(t, args...).report
+}
+
+// benchOutput is what a run of the program reported: its JSON, and its
+// printed report.
+type benchOutput struct {
+	report
+	stdout string
+}
+
+// runBenchOutput is runBench that also returns the printed report.
+func runBenchOutput(t *testing.T, args ...string) benchOutput {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("the benchmark's smoke runs build and start phonesd: skipped with -short")
@@ -40,7 +54,7 @@ func runBench(t *testing.T, args ...string) report {
 	if !strings.Contains(stdout.String(), "creates/s") {
 		t.Errorf("stdout has no results table:\n%s", stdout.String())
 	}
-	return rep
+	return benchOutput{rep, stdout.String()}
 }
 
 // checkRun checks that every level of run created phones, measured the
@@ -233,6 +247,10 @@ func TestParseOptions(t *testing.T) {
 		{"ha needs no server URL", []string{"--ha"}, ""},
 		{"ha with SQLite", []string{"--ha", "--backend", "sqlite"}, "--ha"},
 		{"ha with three replicas", []string{"--ha", "--replicas", "3"}, ""},
+		{"limit", []string{"--limit", "--baseline-ref", "main", "--rounds", "3"}, ""},
+		{"limit on a preload", []string{"--limit", "--preload", "10"}, "--limit"},
+		{"limit with ha", []string{"--limit", "--ha"}, "--limit"},
+		{"limit of a running phonesd", []string{"--limit", "--url", "http://127.0.0.1:8080", "--token", "x"}, "--limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseOptions(tc.args, noEnv, &bytes.Buffer{})
@@ -270,5 +288,103 @@ func TestNumbersAreUniqueDigits(t *testing.T) {
 			t.Fatalf("number %q handed out twice", n)
 		}
 		seen[n] = true
+	}
+}
+
+// TestSmokeLimit measures the reference limit beside phonesd and reports
+// phonesd's figures over its.
+func TestSmokeLimit(t *testing.T) {
+	rep := runBenchOutput(t, "--limit", "--duration", "1s", "--warmup", "200ms", "--concurrency", "2", "--commits", "20")
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs; want 2 (this build, the limit)", len(rep.Runs))
+	}
+	if rep.Runs[0].Build != "this" || rep.Runs[1].Build != limitBuild {
+		t.Errorf("builds %q and %q; want this, then %s", rep.Runs[0].Build, rep.Runs[1].Build, limitBuild)
+	}
+	for _, run := range rep.Runs {
+		checkRun(t, run, "sqlite", 0)
+	}
+	if !strings.Contains(rep.stdout, "creates/limit") {
+		t.Errorf("stdout has no comparison with the limit:\n%s", rep.stdout)
+	}
+}
+
+// TestLimit runs the reference limit on each storage: a create is answered
+// 200 and the same create again 409 (the duplicate rule), the floor's body
+// 400, and a token signed with another key 401.
+func TestLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the limit program: skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bd, err := buildLimit(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := newLimitAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := newLimitAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	numbers, err := newNumberSource(15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storages := map[string]func(t *testing.T, dir string) string{
+		"sqlite": func(t *testing.T, dir string) string { return "sqlite:" + filepath.Join(dir, "limit.db") },
+		"postgres": func(t *testing.T, dir string) string {
+			admin := os.Getenv("PHONES_TEST_DATABASE_URL")
+			if admin == "" {
+				t.Skip("set PHONES_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)")
+			}
+			db, err := createDatabase(ctx, admin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := db.drop(context.Background()); err != nil {
+					t.Error(err)
+				}
+			})
+			return db.url
+		},
+	}
+	for name, storage := range storages {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			lim, err := startLimit(ctx, bd.bin, dir, storage(t, dir), auth.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := lim.Stop(); err != nil {
+					t.Error(err)
+				}
+			}()
+			tg := &target{bases: []string{lim.URL()}, tokens: auth.tokens, accounts: 1, numbers: numbers}
+			if err := checkRepeat(ctx, tg); err != nil {
+				t.Fatal(err)
+			}
+			client := &http.Client{Timeout: 10 * time.Second}
+			for _, c := range []struct {
+				name  string
+				m     mode
+				token string
+				want  int
+			}{
+				{"create", createMode, auth.tokens[0], http.StatusOK},
+				{"floor", floorMode, auth.tokens[1], http.StatusBadRequest},
+				{"another key's token", createMode, forged.tokens[0], http.StatusUnauthorized},
+			} {
+				got, err := tg.send(ctx, client, c.m, lim.URL(), "Bearer "+c.token)
+				if err != nil || got != c.want {
+					t.Errorf("%s: status %d, error %v; want %d", c.name, got, err, c.want)
+				}
+			}
+		})
 	}
 }

@@ -191,10 +191,14 @@ func firstError(p phaseResult) string {
 }
 
 func (r runResult) label() string {
+	l := r.name()
 	if r.Preload > 0 {
-		return r.name() + " preload " + strconv.Itoa(r.Preload)
+		l += " preload " + strconv.Itoa(r.Preload)
 	}
-	return r.name()
+	if r.Build != "" && r.Build != "this" {
+		l += " (" + r.Build + ")"
+	}
+	return l
 }
 
 // name is the backend, with the --ha topology and the replicas when set.
@@ -236,7 +240,7 @@ func printReport(w io.Writer, r report) {
 	for _, run := range r.Runs {
 		for _, l := range run.Levels {
 			relay := "n/a"
-			if run.Storage != nil {
+			if run.Storage != nil && run.Build != limitBuild {
 				relay = fmt.Sprintf("%.1fs", l.RelayCatchUpSeconds)
 				if l.RelayBehind > 0 {
 					relay = fmt.Sprintf("%d behind", l.RelayBehind)
@@ -262,6 +266,7 @@ func printReport(w io.Writer, r report) {
 		t.write(w)
 	}
 	printComparison(w, r)
+	printLimit(w, r)
 
 	var stored []runResult
 	for _, run := range r.Runs {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -38,12 +39,18 @@ func Build(ctx context.Context, dir string, tags ...string) (string, error) {
 // BuildFrom is Build of the phonesd module checked out in src ("" for the
 // one the caller runs in), for comparing two versions.
 func BuildFrom(ctx context.Context, src, dir string, tags ...string) (string, error) {
-	bin := filepath.Join(dir, "phonesd")
+	return BuildPackage(ctx, src, dir, "github.com/phonesd/phonesd/cmd/phonesd", tags...)
+}
+
+// BuildPackage is Build of another command of the module, pkg, named by its
+// import path; the binary takes the last element of the path for its name.
+func BuildPackage(ctx context.Context, src, dir, pkg string, tags ...string) (string, error) {
+	bin := filepath.Join(dir, path.Base(pkg))
 	args := []string{"build"}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	args = append(args, "-o", bin, "github.com/phonesd/phonesd/cmd/phonesd")
+	args = append(args, "-o", bin, pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
