@@ -67,7 +67,14 @@ func (b *bench) run(ctx context.Context) (report, error) {
 		backends = []string{"url"}
 	}
 	phase := b.opts.warmup + b.opts.duration
-	total := time.Duration(len(backends)*len(b.topologies())*len(b.preloads())*len(b.opts.concurrency)*2) * phase
+	runs := 1 // this build, then the baseline and the limit when asked for
+	if b.opts.baselineRef != "" {
+		runs++
+	}
+	if b.opts.limit {
+		runs++
+	}
+	total := time.Duration(len(backends)*len(b.topologies())*len(b.preloads())*len(b.opts.concurrency)*2*runs*b.opts.rounds) * phase
 	b.say("%d CPUs; %d measurements of %s warm-up + %s: about %s of load, plus start-up, preload and commit timing",
 		runtime.NumCPU(), total/phase, b.opts.warmup, b.opts.duration, total.Round(time.Second))
 
