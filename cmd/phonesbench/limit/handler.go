@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/phonesd/phonesd/api"
 )
 
 // verifier checks HS256 tokens of one issuer and audience.
@@ -183,44 +185,16 @@ func answer(w http.ResponseWriter, status int, body string) {
 	io.WriteString(w, body)
 }
 
-// event is the create's audit event, the shape phonesd's outbox holds.
+// event is the create's audit event, written with the event contract's
+// types, the shape phonesd's outbox holds.
 func (c *create) event(at time.Time) ([]byte, error) {
-	type object struct {
-		ID          int64   `json:"id"`
-		AccountID   int64   `json:"account_id"`
-		CustomerID  *int64  `json:"customer_id"`
-		AreaCode    *string `json:"area_code"`
-		CountryCode string  `json:"country_code"`
-		Number      string  `json:"number"`
-		Type        string  `json:"type"`
-		Extension   *string `json:"extension"`
-		Active      bool    `json:"active"`
-	}
-	type data struct {
-		Method string   `json:"method"`
-		URI    string   `json:"uri"`
-		Email  string   `json:"email"`
-		Roles  []string `json:"roles"`
-		Origin string   `json:"origin"`
-		Object object   `json:"object"`
-	}
-	type envelope struct {
-		EventID       string `json:"event_id"`
-		SchemaVersion int    `json:"schema_version"`
-		Domain        string `json:"domain"`
-		EventType     string `json:"event_type"`
-		OrgID         string `json:"org_id"`
-		CID           string `json:"cid"`
-		Timestamp     string `json:"timestamp"`
-		Data          data   `json:"data"`
-	}
-	obj := object{ID: c.id, AccountID: c.account, CountryCode: strconv.FormatInt(c.country, 10), Number: c.number, Type: c.typ, Active: true}
+	obj := api.AuditedPhone{ID: c.id, AccountID: c.account, CountryCode: strconv.FormatInt(c.country, 10), Number: c.number, Type: api.PhoneType(c.typ), Active: true}
 	if c.area != nil {
 		obj.AreaCode = new(strconv.FormatInt(*c.area, 10))
 	}
-	return json.Marshal(envelope{
-		EventID: uuid.Must(uuid.NewV7()).String(), SchemaVersion: 1, Domain: "audit", EventType: "phone_creation-1",
+	return json.Marshal(api.PhoneEvent{
+		EventID: uuid.Must(uuid.NewV7()).String(), SchemaVersion: api.EventSchemaVersion, Domain: api.EventDomain, EventType: api.EventPhoneCreation,
 		OrgID: c.tenant, CID: c.cid, Timestamp: at.UTC().Format("2006-01-02T15:04:05.000Z"),
-		Data: data{Method: "POST", URI: "/v1/accounts/:accountId/phones", Roles: []string{}, Origin: "API", Object: obj},
+		Data: api.PhoneAudit{Method: api.EventCreationMethod, URI: api.EventCreationURI, Roles: []string{}, Origin: "API", Object: obj},
 	})
 }
