@@ -187,9 +187,15 @@ func freeAddr(t *testing.T) string {
 func start(t *testing.T, env map[string]string) *phonesd {
 	t.Helper()
 	keys := newTestKeys(t)
+	// Private, as the data directory of a deployment is: an open one would
+	// put phonesd's warning about it in every test's log.
+	dataDir := t.TempDir()
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	vars := map[string]string{
 		"PHONES_ADDR":         freeAddr(t),
-		"PHONES_DATA_DIR":     t.TempDir(),
+		"PHONES_DATA_DIR":     dataDir,
 		"PHONES_JWKS_URL":     keys.url,
 		"PHONES_JWT_ISSUER":   testIssuer,
 		"PHONES_JWT_AUDIENCE": testAudience,
