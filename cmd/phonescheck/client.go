@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,20 +14,20 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/phonesd/phonesd/api"
 )
 
 // requestTimeout is the client's patience: a request unanswered after it
 // is an unknown, as it would be for a real client.
 const requestTimeout = 3 * time.Second
 
-// client sends the checker's API requests over keep-alive connections.
-// The load's creates and updates go through it rather than the public
-// client (github.com/phonesd/phonesd/api), which the listing of what
-// survived uses: the ledger needs the exact bytes sent (invalid bodies,
-// retries of the same request under one Idempotency-Key), the moment the
-// request was fully written, and every answer as it came, undocumented
-// statuses and broken-off bodies included, which a typed client cannot
-// send or return.
+// client sends the checker's API requests through the public client
+// (github.com/phonesd/phonesd/api), as an integrator would, over
+// keep-alive connections. The ledger judges each answer as it came off the
+// wire, undocumented statuses and broken-off bodies included, so every
+// call also records the status, headers and body it got, and the moment
+// its request was fully written.
 type client struct {
 	hc *http.Client
 }
@@ -47,24 +48,30 @@ func newClient(conns int) *client {
 // close drops the idle connections.
 func (c *client) close() { c.hc.CloseIdleConnections() }
 
+// api returns a public client of phonesd at base sending token, over c's
+// connections, for calls whose typed answers are all the checker needs.
+func (c *client) api(base, token string) (*api.Client, error) {
+	return api.NewClient(base, api.Token(token), api.WithClient(c.hc))
+}
+
 // answer is what a request got: a status and body, or a transport error.
 type answer struct {
 	status int
 	header http.Header
 	body   []byte
 	err    error
-	start  time.Time
-	wrote  time.Time // when the request was fully written; zero if never
-	end    time.Time
+	// contract is the public client's error for an answer that came whole
+	// but is not one the contract documents for its operation.
+	contract error
+	start    time.Time
+	wrote    time.Time // when the request was fully written; zero if never
+	end      time.Time
 }
 
-// do sends one request with a bearer token and the given headers.
-func (c *client) do(method, url, token string, headers map[string]string, body []byte) answer {
+// call runs send, which makes one request with the public client it is
+// given, against base with token, and returns the answer as it came.
+func (c *client) call(base, token string, send func(context.Context, *api.Client) error) answer {
 	a := answer{start: time.Now()}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
 	var mu sync.Mutex
 	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
 		if info.Err == nil {
@@ -73,31 +80,54 @@ func (c *client) do(method, url, token string, headers map[string]string, body [
 			mu.Unlock()
 		}
 	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, url, rd)
-	if err != nil {
-		a.err, a.end = err, time.Now()
-		return a
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.hc.Do(req)
+	w := &wire{hc: c.hc}
+	ac, err := api.NewClient(base, api.Token(token), api.WithClient(w))
 	if err == nil {
-		a.body, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		a.status, a.header = resp.StatusCode, resp.Header
+		err = send(httptrace.WithClientTrace(context.Background(), trace), ac)
 	}
 	a.end = time.Now()
 	mu.Lock()
 	defer mu.Unlock()
-	if err != nil {
-		// A response whose body broke off is no answer either.
-		a.err, a.status = err, 0
+	a.status, a.header, a.body = w.status, w.header, w.body
+	switch {
+	case w.err != nil:
+		// No answer, or one whose body broke off: no answer either.
+		a.err, a.status = w.err, 0
+	case err != nil && w.status == 0:
+		a.err = fmt.Errorf("not sent: %w", err)
+	case err != nil:
+		a.contract = err
 	}
 	return a
+}
+
+// wire is the public client's transport for one call: it sends through hc
+// and keeps the answer's status, headers and whole body before the client
+// decodes it.
+type wire struct {
+	hc     *http.Client
+	status int
+	header http.Header
+	body   []byte
+	err    error
+}
+
+// Do sends req and reads the whole answer.
+func (w *wire) Do(req *http.Request) (*http.Response, error) {
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		w.err = err
+		return nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		w.err = err
+		return nil, err
+	}
+	w.status, w.header, w.body = resp.StatusCode, resp.Header, body
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }
 
 // attempt returns what the answer tells the ledger; a 200 of Create phone
@@ -108,6 +138,11 @@ func (a answer) attempt() attempt {
 		at.Err = shortError(a.err)
 		return at
 	}
+	if a.contract != nil {
+		at.Contract = a.contract.Error()
+	}
+	// Read from the bytes, not the decoded answer, so that an answer off
+	// the contract still says what it can.
 	var body struct {
 		ID      int64  `json:"id"`
 		Message string `json:"message"`

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/phonesd/phonesd/api"
 )
 
 // class is what the client learned from an answer.
@@ -75,6 +77,25 @@ type draft struct {
 	Extension   *string `json:"extension,omitempty"`
 }
 
+// request is the draft as the public client sends it. It copies each
+// field as it is, "FAX" included: an invalid draft is sent as written.
+func (d draft) request() *api.PhoneRequest {
+	r := &api.PhoneRequest{Number: api.PhoneNumber(d.Number), Type: api.PhoneType(d.Type)}
+	if d.Active != nil {
+		r.Active = api.NewOptPhoneActive(api.PhoneActive(*d.Active))
+	}
+	if d.AreaCode != nil {
+		r.AreaCode = api.NewOptAreaCode2(api.AreaCode2(*d.AreaCode))
+	}
+	if d.CountryCode != nil {
+		r.CountryCode = api.NewOptPhoneCountryCode2(api.PhoneCountryCode2(*d.CountryCode))
+	}
+	if d.Extension != nil {
+		r.Extension = api.NewOptPhoneExtension(api.PhoneExtension(*d.Extension))
+	}
+	return r
+}
+
 // attempt is one exchange: the answer's status (0 without one), the
 // transport error, the class, and the id a 200 carried.
 type attempt struct {
@@ -85,6 +106,9 @@ type attempt struct {
 	// Message is the error body's message, to tell a duplicate's 409 from
 	// an Idempotency-Key's.
 	Message string `json:"message,omitempty"`
+	// Contract is why the public client refused an answer that came
+	// whole: a status or a body its operation does not document.
+	Contract string `json:"contract,omitempty"`
 	// Tries counts the sends of a retry: a 429, a 503 or a refused
 	// connection after recovery is sent again, up to a few times.
 	Tries int `json:"tries,omitempty"`
@@ -167,6 +191,15 @@ func (e *createEntry) state(id int64) phoneState {
 type patch struct {
 	Extension string `json:"extension"`
 	Active    *bool  `json:"active,omitempty"`
+}
+
+// request is the patch as the public client sends it.
+func (p patch) request() *api.PhoneUpdateRequest {
+	r := &api.PhoneUpdateRequest{Extension: api.NewOptNilString(p.Extension)}
+	if p.Active != nil {
+		r.Active = api.NewOptPhoneActive(api.PhoneActive(*p.Active))
+	}
+	return r
 }
 
 // apply returns s changed by p.

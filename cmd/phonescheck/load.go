@@ -1,14 +1,15 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/phonesd/phonesd/api"
 )
 
 // numberSource hands out values unique within the run: phone numbers (14
@@ -175,9 +176,9 @@ func (l *load) validCreate(rng *rand.Rand) *createEntry {
 	return e
 }
 
-// setBody writes e's draft as the request body.
+// setBody records e's draft as the body the public client sends for it.
 func (e *createEntry) setBody() {
-	b, _ := json.Marshal(e.Draft)
+	b, _ := e.Draft.request().MarshalJSON()
 	e.Body = string(b)
 }
 
@@ -244,18 +245,22 @@ func (l *load) sendCreate(e *createEntry) {
 	}
 }
 
-// postCreate sends the create of e to base: the same request every time,
-// so that a retry is the original with its Idempotency-Key.
+// postCreate sends the create of e to base: the same request every time
+// (the public client encodes an unchanged draft to the same bytes), so
+// that a retry is the original with its Idempotency-Key.
 func (l *load) postCreate(base string, e *createEntry) answer {
-	headers := map[string]string{"Content-Type": "application/json"}
+	params := api.PostAccountsV1AccountsAccountIdPhonesParams{AccountId: e.Account}
 	if !e.NoKey {
-		headers["Idempotency-Key"] = e.Key
+		params.IdempotencyKey = api.NewOptString(e.Key)
 	}
 	if e.CustomerID != nil {
-		headers["x-customer-id"] = strconv.FormatInt(*e.CustomerID, 10)
+		params.XCustomerID = api.NewOptInt64(*e.CustomerID)
 	}
-	url := fmt.Sprintf("%s/accounts/v1/accounts/%d/phones", base, e.Account)
-	return l.client.do(http.MethodPost, url, l.tokens[tokenKey{e.Tenant, e.TokenAccount}], headers, []byte(e.Body))
+	req := e.Draft.request()
+	return l.client.call(base, l.tokens[tokenKey{e.Tenant, e.TokenAccount}], func(ctx context.Context, c *api.Client) error {
+		_, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, req, params)
+		return err
+	})
 }
 
 func (l *load) updateLoop(worker int) {
@@ -313,10 +318,16 @@ func (l *load) putBack(p pooled) {
 
 // sendUpdate sends u's PATCH to base with u's If-Match.
 func (l *load) sendUpdate(base string, u *updateEntry) answer {
-	body, _ := json.Marshal(u.Patch)
-	headers := map[string]string{"Content-Type": "application/json", "If-Match": `"` + strconv.FormatInt(u.IfMatch, 10) + `"`}
-	url := fmt.Sprintf("%s/accounts/v1/accounts/%d/phones/%d", base, u.Account, u.PhoneID)
-	return l.client.do(http.MethodPatch, url, l.tokens[tokenKey{u.Tenant, 0}], headers, body)
+	params := api.PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams{
+		AccountId: u.Account,
+		PhoneId:   u.PhoneID,
+		IfMatch:   api.NewOptString(`"` + strconv.FormatInt(u.IfMatch, 10) + `"`),
+	}
+	req := u.Patch.request()
+	return l.client.call(base, l.tokens[tokenKey{u.Tenant, 0}], func(ctx context.Context, c *api.Client) error {
+		_, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(ctx, req, params)
+		return err
+	})
 }
 
 // paced sends valid creates at rate a second, each in its own goroutine

@@ -83,7 +83,9 @@ stored as acknowledged, that no definite failure stored anything, that no
 create of a number sent once got a 409, that every unknown ended as one
 phone or none, that every phone and update has exactly one event, each
 sink (the stream, each events file) holding it once, that no event lacks
-its phone, and that no phone carries a tenant other than its token's.
+its phone, that no phone carries a tenant other than its token's, and
+that every answer is one the contract documents (the requests go through
+the public client, github.com/phonesd/phonesd/api).
 
 Scenarios (each on every backend it applies to):
   kill         kill -9 of phonesd under load, restarted each time

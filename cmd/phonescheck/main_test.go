@@ -225,6 +225,12 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 			e := f.creates[3]
 			e.Intent, e.TokenAccount = intentForbidden, 2
 		}, kindStatus},
+		{"create answered off the contract", func(f *fixture) {
+			f.creates[1].Contract = `decode response: decode application/json: invalid: id (field required)`
+		}, kindContract},
+		{"retry of an update answered off the contract", func(f *fixture) {
+			f.updates[1].Retry = &attempt{Status: 502, Class: classUnknown, Contract: "unexpected status code: 502"}
+		}, kindContract},
 		{"unknown whose retry got no answer", func(f *fixture) {
 			f.creates[5].Retry = &attempt{Err: "connection refused", Class: classUnknown, Tries: retryTries}
 		}, kindUnresolved},

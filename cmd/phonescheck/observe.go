@@ -275,7 +275,7 @@ func listAll(c *client, base string, tokens tokenSet) []listing {
 // client, as an integrator would.
 func listAccount(c *client, base, token, tenant string, account int64) listing {
 	l := listing{Tenant: tenant, Account: account}
-	ac, err := api.NewClient(base, api.Token(token), api.WithClient(c.hc))
+	ac, err := c.api(base, token)
 	if err != nil {
 		l.Err = fmt.Sprintf("client: %v", err)
 		return l

@@ -39,6 +39,9 @@ const (
 	kindEventOrder = "event-order"
 	// A line or message of the sink that is not an event.
 	kindEventUnreadable = "event-unreadable"
+	// An answer the public client refused: a status, body or header the
+	// contract does not document for its operation.
+	kindContract = "contract"
 	// A definite answer its request's fate contradicts: a 409 for a number
 	// no other request sent, or a 4xx whose phone is stored.
 	kindWrongAnswer = "wrong-answer"
@@ -167,6 +170,17 @@ func outcome(a attempt) string {
 	return fmt.Sprint(a.Status)
 }
 
+// contract reports the answers to a request, and to its retry, that the
+// public client refused.
+func (v *verifier) contract(what string, a attempt, retry *attempt) {
+	if a.Contract != "" {
+		v.add(kindContract, "%s, an answer off the contract: %s", what, a.Contract)
+	}
+	if retry != nil && retry.Contract != "" {
+		v.add(kindContract, "%s, its retry's answer off the contract: %s", what, retry.Contract)
+	}
+}
+
 // numberKey is a number in one account of one tenant.
 type numberKey struct {
 	tenant  string
@@ -235,6 +249,7 @@ func (v *verifier) creates(creates []*createEntry) {
 		case classUnknown:
 			v.t.Unknown++
 		}
+		v.contract(describe(e), e.attempt, e.Retry)
 		if !v.wrongAnswer(e) && e.Class != classUnknown && !slices.Contains(allowed[e.Intent], e.Status) {
 			v.add(kindStatus, "%s: a %s request may get %v", describe(e), e.Intent, allowed[e.Intent])
 		}
@@ -320,6 +335,7 @@ func (v *verifier) updates(updates []*updateEntry) {
 		if u.Retry != nil {
 			what += ", retry " + outcome(*u.Retry)
 		}
+		v.contract(what, u.attempt, u.Retry)
 		if u.Class != classUnknown && !slices.Contains(allowedUpdate, u.Status) {
 			v.add(kindStatus, "%s: an update of an acknowledged phone, sent by the only client changing it, may get %v", what, allowedUpdate)
 		}
