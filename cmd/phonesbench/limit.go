@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/phonesd/phonesd/api"
 	"github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
@@ -78,27 +77,36 @@ func startLimit(ctx context.Context, bin, dataDir, databaseURL string, key []byt
 	return p, nil
 }
 
-// checkRepeat sends one create twice to the first of t's servers: the
-// first must be answered 200 and the second 409, or whatever is measured
-// would not be a durable create under the duplicate rule.
+// checkRepeat sends one create twice to the first of t's servers through
+// the public client: the first must be answered 200 and the second 409,
+// or whatever is measured would not be a durable create under the
+// duplicate rule.
 func checkRepeat(ctx context.Context, t *target) error {
-	body := t.body(createMode)
-	url := t.bases[0] + "/accounts/v1/accounts/1/phones"
-	for i, want := range []int{http.StatusOK, http.StatusConflict} {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	c, err := api.NewClient(t.bases[0], api.Token(t.tokens[0]))
+	if err != nil {
+		return fmt.Errorf("repeated create: %w", err)
+	}
+	phone, err := t.request()
+	if err != nil {
+		return err
+	}
+	params := api.PostAccountsV1AccountsAccountIdPhonesParams{AccountId: 1}
+	for i, want := range []string{"200", "409"} {
+		res, err := c.PostAccountsV1AccountsAccountIdPhones(ctx, phone, params)
 		if err != nil {
-			return err
+			return fmt.Errorf("repeated create, request %d: %w", i+1, err)
 		}
-		req.Header.Set("Authorization", "Bearer "+t.tokens[0])
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("repeated create: %w", err)
+		var got string
+		switch r := res.(type) {
+		case *api.PostAccountsV1AccountsAccountIdPhonesOKHeaders:
+			got = "200"
+		case *api.SimpleErrorHeaders:
+			got = "409 " + r.Response.Message
+		default:
+			got = fmt.Sprintf("%T %+v", res, res)
 		}
-		answer, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			return fmt.Errorf("repeated create, request %d: status %d (%s); want %d", i+1, resp.StatusCode, bytes.TrimSpace(answer), want)
+		if !strings.HasPrefix(got, want) {
+			return fmt.Errorf("repeated create, request %d: %s; want %s", i+1, got, want)
 		}
 	}
 	return nil
