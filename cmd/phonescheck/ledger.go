@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // class is what the client learned from an answer.
@@ -170,7 +171,7 @@ func (e *createEntry) state(id int64) phoneState {
 		Number:      d.Number,
 		Type:        d.Type,
 		Active:      true,
-		CountryCode: "55",
+		CountryCode: strconv.Itoa(phone.DefaultCountryCode),
 		Extension:   d.Extension,
 	}
 	if d.Active != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/httpapi"
 	"github.com/phonesd/phonesd/internal/phone"
 )
 
@@ -32,7 +34,7 @@ func newFixture() *fixture {
 		{Seq: 2, Tenant: "TN-b", Account: 2, Key: "k2", Intent: intentCreate, CustomerID: ptr(int64(7)), Draft: draft{Number: "900002", Type: "RESIDENTIAL", Active: ptr(false)},
 			attempt: attempt{Status: 200, Class: classOK, ID: 2}},
 		{Seq: 3, Tenant: "TN-a", Account: 1, Key: "k3", Intent: intentDuplicate, Draft: draft{Number: "900001", Type: "MOBILE", AreaCode: ptr(11)},
-			attempt: attempt{Status: 409, Class: classFailed, Message: "Phone number already exists"}},
+			attempt: attempt{Status: 409, Class: classFailed, Message: httpapi.Message(phone.ErrDuplicate)}},
 		{Seq: 4, Tenant: "TN-a", Account: 3, Key: "k4", Intent: intentInvalid, Draft: draft{Number: "900004", Type: "FAX"},
 			attempt: attempt{Status: 400, Class: classFailed}},
 		{Seq: 5, Tenant: "TN-b", Account: 1, Key: "k5", Intent: intentCreate, Draft: draft{Number: "900005", Type: "MOBILE", Extension: ptr("ext 1")},
@@ -44,7 +46,7 @@ func newFixture() *fixture {
 		{Seq: 7, PhoneID: 1, Tenant: "TN-a", Account: 1, IfMatch: 1, Patch: patch{Extension: "u000000007", Active: ptr(false)},
 			attempt: attempt{Status: 200, Class: classOK}, NewVersion: 2},
 		{Seq: 8, PhoneID: 2, Tenant: "TN-b", Account: 2, IfMatch: 1, Patch: patch{Extension: "u000000008", Active: ptr(true)},
-			attempt: attempt{Status: 409, Class: classFailed, Message: "Phone number already exists"}},
+			attempt: attempt{Status: 409, Class: classFailed, Message: httpapi.Message(phone.ErrDuplicate)}},
 	}
 	p1 := f.creates[0].state(1)
 	p1changed := f.updates[0].Patch.apply(p1)
@@ -53,10 +55,10 @@ func newFixture() *fixture {
 	f.obs = observed{
 		Rows: []phoneState{p1changed, p2, p3},
 		Deliveries: []delivery{
-			{Source: "events.jsonl", EventID: "e1", Type: "phone_creation-1", Object: p1},
-			{Source: "events.jsonl", EventID: "e2", Type: "phone_creation-1", Object: p2},
-			{Source: "events.jsonl", EventID: "e3", Type: "phone_creation-1", Object: p3},
-			{Source: "events.jsonl", EventID: "e4", Type: "phone_change-1", Object: p1changed},
+			{Source: "events.jsonl", EventID: "e1", Type: api.EventPhoneCreation, Object: p1},
+			{Source: "events.jsonl", EventID: "e2", Type: api.EventPhoneCreation, Object: p2},
+			{Source: "events.jsonl", EventID: "e3", Type: api.EventPhoneCreation, Object: p3},
+			{Source: "events.jsonl", EventID: "e4", Type: api.EventPhoneChange, Object: p1changed},
 		},
 		Outbox: map[string]int64{"e1": 1, "e2": 2, "e3": 3, "e4": 4},
 	}
@@ -144,7 +146,7 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 		}, kindPhantom},
 		{"event without a phone", func(f *fixture) {
 			orphan := f.creates[0].state(99)
-			f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e99", Type: "phone_creation-1", Object: orphan})
+			f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e99", Type: api.EventPhoneCreation, Object: orphan})
 		}, kindEventOrphan},
 		{"wrong-tenant row", func(f *fixture) {
 			f.row(2).Tenant = "TN-a"
@@ -169,11 +171,11 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 		}, kindMismatch},
 		{"refused update applied", func(f *fixture) {
 			changed := f.updates[1].Patch.apply(*f.row(2))
-			f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e5", Type: "phone_change-1", Object: changed})
+			f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e5", Type: api.EventPhoneChange, Object: changed})
 			f.obs.Outbox["e5"] = 5
 		}, kindPhantom},
 		{"two creation events for one phone", func(f *fixture) {
-			f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e5", Type: "phone_creation-1", Object: f.creates[0].state(1)})
+			f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e5", Type: api.EventPhoneCreation, Object: f.creates[0].state(1)})
 			f.obs.Outbox["e5"] = 5
 		}, kindEventTwice},
 		{"second copy in one events file", func(f *fixture) {
@@ -187,7 +189,7 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 		}, kindEventTwice},
 		{"409 for a number no other request sent", func(f *fixture) {
 			e := f.creates[4]
-			e.NoKey, e.Key, e.attempt, e.Retry = true, "", attempt{Status: 409, Class: classFailed, Message: "Phone number already exists"}, nil
+			e.NoKey, e.Key, e.attempt, e.Retry = true, "", attempt{Status: 409, Class: classFailed, Message: httpapi.Message(phone.ErrDuplicate)}, nil
 		}, kindWrongAnswer},
 		{"4xx whose phone is stored", func(f *fixture) {
 			e := f.creates[4]
@@ -236,7 +238,7 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 		}, kindUnresolved},
 		{"unknown whose retry got the key's in-progress 409", func(f *fixture) {
 			f.creates[5].Intent = intentCreate
-			f.creates[5].Retry = &attempt{Status: 409, Class: classFailed, Message: "A request with this Idempotency-Key is still in progress: retry later"}
+			f.creates[5].Retry = &attempt{Status: 409, Class: classFailed, Message: httpapi.Message(phone.ErrKeyInProgress)}
 		}, kindUnresolved},
 	}
 	for _, tt := range tests {
@@ -313,7 +315,7 @@ func TestVerifyAcceptsEitherFateOfAnUnresolvedUpdate(t *testing.T) {
 						}
 					}
 				}
-				f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e5", Type: "phone_change-1", Object: *f.row(3)})
+				f.obs.Deliveries = append(f.obs.Deliveries, delivery{Source: "events.jsonl", EventID: "e5", Type: api.EventPhoneChange, Object: *f.row(3)})
 				f.obs.Outbox["e5"] = 5
 			}
 			_, vs := verify(f.creates, f.updates, f.obs)

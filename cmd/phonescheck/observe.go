@@ -63,28 +63,28 @@ type delivery struct {
 	MsgID string
 }
 
-// envelope is the part of an event the checker reads.
-type envelope struct {
-	EventID   string `json:"event_id"`
-	EventType string `json:"event_type"`
-	OrgID     string `json:"org_id"`
-	Data      struct {
-		Object phoneState `json:"object"`
-	} `json:"data"`
-}
-
-// parseEvent reads one event's payload.
+// parseEvent reads one event's payload, as the event contract's type.
 func parseEvent(source string, payload []byte) (delivery, error) {
-	var env envelope
-	if err := json.Unmarshal(payload, &env); err != nil {
+	var ev api.PhoneEvent
+	if err := json.Unmarshal(payload, &ev); err != nil {
 		return delivery{}, err
 	}
-	if env.EventID == "" || env.EventType == "" {
+	if ev.EventID == "" || ev.EventType == "" {
 		return delivery{}, errors.New("no event_id or event_type")
 	}
-	d := delivery{Source: source, EventID: env.EventID, Type: env.EventType, Object: env.Data.Object}
-	d.Object.Tenant = env.OrgID
-	return d, nil
+	o := ev.Data.Object
+	return delivery{Source: source, EventID: ev.EventID, Type: ev.EventType, Object: phoneState{
+		ID:          o.ID,
+		Tenant:      ev.OrgID,
+		AccountID:   o.AccountID,
+		CustomerID:  o.CustomerID,
+		Number:      o.Number,
+		Type:        string(o.Type),
+		Active:      o.Active,
+		AreaCode:    o.AreaCode,
+		CountryCode: o.CountryCode,
+		Extension:   o.Extension,
+	}}, nil
 }
 
 // readEventFiles appends the events of each file (a missing file has none).

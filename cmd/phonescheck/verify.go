@@ -6,6 +6,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/httpapi"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // Kinds of violation: each is a guarantee phonesd broke.
@@ -287,7 +291,7 @@ func (v *verifier) resolution(e *createEntry) {
 	case r.Class == classFailed && r.Status != 429 && slices.Contains(allowed[e.Intent], r.Status) &&
 		// A 409 explains a duplicate only with the duplicate's message, not
 		// the Idempotency-Key's.
-		(r.Status != 409 || r.Message == "Phone number already exists"):
+		(r.Status != 409 || r.Message == httpapi.Message(phone.ErrDuplicate)):
 		v.t.UnknownNone++
 	case r.Class == classUnknown || r.Status == 429:
 		v.t.UnknownUnresolved++
@@ -525,14 +529,14 @@ func (v *verifier) events() {
 			v.add(kindTenant, "event %s (%s) has org_id %s; its phone %d belongs to %s", id, d.Type, d.Object.Tenant, row.ID, row.Tenant)
 		}
 		switch d.Type {
-		case "phone_creation-1":
+		case api.EventPhoneCreation:
 			creations[row.ID] = append(creations[row.ID], id)
 			if exp := v.expected[row.ID]; exp != nil {
 				if diff := exp.created.diff(d.Object); len(diff) > 0 {
 					v.add(kindEventFields, "creation event %s of phone %d: %s", id, row.ID, strings.Join(diff, ", "))
 				}
 			}
-		case "phone_change-1":
+		case api.EventPhoneChange:
 			changes[row.ID] = append(changes[row.ID], d)
 		default:
 			v.add(kindEventFields, "event %s of phone %d has event_type %q", id, row.ID, d.Type)
@@ -541,9 +545,9 @@ func (v *verifier) events() {
 	for _, r := range v.o.Rows {
 		switch ids := creations[r.ID]; {
 		case len(ids) == 0:
-			v.add(kindEventMissing, "phone %d (%s account %d, number %s) has no phone_creation-1 event", r.ID, r.Tenant, r.AccountID, r.Number)
+			v.add(kindEventMissing, "phone %d (%s account %d, number %s) has no %s event", r.ID, r.Tenant, r.AccountID, r.Number, api.EventPhoneCreation)
 		case len(ids) > 1:
-			v.add(kindEventTwice, "phone %d has %d distinct phone_creation-1 events: %s", r.ID, len(ids), strings.Join(ids, ", "))
+			v.add(kindEventTwice, "phone %d has %d distinct %s events: %s", r.ID, len(ids), api.EventPhoneCreation, strings.Join(ids, ", "))
 		}
 	}
 	v.changeEvents(changes)
@@ -563,9 +567,9 @@ func (v *verifier) changeEvents(changes map[int64][]delivery) {
 			}
 			switch {
 			case len(found) == 0:
-				v.add(kindEventMissing, "update #%d of phone %d (extension %s, answered %s) has no phone_change-1 event", c.update.Seq, id, c.update.Patch.Extension, outcome(c.update.attempt))
+				v.add(kindEventMissing, "update #%d of phone %d (extension %s, answered %s) has no %s event", c.update.Seq, id, c.update.Patch.Extension, outcome(c.update.attempt), api.EventPhoneChange)
 			case len(found) > 1:
-				v.add(kindEventTwice, "update #%d of phone %d has %d distinct phone_change-1 events", c.update.Seq, id, len(found))
+				v.add(kindEventTwice, "update #%d of phone %d has %d distinct %s events", c.update.Seq, id, len(found), api.EventPhoneChange)
 			default:
 				if d := c.state.diff(found[0].Object); len(d) > 0 {
 					v.add(kindEventFields, "change event %s of update #%d of phone %d: %s", found[0].EventID, c.update.Seq, id, strings.Join(d, ", "))

@@ -33,6 +33,19 @@ var outcomes = [...]struct {
 	{phone.ErrPrecondition, http.StatusPreconditionFailed, "Phone was changed since it was read: If-Match does not match its ETag"},
 }
 
+// Message returns the message phonesd answers err with, err being one of
+// the domain's errors above (phone.ErrDuplicate, ...) or wrapping one, and
+// "" for any other: what tells apart two answers of one status, such as a
+// duplicate's 409 and that of a retry whose key is still in use.
+func Message(err error) string {
+	for _, o := range outcomes {
+		if errors.Is(err, o.err) {
+			return o.message
+		}
+	}
+	return ""
+}
+
 // refusal is a request the pipeline turns away before its operation runs:
 // for the replica's sake, for its credentials, or for how its body came.
 type refusal struct {
