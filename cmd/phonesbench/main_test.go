@@ -115,7 +115,7 @@ func TestSmokeSQLite(t *testing.T) {
 }
 
 func TestSmokePostgres(t *testing.T) {
-	admin := os.Getenv("PHONES_TEST_DATABASE_URL")
+	admin := os.Getenv(pgtest.EnvVar)
 	if admin == "" {
 		t.Skip("PostgreSQL smoke run skipped: set PHONES_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)")
 	}
@@ -130,7 +130,7 @@ func TestSmokePostgres(t *testing.T) {
 // replicas: both must serve creates, and the PostgreSQL figures of the
 // level must have been measured.
 func TestSmokeReplicas(t *testing.T) {
-	admin := os.Getenv("PHONES_TEST_DATABASE_URL")
+	admin := os.Getenv(pgtest.EnvVar)
 	if admin == "" {
 		t.Skip("PostgreSQL smoke run skipped: set PHONES_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)")
 	}
@@ -159,7 +159,7 @@ func TestSmokeReplicas(t *testing.T) {
 // TestSmokeHA measures both --ha topologies on private servers: each must
 // create, deliver its events to its stream and measure their lag.
 func TestSmokeHA(t *testing.T) {
-	if os.Getenv("PHONES_TEST_DATABASE_URL") == "" || os.Getenv("PHONES_TEST_NATS_URL") == "" {
+	if os.Getenv(pgtest.EnvVar) == "" || os.Getenv(natstest.EnvVar) == "" {
 		t.Skip("--ha smoke run skipped, as the PostgreSQL and NATS tests are: set PHONES_TEST_DATABASE_URL and PHONES_TEST_NATS_URL (.ci/run sets them)")
 	}
 	if _, err := pgtest.ClusterTools(); err != nil {
@@ -337,7 +337,7 @@ func TestLimit(t *testing.T) {
 	storages := map[string]func(t *testing.T, dir string) string{
 		"sqlite": func(t *testing.T, dir string) string { return "sqlite:" + filepath.Join(dir, "limit.db") },
 		"postgres": func(t *testing.T, dir string) string {
-			admin := os.Getenv("PHONES_TEST_DATABASE_URL")
+			admin := os.Getenv(pgtest.EnvVar)
 			if admin == "" {
 				t.Skip("set PHONES_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)")
 			}

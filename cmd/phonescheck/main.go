@@ -20,6 +20,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/phonesd/phonesd/internal/testkit/natstest"
+	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
 func main() {
@@ -43,8 +46,8 @@ func main() {
 
 // Variables the PostgreSQL and NATS flags default to: the same as the tests'.
 const (
-	postgresEnv = "PHONES_TEST_DATABASE_URL"
-	natsEnv     = "PHONES_TEST_NATS_URL"
+	postgresEnv = pgtest.EnvVar
+	natsEnv     = natstest.EnvVar
 )
 
 // errViolations is returned when a check failed: phonesd broke a guarantee.

@@ -22,9 +22,9 @@ import (
 )
 
 const (
-	// envVar names the variable holding the URL of a NATS server with
+	// EnvVar names the variable holding the URL of a NATS server with
 	// JetStream enabled.
-	envVar = "PHONES_TEST_NATS_URL"
+	EnvVar = "PHONES_TEST_NATS_URL"
 	// streamPrefix and subjectPrefix start the names New makes; a random
 	// part follows, so that runs at the same time never share a stream.
 	streamPrefix  = "PHONESD_TEST_"
@@ -32,7 +32,7 @@ const (
 	// staleAfter is the age past which a stream named with streamPrefix is
 	// taken for the leftover of a killed run and deleted.
 	staleAfter = time.Hour
-	skipReason = "NATS tests skipped: set " + envVar + ", e.g. nats://127.0.0.1:4222, to a server with JetStream (.ci/run sets it)"
+	skipReason = "NATS tests skipped: set " + EnvVar + ", e.g. nats://127.0.0.1:4222, to a server with JetStream (.ci/run sets it)"
 	// timeout bounds each exchange with the server, and each wait.
 	timeout = 10 * time.Second
 )
@@ -62,7 +62,7 @@ type Message struct {
 // when the variable is unset.
 func serverURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(envVar)
+	u := os.Getenv(EnvVar)
 	if u == "" {
 		t.Skip(skipReason)
 	}
@@ -86,7 +86,7 @@ func newOn(t testing.TB, url string, shared bool) *Stream {
 	defer cancel()
 	s, done, err := Open(ctx, url, t.Logf)
 	if err != nil {
-		t.Fatalf("%s: %v", envVar, err)
+		t.Fatalf("%s: %v", EnvVar, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -73,7 +73,7 @@ func ClusterTools() (string, error) {
 // test, or when the server tools are not installed.
 func NewCluster(t testing.TB, name string, settings ...string) *Cluster {
 	t.Helper()
-	if os.Getenv(envVar) == "" {
+	if os.Getenv(EnvVar) == "" {
 		t.Skip(skipReason)
 	}
 	if _, err := ClusterTools(); err != nil {

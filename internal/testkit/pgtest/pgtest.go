@@ -19,16 +19,16 @@ import (
 )
 
 const (
-	// envVar names the variable holding the URL of the server's
+	// EnvVar names the variable holding the URL of the server's
 	// administrative database, as a role that may create databases.
-	envVar = "PHONES_TEST_DATABASE_URL"
+	EnvVar = "PHONES_TEST_DATABASE_URL"
 	// prefix starts the name of every database Database creates; the
 	// creation time, in Unix seconds, and a random part follow.
 	prefix = "phonesd_test_"
 	// staleAfter is the age past which a database named with prefix is
 	// taken for the leftover of a killed run and dropped.
 	staleAfter = time.Hour
-	skipReason = "PostgreSQL tests skipped: set " + envVar + ", e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)"
+	skipReason = "PostgreSQL tests skipped: set " + EnvVar + ", e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (.ci/run sets it)"
 	// timeout bounds each exchange with the server.
 	timeout = 30 * time.Second
 )
@@ -36,7 +36,7 @@ const (
 // Database returns the URL of a new, empty database for t, created on the server named by PHONES_TEST_DATABASE_URL and dropped when t ends. It skips t when the variable is unset.
 func Database(t testing.TB) string {
 	t.Helper()
-	admin := os.Getenv(envVar)
+	admin := os.Getenv(EnvVar)
 	if admin == "" {
 		t.Skip(skipReason)
 	}
@@ -44,7 +44,7 @@ func Database(t testing.TB) string {
 	defer cancel()
 	dbURL, dropDB, err := Create(ctx, admin, t.Logf)
 	if err != nil {
-		t.Fatalf("%s: %v", envVar, err)
+		t.Fatalf("%s: %v", EnvVar, err)
 	}
 	t.Cleanup(func() {
 		// A context of its own: the test may have run longer than the
@@ -180,7 +180,7 @@ func withDatabase(admin, name string) (string, error) {
 // skips t when the variable is unset.
 func Name(t testing.TB) string {
 	t.Helper()
-	admin := os.Getenv(envVar)
+	admin := os.Getenv(EnvVar)
 	if admin == "" {
 		t.Skip(skipReason)
 	}

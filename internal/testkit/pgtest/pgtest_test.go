@@ -14,10 +14,10 @@ import (
 // skips t as Database does.
 func admin(t *testing.T) *pgx.Conn {
 	t.Helper()
-	if os.Getenv(envVar) == "" {
+	if os.Getenv(EnvVar) == "" {
 		t.Skip(skipReason)
 	}
-	conn, err := pgx.Connect(context.Background(), os.Getenv(envVar))
+	conn, err := pgx.Connect(context.Background(), os.Getenv(EnvVar))
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
