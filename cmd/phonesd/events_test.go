@@ -45,7 +45,7 @@ func TestEventsFollowTheContract(t *testing.T) {
 					}
 				} else {
 					s.events(len(want))
-					b, err := os.ReadFile(filepath.Join(s.dataDir, "events.jsonl"))
+					b, err := os.ReadFile(filepath.Join(s.dataDir, eventsFile))
 					if err != nil {
 						t.Fatal(err)
 					}

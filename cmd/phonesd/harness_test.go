@@ -24,6 +24,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/phonesd/phonesd/api"
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/postgres"
 	"github.com/phonesd/phonesd/internal/sqlite"
@@ -398,6 +399,29 @@ func (s *phonesd) create(account int64, body string, headers ...[2]string) respo
 	return s.do(http.MethodPost, fmt.Sprintf("/accounts/v1/accounts/%d/phones", account), body, h...)
 }
 
+// api returns phonesd's public client with the tenant-wide token, for the
+// tests that judge the phones an operation leaves rather than the bytes of
+// its answer.
+func (s *phonesd) api() *api.Client {
+	s.t.Helper()
+	c, err := api.NewClient(s.base, api.Token(s.token))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// answerAs returns the answer res of a call of the public client as T,
+// failing t when the call failed or got another answer.
+func answerAs[T any](t *testing.T, res any, err error) T {
+	t.Helper()
+	v, ok := res.(T)
+	if err != nil || !ok {
+		t.Fatalf("answer %T %+v, error %v; want %T", res, res, err, v)
+	}
+	return v
+}
+
 // createdID checks a 200 and returns its id.
 func createdID(t *testing.T, r response) int64 {
 	t.Helper()
@@ -421,13 +445,13 @@ func createdID(t *testing.T, r response) int64 {
 func (s *phonesd) delivered() []map[string]any {
 	s.t.Helper()
 	waitDrained(s.t, s.dataDir, s.databaseURL, 10*time.Second)
-	return readEvents(s.t, filepath.Join(s.dataDir, "events.jsonl"))
+	return readEvents(s.t, filepath.Join(s.dataDir, eventsFile))
 }
 
 // events waits until the event file holds at least n events and returns them all.
 func (s *phonesd) events(n int) []map[string]any {
 	s.t.Helper()
-	path := filepath.Join(s.dataDir, "events.jsonl")
+	path := filepath.Join(s.dataDir, eventsFile)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		evs := readEvents(s.t, path)

@@ -105,7 +105,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("phonesd did not stop")
 		}
-		if evs := readEvents(t, filepath.Join(s.dataDir, "events.jsonl")); len(evs) != 1 {
+		if evs := readEvents(t, filepath.Join(s.dataDir, eventsFile)); len(evs) != 1 {
 			t.Errorf("%d events after shutdown; want the in-flight create's event flushed", len(evs))
 		}
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"testing"
+
+	"github.com/phonesd/phonesd/api"
 )
 
 // phoneJSON is a phone object as the API returns it.
@@ -147,65 +150,69 @@ func TestListPhones(t *testing.T) {
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		createdID(t, s.create(21, `{"number": "5", "type": "MOBILE"}`)) // another account's phone never appears
 
-		var seen []int64
-		query := "?limit=500"
-		for pages := 0; ; pages++ {
-			r := s.list(20, query)
-			if r.status != 200 {
-				t.Fatalf("page %d: %d %s", pages, r.status, r.body)
-			}
-			page := decodeAs[listJSON](t, r)
-			for _, p := range page.Items {
-				seen = append(seen, p.ID)
-			}
-			if page.NextCursor == nil {
-				if pages != 2 {
-					t.Errorf("%d pages; want 3 of 500, 500 and 200", pages+1)
+		// listAll pages through account 20's phones as filter selects them,
+		// 500 a page, through the public client.
+		c := s.api()
+		listAll := func(filter api.GetAccountsV1AccountsAccountIdPhonesParams) (phones []api.Phone, pages int) {
+			t.Helper()
+			params := filter
+			params.AccountId, params.Limit = 20, api.NewOptInt32(500)
+			for {
+				res, err := c.GetAccountsV1AccountsAccountIdPhones(context.Background(), params)
+				page := answerAs[*api.PhoneListHeaders](t, res, err)
+				pages++
+				phones = append(phones, page.Response.Items...)
+				next, ok := page.Response.NextCursor.Get()
+				if !ok {
+					return phones, pages
 				}
-				break
+				params.Cursor = api.NewOptString(next)
 			}
-			query = "?limit=500&cursor=" + *page.NextCursor
+		}
+		all, pages := listAll(api.GetAccountsV1AccountsAccountIdPhonesParams{})
+		if pages != 3 {
+			t.Errorf("%d pages; want 3 of 500, 500 and 200", pages)
+		}
+		seen := make([]int64, len(all))
+		for i, p := range all {
+			seen[i] = int64(p.ID)
 		}
 		if !reflect.DeepEqual(seen, ids) {
 			t.Fatalf("pages returned %d phones; want each of the %d exactly once, by id", len(seen), n)
 		}
-		if got := decodeAs[listJSON](t, s.list(20, "")); len(got.Items) != 50 || got.NextCursor == nil {
+		res, err := c.GetAccountsV1AccountsAccountIdPhones(context.Background(), api.GetAccountsV1AccountsAccountIdPhonesParams{AccountId: 20})
+		if got := answerAs[*api.PhoneListHeaders](t, res, err).Response; len(got.Items) != 50 || !got.NextCursor.Set {
 			t.Errorf("default page: %d items, cursor %v; want 50 and a cursor", len(got.Items), got.NextCursor)
 		}
 
-		for _, c := range []struct {
-			query string
-			want  func(i int) bool
+		active := func(a bool) api.OptAccountPhoneActiveQuery {
+			return api.NewOptAccountPhoneActiveQuery(api.AccountPhoneActiveQuery(a))
+		}
+		for _, tc := range []struct {
+			filter api.GetAccountsV1AccountsAccountIdPhonesParams
+			want   func(i int) bool
 		}{
-			{"?active=true", func(i int) bool { return i%2 == 0 }},
-			{"?active=false", func(i int) bool { return i%2 == 1 }},
-			{"?type=COMMERCIAL", func(i int) bool { return i%3 == 2 }},
-			{"?type=MOBILE&active=false", func(i int) bool { return i%3 == 0 && i%2 == 1 }},
+			{api.GetAccountsV1AccountsAccountIdPhonesParams{Active: active(true)}, func(i int) bool { return i%2 == 0 }},
+			{api.GetAccountsV1AccountsAccountIdPhonesParams{Active: active(false)}, func(i int) bool { return i%2 == 1 }},
+			{api.GetAccountsV1AccountsAccountIdPhonesParams{Type: api.NewOptAccountPhoneTypeQuery(api.AccountPhoneTypeQueryCOMMERCIAL)}, func(i int) bool { return i%3 == 2 }},
+			{api.GetAccountsV1AccountsAccountIdPhonesParams{Type: api.NewOptAccountPhoneTypeQuery(api.AccountPhoneTypeQueryMOBILE), Active: active(false)}, func(i int) bool { return i%3 == 0 && i%2 == 1 }},
 		} {
 			want := 0
 			for i := range n {
-				if c.want(i) {
+				if tc.want(i) {
 					want++
 				}
 			}
-			got, query := 0, c.query+"&limit=500"
-			for {
-				page := decodeAs[listJSON](t, s.list(20, query))
-				for _, p := range page.Items {
-					var i int
-					fmt.Sscanf(p.Number, "%d", &i)
-					if !c.want(i - 1000) {
-						t.Errorf("%s returned %+v", c.query, p)
-					}
+			got, _ := listAll(tc.filter)
+			for _, p := range got {
+				var i int
+				fmt.Sscanf(string(p.Number), "%d", &i)
+				if !tc.want(i - 1000) {
+					t.Errorf("type %v, active %v returned %+v", tc.filter.Type, tc.filter.Active, p)
 				}
-				got += len(page.Items)
-				if page.NextCursor == nil {
-					break
-				}
-				query = c.query + "&limit=500&cursor=" + *page.NextCursor
 			}
-			if got != want {
-				t.Errorf("%s: %d phones; want %d", c.query, got, want)
+			if len(got) != want {
+				t.Errorf("type %v, active %v: %d phones; want %d", tc.filter.Type, tc.filter.Active, len(got), want)
 			}
 		}
 
@@ -366,24 +373,29 @@ func TestConcurrentUpdatesKeepEachOthersFields(t *testing.T) {
 		for i := range ids {
 			ids[i] = createdID(t, s.create(50, fmt.Sprintf(`{"number": "%d", "type": "MOBILE"}`, 100+i)))
 		}
+		c := s.api()
 		var wg sync.WaitGroup
 		for _, id := range ids {
-			for _, body := range []string{`{"type": "RESIDENTIAL"}`, `{"extension": "x9"}`} {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if r := s.patch(50, id, body); r.status != 200 {
-						t.Errorf("PATCH %s: %d %s", body, r.status, r.body)
+			for _, change := range []api.PhoneUpdateRequest{
+				{Type: api.NewOptPhoneType(api.PhoneTypeRESIDENTIAL)},
+				{Extension: api.NewOptNilString("x9")},
+			} {
+				wg.Go(func() {
+					res, err := c.PatchAccountsV1AccountsAccountIdPhonesPhoneId(context.Background(), &change,
+						api.PatchAccountsV1AccountsAccountIdPhonesPhoneIdParams{AccountId: 50, PhoneId: id})
+					if _, ok := res.(*api.PhoneHeaders); err != nil || !ok {
+						t.Errorf("PATCH %+v: %T %+v, error %v; want the phone", change, res, res, err)
 					}
-				}()
+				})
 			}
 		}
 		wg.Wait()
 		for _, id := range ids {
-			r := s.get(50, id)
-			got := decodeAs[phoneJSON](t, r)
-			if got.Type != "RESIDENTIAL" || got.Extension == nil || *got.Extension != "x9" || r.header.Get("ETag") != `"3"` {
-				t.Errorf("phone %d: %+v ETag %s; want both changes and version 3", id, got, r.header.Get("ETag"))
+			res, err := c.GetAccountsV1AccountsAccountIdPhonesPhoneId(context.Background(),
+				api.GetAccountsV1AccountsAccountIdPhonesPhoneIdParams{AccountId: 50, PhoneId: id})
+			got := answerAs[*api.PhoneHeaders](t, res, err)
+			if ext, _ := got.Response.Extension.Get(); got.Response.Type != api.PhoneTypeRESIDENTIAL || ext != "x9" || got.ETag != `"3"` {
+				t.Errorf("phone %d: %+v ETag %s; want both changes and version 3", id, got.Response, got.ETag)
 			}
 		}
 		s.events(3 * n)

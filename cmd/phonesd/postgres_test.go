@@ -148,7 +148,7 @@ func TestPostgresTwoReplicasShareTheDuplicateRule(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		total := len(readEvents(t, filepath.Join(a.dataDir, "events.jsonl"))) + len(readEvents(t, filepath.Join(b.dataDir, "events.jsonl")))
+		total := len(readEvents(t, filepath.Join(a.dataDir, eventsFile))) + len(readEvents(t, filepath.Join(b.dataDir, eventsFile)))
 		if total == 1 && countRows(t, dbURL, "SELECT count(*) FROM outbox WHERE seq > (SELECT delivered_seq FROM relay_lease)") == 0 {
 			break
 		}
@@ -165,7 +165,7 @@ func TestPostgresTwoReplicasShareTheDuplicateRule(t *testing.T) {
 			t.Fatalf("stop: %v", err)
 		}
 	}
-	total := len(readEvents(t, filepath.Join(a.dataDir, "events.jsonl"))) + len(readEvents(t, filepath.Join(b.dataDir, "events.jsonl")))
+	total := len(readEvents(t, filepath.Join(a.dataDir, eventsFile))) + len(readEvents(t, filepath.Join(b.dataDir, eventsFile)))
 	if total != 1 {
 		t.Errorf("%d events delivered by the two replicas; want exactly 1", total)
 	}
