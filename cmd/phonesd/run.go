@@ -92,6 +92,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return fmt.Errorf("PHONES_ADDR: %w", err)
 	}
 	httpServer := newHTTPServer(srv, logHandler)
+	var activity requestActivity
+	httpServer.ConnState = activity.track
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
@@ -112,7 +114,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	shutdown(srv, httpServer, relay, stop, log)
+	shutdown(srv, httpServer, &activity, relay, stop, log)
 	return nil
 }
 
@@ -294,11 +296,16 @@ func announce(cfg config, addr string, devKey *auth.DevKey, log *slog.Logger, st
 // shutdown drains the requests in flight within drainTimeout, stops the
 // background work (stopBackground returns once the relay has stopped), then
 // gives the relay flushTimeout to deliver what is pending.
-func shutdown(srv *httpapi.Server, httpServer *http.Server, relay *outbox.Relay, stopBackground func(), log *slog.Logger) {
+func shutdown(srv *httpapi.Server, httpServer *http.Server, activity *requestActivity, relay *outbox.Relay, stopBackground func(), log *slog.Logger) {
 	log.Info("shutting down: draining requests")
+	// /readyz fails from now on, and each request that arrives is answered
+	// 503 with Connection: close, those already written on idle keep-alive
+	// connections included, until requests stop coming (idleQuiet).
 	srv.Drain()
+	activity.waitQuiet(idleQuiet, idleGrace)
 	// Answers from now on close their connection, so that no client sends
 	// its next request on a connection Shutdown is about to close unread.
+	// This also closes the idle connections.
 	httpServer.SetKeepAlivesEnabled(false)
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancelDrain()
