@@ -62,6 +62,7 @@ func slowBody(addr, token string, st *hostileStat) {
 	defer conn.Close()
 	opened := time.Now()
 	conn.SetDeadline(opened.Add(2 * slowBodyLimit))
+	// Raw bytes: a body that stops after its first byte is no request the public client can send.
 	fmt.Fprintf(conn, "POST /accounts/v1/accounts/1/phones HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{", addr, token)
 	status := readStatus(bufio.NewReader(conn))
 	held := time.Since(opened)
@@ -106,6 +107,7 @@ func driveJunkTokens(ctx context.Context, s *trial) error {
 					if err != nil {
 						return
 					}
+					// Raw HTTP, as an attacker's: only the status and how long phonesd held the request count.
 					req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/accounts/v1/accounts/1/phones", strings.NewReader(`{"number": "1", "type": "MOBILE"}`))
 					req.Header.Set("Authorization", "Bearer "+tok)
 					began := time.Now()

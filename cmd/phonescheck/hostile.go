@@ -101,6 +101,7 @@ func startHostile(addr, token string, slow int, stop <-chan struct{}) *hostile {
 	big := newStat("2 MiB bodies", "requests", 413)
 	h.stats = []*hostileStat{slowloris, manyHeaders, hugeHeaders, deep, big}
 
+	// Raw HTTP and raw bytes throughout: header floods, deep JSON and oversized bodies are requests the public client cannot send.
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8}}
 	base := "http://" + addr
 	path := "/accounts/v1/accounts/1/phones"
