@@ -18,8 +18,8 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/migration"
 	"github.com/phonesd/phonesd/internal/phone"
-	"github.com/phonesd/phonesd/internal/schema"
 )
 
 //go:embed migrations/*.sql
@@ -241,7 +241,7 @@ const (
 // migrate applies, in version order, each embedded migration not yet
 // recorded in schema_migrations, each in its own transaction.
 func (db *DB) migrate(ctx context.Context) error {
-	migrations, err := schema.Migrations(migrationFiles, "migrations")
+	migrations, err := migration.Read(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // applyMigration checks and applies m in one IMMEDIATE transaction, so two
 // processes opening the same new file cannot both apply it.
-func (db *DB) applyMigration(ctx context.Context, m schema.Migration) error {
+func (db *DB) applyMigration(ctx context.Context, m migration.Migration) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
