@@ -16,10 +16,11 @@ import (
 	"github.com/phonesd/phonesd/internal/auth"
 	"github.com/phonesd/phonesd/internal/groupcommit"
 	"github.com/phonesd/phonesd/internal/httpapi"
-	"github.com/phonesd/phonesd/internal/jetstream"
 	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/sink/file"
+	"github.com/phonesd/phonesd/internal/sink/jetstream"
 	"github.com/phonesd/phonesd/internal/sqlite"
 	"github.com/phonesd/phonesd/internal/telemetry"
 )
@@ -381,7 +382,7 @@ func openStorage(ctx context.Context, cfg config, instruments groupcommit.Instru
 // one that answers with an unusable stream does.
 func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, error) {
 	if cfg.nats.url == "" {
-		sink, err := outbox.NewFileSink(cfg.eventsPath)
+		sink, err := file.NewSink(cfg.eventsPath)
 		if err != nil {
 			return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 		}
