@@ -210,20 +210,16 @@ func preloadPhones(ctx context.Context, st storageTarget, n int, accounts int64,
 	if err != nil {
 		return 0, err
 	}
-	area := int32(11)
+	area, mobile := int64(11), string(phone.Mobile)
 	start := time.Now()
 	said := start
 	for done := 0; done < n; {
 		cs := make([]phone.Creation, min(batch, n-done))
 		for i := range cs {
-			p := phone.Phone{
-				Tenant:      benchTenant,
-				AccountID:   int64(done+i)%accounts + 1,
-				Number:      string(numbers.appendNext(nil)),
-				Type:        phone.Mobile,
-				Active:      true,
-				AreaCode:    &area,
-				CountryCode: phone.DefaultCountryCode,
+			number := string(numbers.appendNext(nil))
+			p, err := phone.New(benchTenant, int64(done+i)%accounts+1, nil, phone.Draft{Number: &number, Type: &mobile, AreaCode: &area})
+			if err != nil {
+				return 0, fmt.Errorf("preload phone %s: %w", number, err)
 			}
 			cs[i] = phone.Creation{Phone: p, EventID: uuid.NewString(), Audit: phone.Audit{CID: uuid.NewString(), Origin: "API"}}
 		}

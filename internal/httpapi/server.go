@@ -1,8 +1,9 @@
 // Package httpapi is phonesd's HTTP transport, one pipeline from the
 // connection to the domain: each API request is routed, authenticated,
 // admitted, parsed and decoded exactly once, in the order of checks the
-// contract sets, into the domain's own types (a phone.Phone for a create,
-// a phone.Patch for an update), which the service receives; its answer is
+// contract sets, into the domain's own types (a phone.Candidate for a
+// create, a phone.ValidPatch for an update, which only the domain's
+// validation makes), which the service receives; its answer is
 // written with the response types generated from api/openapi.json.
 //
 // What stays of ogen, and why: the schemas' Go types with their JSON

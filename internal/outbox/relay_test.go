@@ -58,7 +58,7 @@ func createPhones(t *testing.T, db *sqlite.DB, first, n int) {
 }
 
 // mobile is a new mobile phone of account 1 of tenant-a.
-func mobile(t *testing.T, number string) phone.Phone {
+func mobile(t *testing.T, number string) phone.Candidate {
 	t.Helper()
 	typ := string(phone.Mobile)
 	p, err := phone.New("tenant-a", 1, nil, phone.Draft{Number: &number, Type: &typ})
