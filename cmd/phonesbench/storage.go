@@ -59,15 +59,13 @@ func (s sqliteTarget) open(ctx context.Context) (batchStore, error) {
 }
 
 // commitLatency commits on a scratch file beside phonesd's, opened with the
-// pragmas internal/sqlite sets on every connection: WAL and synchronous=FULL.
+// durability of internal/sqlite's writer: WAL and synchronous=FULL.
 func (s sqliteTarget) commitLatency(ctx context.Context, n int) (storageResult, error) {
 	path := filepath.Join(s.dir, "commit-probe.db")
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Set("_txlock", "immediate")
-	dsn := (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String()
+	dsn, err := sqlite.DurableWriterDSN(path)
+	if err != nil {
+		return storageResult{}, err
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return storageResult{}, fmt.Errorf("open %s: %w", path, err)
