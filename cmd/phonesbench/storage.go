@@ -59,15 +59,13 @@ func (s sqliteTarget) open(ctx context.Context) (batchStore, error) {
 }
 
 // commitLatency commits on a scratch file beside phonesd's, opened with the
-// pragmas internal/sqlite sets on every connection: WAL and synchronous=FULL.
+// durability of internal/sqlite's writer: WAL and synchronous=FULL.
 func (s sqliteTarget) commitLatency(ctx context.Context, n int) (storageResult, error) {
 	path := filepath.Join(s.dir, "commit-probe.db")
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Set("_txlock", "immediate")
-	dsn := (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String()
+	dsn, err := sqlite.DurableWriterDSN(path)
+	if err != nil {
+		return storageResult{}, err
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return storageResult{}, fmt.Errorf("open %s: %w", path, err)
@@ -210,20 +208,16 @@ func preloadPhones(ctx context.Context, st storageTarget, n int, accounts int64,
 	if err != nil {
 		return 0, err
 	}
-	area := int32(11)
+	area, mobile := int64(11), string(phone.Mobile)
 	start := time.Now()
 	said := start
 	for done := 0; done < n; {
 		cs := make([]phone.Creation, min(batch, n-done))
 		for i := range cs {
-			p := phone.Phone{
-				Tenant:      benchTenant,
-				AccountID:   int64(done+i)%accounts + 1,
-				Number:      string(numbers.appendNext(nil)),
-				Type:        phone.Mobile,
-				Active:      true,
-				AreaCode:    &area,
-				CountryCode: phone.DefaultCountryCode,
+			number := string(numbers.appendNext(nil))
+			p, err := phone.New(benchTenant, int64(done+i)%accounts+1, nil, phone.Draft{Number: &number, Type: &mobile, AreaCode: &area})
+			if err != nil {
+				return 0, fmt.Errorf("preload phone %s: %w", number, err)
 			}
 			cs[i] = phone.Creation{Phone: p, EventID: uuid.NewString(), Audit: phone.Audit{CID: uuid.NewString(), Origin: "API"}}
 		}

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/phonesd/phonesd/internal/jetstream"
 	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/sink/jetstream"
 	"github.com/phonesd/phonesd/internal/telemetry"
 )
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/phonesd/phonesd/internal/jetstream"
+	"github.com/phonesd/phonesd/internal/sink/jetstream"
 )
 
 // config is the service's configuration, read from PHONES_* variables.

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/phonesd/phonesd/internal/jetstream"
+	"github.com/phonesd/phonesd/internal/sink/jetstream"
 	"github.com/phonesd/phonesd/internal/testkit/natstest"
 )
 

@@ -15,11 +15,13 @@ import (
 	"github.com/phonesd/phonesd/api"
 	"github.com/phonesd/phonesd/internal/auth"
 	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/health"
 	"github.com/phonesd/phonesd/internal/httpapi"
-	"github.com/phonesd/phonesd/internal/jetstream"
 	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/sink/file"
+	"github.com/phonesd/phonesd/internal/sink/jetstream"
 	"github.com/phonesd/phonesd/internal/sqlite"
 	"github.com/phonesd/phonesd/internal/telemetry"
 )
@@ -193,6 +195,13 @@ func newAPI(ctx context.Context, cfg config, p apiParts) (*httpapi.Server, error
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
+	// The backlog metrics answer from the probe /readyz answers from, so
+	// that scrapes, like health checks, cost the database at most one
+	// query a second.
+	probe := health.NewProbe(p.db)
+	if err := p.metrics.RegisterBacklog(func() (int64, time.Duration, bool) { return probe.Backlog(ctx) }); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	eventSpec, err := api.AsyncAPIJSON()
 	if err != nil {
 		return nil, fmt.Errorf("event contract: %w", err)
@@ -206,7 +215,7 @@ func newAPI(ctx context.Context, cfg config, p apiParts) (*httpapi.Server, error
 		Logger:               p.log,
 		Phones:               p.phones,
 		Verifier:             p.verifier,
-		Storage:              p.db,
+		Health:               probe,
 		Spec:                 api.Spec,
 		EventSpec:            api.AsyncAPI,
 		EventSpecJSON:        eventSpec,
@@ -228,9 +237,6 @@ func newAPI(ctx context.Context, cfg config, p apiParts) (*httpapi.Server, error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build server: %w", err)
-	}
-	if err := p.metrics.RegisterBacklog(func() (int64, time.Duration, bool) { return srv.Backlog(ctx) }); err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return srv, nil
 }
@@ -388,7 +394,7 @@ func openStorage(ctx context.Context, cfg config, instruments groupcommit.Instru
 // one that answers with an unusable stream does.
 func openSink(ctx context.Context, cfg config, log *slog.Logger) (outbox.Sink, error) {
 	if cfg.nats.url == "" {
-		sink, err := outbox.NewFileSink(cfg.eventsPath)
+		sink, err := file.NewSink(cfg.eventsPath)
 		if err != nil {
 			return nil, fmt.Errorf("PHONES_EVENTS_URL: %w", err)
 		}

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/phonesd/phonesd/internal/auth"
-	"github.com/phonesd/phonesd/internal/jetstream"
 	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/sink/jetstream"
 )
 
 // variable is one PHONES_ environment variable of the service. The table

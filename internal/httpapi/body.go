@@ -95,14 +95,14 @@ func fingerprint(path, customer string, body []byte) []byte {
 // decodeCreate reads a Create phone body into the phone it creates for the
 // account of a tenant, defaults applied, or returns the *phone.FieldError
 // to answer with.
-func decodeCreate(body []byte, tenant string, account int64, customer *int64) (phone.Phone, error) {
+func decodeCreate(body []byte, tenant string, account int64, customer *int64) (phone.Candidate, error) {
 	b, err := decodeBody(body, false)
 	if err != nil {
-		return phone.Phone{}, err
+		return phone.Candidate{}, err
 	}
 	p, err := phone.New(tenant, account, customer, b.draft)
 	if err := b.first(err); err != nil {
-		return phone.Phone{}, err
+		return phone.Candidate{}, err
 	}
 	return p, nil
 }
@@ -110,19 +110,20 @@ func decodeCreate(body []byte, tenant string, account int64, customer *int64) (p
 // decodeUpdate reads an Update phone body, where null clears area_code and
 // extension, into its validated patch, or returns the *phone.FieldError to
 // answer with.
-func decodeUpdate(body []byte) (phone.Patch, error) {
+func decodeUpdate(body []byte) (phone.ValidPatch, error) {
 	b, err := decodeBody(body, true)
 	if err != nil {
-		return phone.Patch{}, err
+		return phone.ValidPatch{}, err
 	}
 	p := phone.Patch{Draft: b.draft, ClearAreaCode: b.nullAreaCode, ClearExtension: b.nullExtension}
 	if p.Empty() && b.typeErr == nil {
-		return p, bodyError("request body must set at least one of number, type, active, area_code, country_code, extension")
+		return phone.ValidPatch{}, bodyError("request body must set at least one of number, type, active, area_code, country_code, extension")
 	}
-	if err := b.first(p.Validate()); err != nil {
-		return phone.Patch{}, err
+	v, err := p.Validate()
+	if err := b.first(err); err != nil {
+		return phone.ValidPatch{}, err
 	}
-	return p, nil
+	return v, nil
 }
 
 // decodedBody is a body whose JSON is sound: the values of well-typed fields,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/phonesd/phonesd/api"
 	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/health"
 	"github.com/phonesd/phonesd/internal/httpapi"
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/sqlite"
@@ -81,7 +82,7 @@ func startPhonesd() (url, token string, stop func()) {
 		Logger:   slog.New(slog.DiscardHandler),
 		Phones:   phone.NewService(db, nil),
 		Verifier: v,
-		Storage:  db,
+		Health:   health.NewProbe(db),
 		Spec:     api.Spec,
 		// phonesd's defaults.
 		StorageTimeout: 1500 * time.Millisecond,

@@ -51,8 +51,8 @@ type request struct {
 	// ifMatch lists the versions If-Match accepts; nil accepts any.
 	ifMatch []int64
 	list    listParams
-	created phone.Phone
-	patch   phone.Patch
+	created phone.Candidate
+	patch   phone.ValidPatch
 }
 
 // audit is what the request's event says of its caller.

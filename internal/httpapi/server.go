@@ -1,8 +1,9 @@
 // Package httpapi is phonesd's HTTP transport, one pipeline from the
 // connection to the domain: each API request is routed, authenticated,
 // admitted, parsed and decoded exactly once, in the order of checks the
-// contract sets, into the domain's own types (a phone.Phone for a create,
-// a phone.Patch for an update), which the service receives; its answer is
+// contract sets, into the domain's own types (a phone.Candidate for a
+// create, a phone.ValidPatch for an update, which only the domain's
+// validation makes), which the service receives; its answer is
 // written with the response types generated from api/openapi.json.
 //
 // What stays of ogen, and why: the schemas' Go types with their JSON
@@ -27,6 +28,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/health"
 	"github.com/phonesd/phonesd/internal/phone"
 )
 
@@ -48,13 +50,6 @@ type Phones interface {
 	Update(ctx context.Context, r phone.UpdateRequest) (phone.Phone, error)
 }
 
-// Storage is what readiness asks of the database: that it answers, and how
-// far the outbox's delivery lags.
-type Storage interface {
-	Ping(ctx context.Context) error
-	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
-}
-
 // Observer counts what the API answers, for metrics. Its arguments come
 // from small fixed sets, never from what a client sent: operation names,
 // the API's methods and "other", statuses and reasons.
@@ -74,8 +69,10 @@ type Config struct {
 	Logger   *slog.Logger
 	Phones   Phones
 	Verifier Verifier
-	Storage  Storage
-	Spec     []byte // served at /openapi.json
+	// Health tells /readyz whether storage answers and how far the
+	// outbox lags; required. The backlog metrics read the same probe.
+	Health *health.Probe
+	Spec   []byte // served at /openapi.json
 	// EventSpec is the event contract, asyncapi.yaml, served at
 	// /asyncapi.yaml; EventSpecJSON is the same document as JSON, served
 	// at /asyncapi.json. /docs shows its events beside the operations.
@@ -135,7 +132,7 @@ type Server struct {
 	log            *slog.Logger
 	phones         Phones
 	verifier       Verifier
-	storageProbe   *storageProbe
+	health         *health.Probe
 	keyFreshness   auth.KeyFreshness
 	checksOnly     bool // /readyz without the outbox backlog and warnings
 	spec           []byte
@@ -181,7 +178,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log:            cfg.Logger,
 		phones:         cfg.Phones,
 		verifier:       cfg.Verifier,
-		storageProbe:   newStorageProbe(cfg.Storage),
+		health:         cfg.Health,
 		keyFreshness:   cfg.KeyFreshness,
 		checksOnly:     cfg.ReadyzChecksOnly,
 		spec:           cfg.Spec,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/phonesd/phonesd/api"
 	"github.com/phonesd/phonesd/internal/auth"
+	"github.com/phonesd/phonesd/internal/health"
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/sqlite"
 )
@@ -57,7 +58,7 @@ func newHandlerWith(tb testing.TB, edit func(*Config)) (*Server, *auth.DevKey) {
 		Logger:        slog.New(slog.DiscardHandler),
 		Phones:        phone.NewService(db, nil),
 		Verifier:      v,
-		Storage:       db,
+		Health:        health.NewProbe(db),
 		Spec:          api.Spec,
 		EventSpec:     api.AsyncAPI,
 		EventSpecJSON: eventSpecJSON(tb),

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/sink/file"
 	"github.com/phonesd/phonesd/internal/sqlite"
 	"github.com/phonesd/phonesd/internal/testkit/eventtest"
 )
@@ -31,11 +31,11 @@ func openStore(t *testing.T) *sqlite.DB {
 	return db
 }
 
-func openFileSink(t *testing.T, path string) *outbox.FileSink {
+func openFileSink(t *testing.T, path string) *file.Sink {
 	t.Helper()
-	sink, err := outbox.NewFileSink(path)
+	sink, err := file.NewSink(path)
 	if err != nil {
-		t.Fatalf("NewFileSink: %v", err)
+		t.Fatalf("file.NewSink: %v", err)
 	}
 	t.Cleanup(func() { sink.Close() })
 	return sink
@@ -58,7 +58,7 @@ func createPhones(t *testing.T, db *sqlite.DB, first, n int) {
 }
 
 // mobile is a new mobile phone of account 1 of tenant-a.
-func mobile(t *testing.T, number string) phone.Phone {
+func mobile(t *testing.T, number string) phone.Candidate {
 	t.Helper()
 	typ := string(phone.Mobile)
 	p, err := phone.New("tenant-a", 1, nil, phone.Draft{Number: &number, Type: &typ})
@@ -128,27 +128,6 @@ func startRelay(t *testing.T, r *outbox.Relay) (stop func()) {
 	return stop
 }
 
-// readLines returns the lines of the events file at path, each checked
-// against the event contract.
-func readLines(t *testing.T, path string) []string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	if len(b) == 0 {
-		return nil
-	}
-	if b[len(b)-1] != '\n' {
-		t.Fatalf("%s: got no final newline; want one", path)
-	}
-	lines := strings.Split(string(b[:len(b)-1]), "\n")
-	for _, l := range lines {
-		eventtest.CheckLine(t, []byte(l))
-	}
-	return lines
-}
-
 func checkLines(t *testing.T, got, want []string) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -190,7 +169,7 @@ func TestRelayDeliversToFile(t *testing.T) {
 	}
 	stop()
 
-	lines := readLines(t, path)
+	lines := eventtest.ReadFile(t, path)
 	if got, wantN := len(lines), len(want)+len(wantIDs); got != wantN {
 		t.Fatalf("lines: got %d; want %d", got, wantN)
 	}
@@ -356,7 +335,7 @@ func TestFlush(t *testing.T) {
 		if got := pendingCount(t, db); got != 0 {
 			t.Errorf("pending after Flush: got %d; want 0", got)
 		}
-		checkLines(t, readLines(t, path), want)
+		checkLines(t, eventtest.ReadFile(t, path), want)
 	})
 
 	t.Run("empty outbox", func(t *testing.T) {

@@ -16,21 +16,37 @@ func (p Patch) Empty() bool {
 		d.CountryCode == nil && d.Extension == nil && !p.ClearAreaCode && !p.ClearExtension
 }
 
-// Validate returns the first rule the patch breaks, in schema order, as a
-// *FieldError, or nil. The rules of each field are those of a create.
-func (p Patch) Validate() error {
-	if p.Number != nil {
-		if err := checkNumber(*p.Number); err != nil {
-			return err
-		}
-	}
-	return p.checkOptional()
+// ValidPatch is a patch that passed Validate: the only form in which
+// Service.Update takes a change. Its patch is unexported for the reason
+// Candidate's phone is: an update that skips validation does not compile.
+type ValidPatch struct {
+	p Patch
 }
 
-// Apply returns cur with the patch's fields set, and whether anything
+// Validate returns the patch, checked, or the first rule it breaks, in
+// schema order, as a *FieldError. The rules of each field are those of a
+// create. The ValidPatch keeps copies of what the patch points to, so
+// that nothing the caller changes afterwards reaches it unchecked.
+func (p Patch) Validate() (ValidPatch, error) {
+	if p.Number != nil {
+		if err := checkNumber(*p.Number); err != nil {
+			return ValidPatch{}, err
+		}
+	}
+	if err := p.checkOptional(); err != nil {
+		return ValidPatch{}, err
+	}
+	d := &p.Draft
+	d.Number, d.Type, d.Active = clonePtr(d.Number), clonePtr(d.Type), clonePtr(d.Active)
+	d.AreaCode, d.CountryCode, d.Extension = clonePtr(d.AreaCode), clonePtr(d.CountryCode), clonePtr(d.Extension)
+	return ValidPatch{p: p}, nil
+}
+
+// apply returns cur with the patch's fields set, and whether anything
 // differs from cur. number and extension compare as sent, so a reformatted
 // number is a change even when its duplicate key is not.
-func (p Patch) Apply(cur Phone) (Phone, bool) {
+func (v ValidPatch) apply(cur Phone) (Phone, bool) {
+	p := v.p
 	next := cur
 	if p.Number != nil {
 		next.Number = *p.Number

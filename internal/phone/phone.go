@@ -65,7 +65,8 @@ func OutOfRange(field string) *FieldError {
 	return &FieldError{field, field + " must be an integer from 0 to " + strconv.FormatInt(limit, 10)}
 }
 
-// Phone is a phone number linked to an account of a tenant.
+// Phone is a phone number linked to an account of a tenant, as stored and
+// read back: the read model. A phone not yet stored is a Candidate.
 type Phone struct {
 	ID          int64
 	Tenant      string
@@ -197,21 +198,45 @@ func checkNumber(n string) error {
 	return nil
 }
 
-// New applies the defaults to a valid draft and returns the phone it describes.
-// It returns the draft's *FieldError when the draft is invalid.
-func New(tenant string, account int64, customer *int64, d Draft) (Phone, error) {
+// Candidate is a new phone, not yet stored, as New made it from a valid
+// draft: the only form in which Service.Create takes a phone to create,
+// and a Store, through Creation, a phone to insert.
+//
+// Its phone is unexported so that the compiler, not a comment, keeps the
+// rule that what is created was validated: code that builds a phone
+// itself, skipping New, does not compile when it hands it over. Phone
+// itself stays a plain read model, with exported fields, since stores
+// scan rows into it and the transport reads it; only the inputs of the
+// service's writes, a Candidate and a ValidPatch, are guarded. The zero
+// Candidate is the one value New did not make, and Creation.Write refuses
+// it.
+type Candidate struct {
+	p Phone
+}
+
+// Phone returns the candidate's phone, to read: the defaults applied, no
+// id, times or version yet.
+func (c Candidate) Phone() Phone {
+	return c.p.clone()
+}
+
+// New applies the defaults to a valid draft and returns the phone it
+// describes, to create. It returns the draft's *FieldError when the draft
+// is invalid. The candidate keeps copies of what d and customer point to,
+// so that nothing the caller changes afterwards reaches it unchecked.
+func New(tenant string, account int64, customer *int64, d Draft) (Candidate, error) {
 	if err := d.Validate(); err != nil {
-		return Phone{}, err
+		return Candidate{}, err
 	}
 	p := Phone{
 		Tenant:      tenant,
 		AccountID:   account,
-		CustomerID:  customer,
+		CustomerID:  clonePtr(customer),
 		Number:      *d.Number,
 		Type:        Type(*d.Type),
 		Active:      true,
 		CountryCode: DefaultCountryCode,
-		Extension:   d.Extension,
+		Extension:   clonePtr(d.Extension),
 	}
 	if d.Active != nil {
 		p.Active = *d.Active
@@ -223,7 +248,22 @@ func New(tenant string, account int64, customer *int64, d Draft) (Phone, error) 
 	if d.CountryCode != nil {
 		p.CountryCode = int32(*d.CountryCode)
 	}
-	return p, nil
+	return Candidate{p: p}, nil
+}
+
+// clone returns p with its own copies of what its fields point to.
+func (p Phone) clone() Phone {
+	p.CustomerID, p.AreaCode, p.Extension = clonePtr(p.CustomerID), clonePtr(p.AreaCode), clonePtr(p.Extension)
+	return p
+}
+
+// clonePtr returns a pointer to a copy of *v, or nil for nil.
+func clonePtr[T any](v *T) *T {
+	if v == nil {
+		return nil
+	}
+	c := *v
+	return &c
 }
 
 // DuplicateKey is the value two active phones of one account may not share:

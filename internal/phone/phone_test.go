@@ -78,18 +78,18 @@ func TestDraftValidate(t *testing.T) {
 }
 
 func TestNewAppliesDefaults(t *testing.T) {
-	p, err := New("TN-1", 5, nil, Draft{Number: ptr("1"), Type: ptr("MOBILE")})
+	c, err := New("TN-1", 5, nil, Draft{Number: ptr("1"), Type: ptr("MOBILE")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Active || p.CountryCode != DefaultCountryCode {
+	if p := c.Phone(); !p.Active || p.CountryCode != DefaultCountryCode {
 		t.Errorf("active %v country %d; want true and %d", p.Active, p.CountryCode, DefaultCountryCode)
 	}
-	p, err = New("TN-1", 5, nil, Draft{Number: ptr("1"), Type: ptr("MOBILE"), Active: ptr(false), CountryCode: ptr(int64(0))})
+	c, err = New("TN-1", 5, nil, Draft{Number: ptr("1"), Type: ptr("MOBILE"), Active: ptr(false), CountryCode: ptr(int64(0))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Active || p.CountryCode != 0 {
+	if p := c.Phone(); p.Active || p.CountryCode != 0 {
 		t.Errorf("active %v country %d; want the values sent: false and 0", p.Active, p.CountryCode)
 	}
 }

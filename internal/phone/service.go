@@ -81,12 +81,12 @@ func NewService(store Store, eventsWritten func()) *Service {
 // made of the request, which validated it, what the event says of the
 // caller, and the idempotency key if one was sent.
 type CreateRequest struct {
-	Phone       Phone
+	Phone       Candidate
 	Audit       Audit
 	Idempotency *Idempotency
 }
 
-// Create stores a new phone, made by New, with its Phone created event. It
+// Create stores a new phone with its Phone created event. It
 // returns ErrDuplicate or a storage error. With an idempotency key it
 // returns the first answer to that key again (a phone with only its ID, or
 // ErrDuplicate), ErrKeyMismatch when the key was first used for another
@@ -209,14 +209,13 @@ type UpdateRequest struct {
 	Tenant    string
 	AccountID int64
 	ID        int64
-	// Patch has passed Patch.Validate.
-	Patch Patch
+	Patch     ValidPatch
 	// IfMatch lists the versions the client accepts; nil accepts any.
 	IfMatch []int64
 	Audit   Audit
 }
 
-// Update applies a valid patch to a phone and stores it with its Phone
+// Update applies a patch to a phone and stores it with its Phone
 // updated event; a patch that changes nothing stores nothing and returns the
 // phone as it is. It returns ErrNotFound, ErrPrecondition when the phone's
 // version is not in IfMatch, ErrDuplicate when the result would be active
@@ -233,7 +232,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (Phone, error) {
 			if r.IfMatch != nil && !slices.Contains(r.IfMatch, cur.Version) {
 				return Write{}, false, ErrPrecondition
 			}
-			next, ok := r.Patch.Apply(cur)
+			next, ok := r.Patch.apply(cur)
 			if !ok {
 				return Write{}, false, nil
 			}

@@ -1,6 +1,9 @@
 package phone
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Write is everything a store writes for one create or one change, all of
 // it decided here: the phone as it is to be stored, its duplicate key, and
@@ -20,7 +23,7 @@ type Write struct {
 // still replayed to a retry; it answers ErrKeyTaken, and stores nothing,
 // when an unexpired key of that scope exists.
 type Creation struct {
-	Phone       Phone
+	Phone       Candidate
 	EventID     string
 	Audit       Audit
 	Idempotency *Idempotency
@@ -29,7 +32,8 @@ type Creation struct {
 // Write returns what a store writes for c once it has chosen, under its
 // lock, the phone's id and the transaction's time at: the phone at version
 // 1, created and updated at at, its duplicate key and its Phone created
-// event. It returns an error only when the event cannot be encoded.
+// event. It returns an error when the event cannot be encoded, or when c's
+// phone is the zero Candidate, which New never returns.
 //
 // A create is a method of the Creation, where a change is a function the
 // service hands over (Change.Apply): what a create writes depends on
@@ -39,7 +43,11 @@ type Creation struct {
 // lock, rather than by the service before the batch, because it carries
 // the id and the time, which only exist once the lock is held.
 func (c Creation) Write(id int64, at time.Time) (Write, error) {
-	p := c.Phone
+	p := c.Phone.p
+	if p.Type == "" {
+		// New never leaves a type empty: only the zero Candidate has none.
+		return Write{}, errors.New("create phone: the phone was not made by phone.New")
+	}
 	p.ID, p.CreatedAt, p.UpdatedAt, p.Version = id, at, at, 1
 	ev, err := CreatedEvent(c.EventID, p, c.Audit)
 	if err != nil {
@@ -49,7 +57,10 @@ func (c Creation) Write(id int64, at time.Time) (Write, error) {
 }
 
 // Change is what a store needs to update a phone: which phone, and the
-// function that decides what to write for it.
+// function that decides what to write for it. Unlike a Creation's
+// Candidate it is not guarded: the service builds its Apply from a
+// ValidPatch and Changed, and the stores' contract suite drives them with
+// changes of its own, which a guard would take from it.
 type Change struct {
 	Tenant    string
 	AccountID int64

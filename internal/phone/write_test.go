@@ -2,9 +2,43 @@ package phone
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
 )
+
+// TestCreationOfNoCandidate checks the zero Candidate, the one value New
+// did not make, is refused rather than stored.
+func TestCreationOfNoCandidate(t *testing.T) {
+	if _, err := (Creation{EventID: "0190a0b0-0000-7000-8000-000000000001"}).Write(1, time.Now()); err == nil {
+		t.Error("Write of the zero Candidate: got nil error; want one")
+	}
+}
+
+// TestValidatedInputsKeepTheirOwnCopies checks what New and Patch.Validate
+// checked cannot be changed afterwards through the caller's pointers.
+func TestValidatedInputsKeepTheirOwnCopies(t *testing.T) {
+	number, typ, ext := "1234", "MOBILE", "x1"
+	c, err := New("TN-1", 1, nil, Draft{Number: &number, Type: &typ, Extension: &ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Patch{Draft: Draft{Number: &number, Extension: &ext}}.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	number, ext = "not a number", "\x00"
+	if p := c.Phone(); p.Number != "1234" || *p.Extension != "x1" {
+		t.Errorf("candidate after the draft changed: number %q, extension %q; want 1234 and x1", p.Number, *p.Extension)
+	}
+	*c.Phone().Extension = "\x00"
+	if p := c.Phone(); *p.Extension != "x1" {
+		t.Errorf("candidate after a read copy changed: extension %q; want x1", *p.Extension)
+	}
+	if next, _ := v.apply(c.Phone()); next.Number != "1234" || *next.Extension != "x1" {
+		t.Errorf("patch after its draft changed: number %q, extension %q; want 1234 and x1", next.Number, *next.Extension)
+	}
+}
 
 // TestCreationWrite checks everything a create writes comes from the
 // creation and the id and time the store chose.
@@ -21,9 +55,9 @@ func TestCreationWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := p
+	want := p.Phone()
 	want.ID, want.CreatedAt, want.UpdatedAt, want.Version = 42, at, at, 1
-	if w.Phone != want {
+	if !reflect.DeepEqual(w.Phone, want) {
 		t.Errorf("Phone: got %+v; want %+v", w.Phone, want)
 	}
 	if got, wantKey := w.Key, want.DuplicateKey(); got != wantKey {
@@ -56,7 +90,7 @@ func TestChanged(t *testing.T) {
 	}
 	want := cur
 	want.Number, want.Extension, want.UpdatedAt, want.Version = "2", next.Extension, at, 4
-	if w.Phone != want {
+	if !reflect.DeepEqual(w.Phone, want) {
 		t.Errorf("Phone: got %+v; want %+v", w.Phone, want)
 	}
 	if got, wantKey := w.Key, want.DuplicateKey(); got != wantKey {

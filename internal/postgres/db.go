@@ -19,8 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/migration"
 	"github.com/phonesd/phonesd/internal/phone"
-	"github.com/phonesd/phonesd/internal/schema"
 )
 
 //go:embed migrations/*.sql
@@ -340,7 +340,7 @@ const (
 // no statement_timeout: a replica may wait for another's migrations, and a
 // migration may rightly take long; ctx bounds both.
 func migrate(ctx context.Context, poolConfig *pgx.ConnConfig) error {
-	migrations, err := schema.Migrations(migrationFiles, "migrations")
+	migrations, err := migration.Read(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -371,7 +371,7 @@ func migrate(ctx context.Context, poolConfig *pgx.ConnConfig) error {
 
 // applyMigrations applies the migrations not recorded yet; the caller holds
 // migrationLockKey.
-func applyMigrations(ctx context.Context, conn *pgx.Conn, migrations []schema.Migration) error {
+func applyMigrations(ctx context.Context, conn *pgx.Conn, migrations []migration.Migration) error {
 	// Created under the lock: concurrent CREATE TABLE IF NOT EXISTS of one
 	// table can fail on PostgreSQL's catalog unique indexes.
 	if _, err := conn.Exec(ctx, createMigrationsSQL); err != nil {
@@ -397,7 +397,7 @@ func applyMigrations(ctx context.Context, conn *pgx.Conn, migrations []schema.Mi
 }
 
 // applyMigration applies and records m in one transaction.
-func applyMigration(ctx context.Context, conn *pgx.Conn, m schema.Migration) error {
+func applyMigration(ctx context.Context, conn *pgx.Conn, m migration.Migration) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

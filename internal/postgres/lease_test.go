@@ -16,6 +16,7 @@ import (
 
 	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/sink/file"
 	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 )
 
@@ -225,7 +226,7 @@ func TestTakeOverMidRoundDeliversEachEventOnce(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fileSink := func(name string) outbox.Sink {
-		s, err := outbox.NewFileSink(filepath.Join(dir, name))
+		s, err := file.NewSink(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}

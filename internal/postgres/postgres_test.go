@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/phonesd/phonesd/internal/migration"
 	"github.com/phonesd/phonesd/internal/phone"
-	"github.com/phonesd/phonesd/internal/schema"
 	"github.com/phonesd/phonesd/internal/testkit/pgtest"
 	"github.com/phonesd/phonesd/internal/testkit/storetest"
 )
@@ -85,7 +85,7 @@ func TestConcurrentMigrations(t *testing.T) {
 		t.FailNow()
 	}
 
-	migrations, err := schema.Migrations(migrationFiles, "migrations")
+	migrations, err := migration.Read(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}

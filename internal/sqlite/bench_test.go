@@ -26,7 +26,7 @@ func BenchmarkCreatePhones(b *testing.B) {
 			}
 			defer db.Close()
 			rng := rand.New(rand.NewPCG(1, 2))
-			area := int32(11)
+			area, mobile := int64(11), string(phone.Mobile)
 			n := 0
 			batch := make([]phone.Creation, size)
 			before, measured := readUsage()
@@ -34,14 +34,10 @@ func BenchmarkCreatePhones(b *testing.B) {
 			for done := 0; done < b.N; done += size {
 				for i := range batch {
 					n++
-					p := phone.Phone{
-						Tenant:      "TN-bench",
-						AccountID:   rng.Int64N(10000) + 1,
-						Number:      fmt.Sprintf("%09d", n),
-						Type:        phone.Mobile,
-						Active:      true,
-						AreaCode:    &area,
-						CountryCode: phone.DefaultCountryCode,
+					number := fmt.Sprintf("%09d", n)
+					p, err := phone.New("TN-bench", rng.Int64N(10000)+1, nil, phone.Draft{Number: &number, Type: &mobile, AreaCode: &area})
+					if err != nil {
+						b.Fatal(err)
 					}
 					// Event ids increase, as the service's UUIDv7 do, so
 					// that their index is appended to.

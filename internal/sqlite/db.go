@@ -18,8 +18,8 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/phonesd/phonesd/internal/groupcommit"
+	"github.com/phonesd/phonesd/internal/migration"
 	"github.com/phonesd/phonesd/internal/phone"
-	"github.com/phonesd/phonesd/internal/schema"
 )
 
 //go:embed migrations/*.sql
@@ -149,21 +149,12 @@ func createPrivate(path string) error {
 	return f.Chmod(0o600)
 }
 
-// dsn returns the driver's name for the file at path. Every connection gets
-// the durability pragmas: a committed write must survive a power cut, which
-// in WAL mode takes synchronous=FULL (NORMAL may lose the last commits).
-// The writer begins transactions IMMEDIATE so that a transaction takes the
-// write lock up front instead of failing with SQLITE_BUSY when it upgrades;
-// readers are query_only, so no write can bypass the single writer.
+// dsn returns the driver's name for the file at path: the durable
+// parameters (see durable), foreign keys, and for the writer the cache and
+// checkpoint tuning that is this store's own; readers are query_only, so
+// no write can bypass the single writer.
 func dsn(path string, writer bool) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", fmt.Errorf("resolve %s: %w", path, err)
-	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	q := durable(writer)
 	q.Add("_pragma", "foreign_keys(1)")
 	if writer {
 		// A batch of creates dirties pages all over the indexes; a cache
@@ -180,12 +171,45 @@ func dsn(path string, writer bool) (string, error) {
 		// temporary file, which cost open, write and close calls on every
 		// batch. In memory it is a copy of the pages it saves.
 		q.Add("_pragma", "temp_store(MEMORY)")
-		q.Set("_txlock", "immediate")
 	} else {
 		q.Set("_query_only", "1")
 	}
-	// A file: URI escapes the path, so a '?' or '%' in a directory name
-	// cannot be read as the start of the parameters.
+	return fileURL(path, q)
+}
+
+// durable returns the parameters that make every connection's commits
+// durable: a committed write must survive a power cut, which in WAL mode
+// takes synchronous=FULL (NORMAL may lose the last commits). A writer
+// begins transactions IMMEDIATE, so that a transaction takes the write
+// lock up front instead of failing with SQLITE_BUSY when it upgrades.
+func durable(writer bool) url.Values {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	if writer {
+		q.Set("_txlock", "immediate")
+	}
+	return q
+}
+
+// DurableWriterDSN returns the driver's name for a connection that writes
+// the file at path with the durability of this store's writer (WAL,
+// synchronous=FULL, transactions IMMEDIATE, a busy timeout), without the
+// store's own tuning of its cache and checkpoints. It is for yardsticks
+// that measure a commit beside the store's, so that both commit alike.
+func DurableWriterDSN(path string) (string, error) {
+	return fileURL(path, durable(true))
+}
+
+// fileURL returns the file: URI of path with the parameters q. A file: URI
+// escapes the path, so a '?' or '%' in a directory name cannot be read as
+// the start of the parameters.
+func fileURL(path string, q url.Values) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", path, err)
+	}
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
 	return u.String(), nil
 }
@@ -241,7 +265,7 @@ const (
 // migrate applies, in version order, each embedded migration not yet
 // recorded in schema_migrations, each in its own transaction.
 func (db *DB) migrate(ctx context.Context) error {
-	migrations, err := schema.Migrations(migrationFiles, "migrations")
+	migrations, err := migration.Read(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -258,7 +282,7 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // applyMigration checks and applies m in one IMMEDIATE transaction, so two
 // processes opening the same new file cannot both apply it.
-func (db *DB) applyMigration(ctx context.Context, m schema.Migration) error {
+func (db *DB) applyMigration(ctx context.Context, m migration.Migration) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/phonesd/phonesd/internal/migration"
 	"github.com/phonesd/phonesd/internal/phone"
-	"github.com/phonesd/phonesd/internal/schema"
 	"github.com/phonesd/phonesd/internal/testkit/storetest"
 )
 
@@ -169,7 +169,7 @@ func TestReopen(t *testing.T) {
 			t.Errorf("migration %d applied_at: got %d; want %d (not re-applied)", v, after[v], at)
 		}
 	}
-	migrations, err := schema.Migrations(migrationFiles, "migrations")
+	migrations, err := migration.Read(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}

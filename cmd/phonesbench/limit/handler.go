@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/phonesd/phonesd/api"
+	"github.com/phonesd/phonesd/internal/phone"
 )
 
 // verifier checks HS256 tokens of one issuer and audience.
@@ -151,22 +152,30 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answer(w, http.StatusOK, `{"id":`+strconv.FormatInt(c.id, 10)+`}`)
 }
 
-// validate returns the create of b, or what is wrong with it.
+// validate returns the create of b, or what is wrong with it. Its rules
+// are fewer than phonesd's (a number of digits alone), but their bounds,
+// types and default are the domain's own.
 func (b createBody) validate() (*create, string) {
-	if b.Number == nil || len(*b.Number) == 0 || len(*b.Number) > 15 || strings.Trim(*b.Number, "0123456789") != "" {
-		return nil, "number must be 1 to 15 digits"
+	if b.Number == nil || len(*b.Number) == 0 || len(*b.Number) > phone.MaxNumberLen || strings.Trim(*b.Number, "0123456789") != "" {
+		return nil, "number must be 1 to " + strconv.Itoa(phone.MaxNumberLen) + " digits"
 	}
-	if b.Type == nil || (*b.Type != "RESIDENTIAL" && *b.Type != "COMMERCIAL" && *b.Type != "MOBILE") {
-		return nil, "type must be one of RESIDENTIAL, COMMERCIAL, MOBILE"
+	typ := ""
+	if b.Type != nil {
+		typ = *b.Type
 	}
-	if b.AreaCode != nil && (*b.AreaCode < 0 || *b.AreaCode > 1<<31-1) {
+	if _, err := phone.ParseType(typ); err != nil {
+		var fe *phone.FieldError
+		errors.As(err, &fe)
+		return nil, fe.Message
+	}
+	if b.AreaCode != nil && (*b.AreaCode < 0 || *b.AreaCode > phone.MaxAreaCode) {
 		return nil, "area_code out of range"
 	}
-	country := int64(55)
+	country := int64(phone.DefaultCountryCode)
 	if b.CountryCode != nil {
 		country = *b.CountryCode
 	}
-	if country < 0 || country > 99999 {
+	if country < 0 || country > phone.MaxCountryCode {
 		return nil, "country_code out of range"
 	}
 	area := "-"
@@ -194,7 +203,7 @@ func (c *create) event(at time.Time) ([]byte, error) {
 	}
 	return json.Marshal(api.PhoneEvent{
 		EventID: uuid.Must(uuid.NewV7()).String(), SchemaVersion: api.EventSchemaVersion, Domain: api.EventDomain, EventType: api.EventPhoneCreation,
-		OrgID: c.tenant, CID: c.cid, Timestamp: at.UTC().Format("2006-01-02T15:04:05.000Z"),
+		OrgID: c.tenant, CID: c.cid, Timestamp: at.UTC().Format(phone.TimestampLayout),
 		Data: api.PhoneAudit{Method: api.EventCreationMethod, URI: api.EventCreationURI, Roles: []string{}, Origin: "API", Object: obj},
 	})
 }

@@ -93,6 +93,29 @@ func CheckLine(t testing.TB, line []byte) {
 	}
 }
 
+// ReadFile returns the lines of the events file at path, without their
+// newlines, each checked with CheckLine; none for an empty file. It fails t
+// when the file cannot be read or its last line has no newline, which a
+// sink's Publish never leaves behind.
+func ReadFile(t testing.TB, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if b[len(b)-1] != '\n' {
+		t.Fatalf("%s: got no final newline; want one", path)
+	}
+	lines := strings.Split(string(b[:len(b)-1]), "\n")
+	for _, l := range lines {
+		CheckLine(t, []byte(l))
+	}
+	return lines
+}
+
 // CheckMessage fails t unless a JetStream message, read from a stream with
 // its headers, is a message of the contract's channel for its subject.
 // A message on a subject of no channel passes when the subject is not of

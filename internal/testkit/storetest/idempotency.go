@@ -116,8 +116,8 @@ func testLargeBatch(t *testing.T, s Store) {
 		}
 		if o.Err == nil {
 			stored++
-			if o.Phone.Number != batch[i].Phone.Number {
-				t.Errorf("creation %d: stored number %q; want %q", i, o.Phone.Number, batch[i].Phone.Number)
+			if want := batch[i].Phone.Phone().Number; o.Phone.Number != want {
+				t.Errorf("creation %d: stored number %q; want %q", i, o.Phone.Number, want)
 			}
 		}
 	}

@@ -251,7 +251,7 @@ func testCreateReadBack(t *testing.T, s Store) {
 			if got.Version != 1 {
 				t.Errorf("Version: got %d; want 1", got.Version)
 			}
-			want := c.Phone
+			want := c.Phone.Phone()
 			want.ID, want.CreatedAt, want.UpdatedAt, want.Version = got.ID, got.CreatedAt, got.CreatedAt, 1
 			checkPhone(t, "CreatePhone", got, want)
 

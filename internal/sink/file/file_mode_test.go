@@ -1,6 +1,6 @@
 //go:build unix
 
-package outbox_test
+package file_test
 
 import (
 	"os"
@@ -14,7 +14,7 @@ func TestFileSinkCreatesAPrivateFile(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	openFileSink(t, path)
+	openSink(t, path)
 	info, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)

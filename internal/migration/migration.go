@@ -1,8 +1,8 @@
-// Package schema reads the migrations of a store: the numbered SQL files
+// Package migration reads the migrations of a store: the numbered SQL files
 // that build its schema. Each store applies them itself, in its own
 // dialect, transactions and locks; what they share is how the files are
 // named, checked and ordered.
-package schema
+package migration
 
 import (
 	"cmp"
@@ -25,12 +25,12 @@ type Migration struct {
 // record versions in an INTEGER column, which PostgreSQL keeps in 32 bits.
 const MaxVersion = 1<<31 - 1
 
-// Migrations returns the migrations in the directory dir of fsys, one per
+// Read returns the migrations in the directory dir of fsys, one per
 // file, sorted by version: the number before the first '_' of the file's
 // name. It returns an error when a name does not start with a version from
 // 1 to MaxVersion and '_', when two files share a version, or when the
 // directory or a file cannot be read.
-func Migrations(fsys fs.FS, dir string) ([]Migration, error) {
+func Read(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)

@@ -17,8 +17,8 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/phonesd/phonesd/internal/jetstream"
 	"github.com/phonesd/phonesd/internal/phone"
+	"github.com/phonesd/phonesd/internal/sink/jetstream"
 	"github.com/phonesd/phonesd/internal/testkit/faultproxy"
 	"github.com/phonesd/phonesd/internal/testkit/natstest"
 )

@@ -1,4 +1,4 @@
-package outbox_test
+package file_test
 
 import (
 	"context"
@@ -6,15 +6,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/phonesd/phonesd/internal/outbox"
 	"github.com/phonesd/phonesd/internal/phone"
-	"github.com/phonesd/phonesd/internal/sqlite"
+	"github.com/phonesd/phonesd/internal/sink/file"
+	"github.com/phonesd/phonesd/internal/testkit/eventtest"
 )
+
+func openSink(t *testing.T, path string) *file.Sink {
+	t.Helper()
+	sink, err := file.NewSink(path)
+	if err != nil {
+		t.Fatalf("NewSink: %v", err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return sink
+}
 
 func TestFileSinkCutsTornTail(t *testing.T) {
 	long := strings.Repeat("x", 100*1024)
@@ -39,7 +50,7 @@ func TestFileSinkCutsTornTail(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sink := openFileSink(t, path)
+			sink := openSink(t, path)
 			got, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -73,7 +84,7 @@ func abbrev(s string) string {
 
 func TestFileSinkPublish(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	sink := openFileSink(t, path)
+	sink := openSink(t, path)
 	ctx := context.Background()
 
 	if err := sink.Publish(ctx, []phone.Event{
@@ -111,18 +122,18 @@ func TestFileSinkPublish(t *testing.T) {
 	}
 }
 
-func TestNewFileSinkMissingDirectory(t *testing.T) {
-	_, err := outbox.NewFileSink(filepath.Join(t.TempDir(), "missing", "events.jsonl"))
+func TestNewSinkMissingDirectory(t *testing.T) {
+	_, err := file.NewSink(filepath.Join(t.TempDir(), "missing", "events.jsonl"))
 	if err == nil {
-		t.Fatal("NewFileSink: got nil error; want one")
+		t.Fatal("NewSink: got nil error; want one")
 	}
 }
 
 // event returns the event numbered seq, as the domain builds it.
 func event(t *testing.T, seq int64) phone.Event {
 	t.Helper()
-	p := mobile(t, fmt.Sprintf("9000-%04d", seq))
-	p.ID = seq
+	p := phone.Phone{ID: seq, Tenant: "tenant-a", AccountID: 1, Number: fmt.Sprintf("9000-%04d", seq),
+		Type: phone.Mobile, Active: true, CountryCode: phone.DefaultCountryCode, CreatedAt: time.UnixMilli(1_800_000_000_000 + seq)}
 	ev, err := phone.CreatedEvent(eventID(seq), p, phone.Audit{CID: fmt.Sprintf("cid-%d", seq), Origin: "API"})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +158,7 @@ func TestFileSinkWritesEachEventOnce(t *testing.T) {
 		}
 		return out
 	}
-	sink := openFileSink(t, path)
+	sink := openSink(t, path)
 	if err := sink.Publish(ctx, evs[:3]); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +166,9 @@ func TestFileSinkWritesEachEventOnce(t *testing.T) {
 	if err := sink.Publish(ctx, evs[1:5]); err != nil {
 		t.Fatal(err)
 	}
-	checkLines(t, readLines(t, path), payloads(evs[:5]))
+	if got, want := eventtest.ReadFile(t, path), payloads(evs[:5]); !slices.Equal(got, want) {
+		t.Fatalf("lines:\ngot  %q\nwant %q", got, want)
+	}
 	sink.Close()
 
 	// A new sink on the same file, as after a crash, and a torn line.
@@ -165,59 +178,13 @@ func TestFileSinkWritesEachEventOnce(t *testing.T) {
 	}
 	f.WriteString(`{"event_id":"` + eventID(6) + `","n`)
 	f.Close()
-	sink = openFileSink(t, path)
+	sink = openSink(t, path)
 	if err := sink.Publish(ctx, evs[3:]); err != nil {
 		t.Fatal(err)
 	}
-	checkLines(t, readLines(t, path), payloads(evs))
-}
-
-func TestRelayWritesEachEventOnceAfterAFailedMark(t *testing.T) {
-	db := openStore(t)
-	createPhones(t, db, 0, 5)
-	want := allPayloads(t, db)
-	path := filepath.Join(t.TempDir(), "events.jsonl")
-	store := &failingMarks{DB: db, failures: 2}
-	relay := outbox.NewRelay(store, openFileSink(t, path), outbox.Options{PollInterval: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
-	startRelay(t, relay)
-	waitFor(t, "every event marked sent", func() bool { return pendingCount(t, db) == 0 })
-	checkLines(t, readLines(t, path), want)
-}
-
-// failingMarks fails its first marks after they were made, as a mark whose
-// answer is lost, or made by a process that dies before it returns.
-type failingMarks struct {
-	*sqlite.DB
-	mu       sync.Mutex
-	failures int
-}
-
-func (s *failingMarks) MarkDelivered(ctx context.Context, through int64, epoch int64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failures > 0 {
-		s.failures--
-		return errors.New("mark lost")
+	if got, want := eventtest.ReadFile(t, path), payloads(evs); !slices.Equal(got, want) {
+		t.Fatalf("lines:\ngot  %q\nwant %q", got, want)
 	}
-	return s.DB.MarkDelivered(ctx, through, epoch)
-}
-
-// TestRelayAfterCrashDoesNotAppendAgain starts a relay on a file that
-// already holds the first events, delivered before a crash that came before
-// they were marked sent: they are marked now, and only the others appended.
-func TestRelayAfterCrashDoesNotAppendAgain(t *testing.T) {
-	db := openStore(t)
-	createPhones(t, db, 0, 6)
-	want := allPayloads(t, db)
-	path := filepath.Join(t.TempDir(), "events.jsonl")
-	torn := want[3][:len(want[3])/2]
-	if err := os.WriteFile(path, []byte(strings.Join(want[:3], "\n")+"\n"+torn), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	relay := outbox.NewRelay(db, openFileSink(t, path), outbox.Options{PollInterval: 5 * time.Millisecond})
-	startRelay(t, relay)
-	waitFor(t, "every event marked sent", func() bool { return pendingCount(t, db) == 0 })
-	checkLines(t, readLines(t, path), want)
 }
 
 // TestFileSinkRecognisesAFullBatchOfLargeEvents writes a relay's full batch
@@ -243,17 +210,17 @@ func TestFileSinkRecognisesAFullBatchOfLargeEvents(t *testing.T) {
 		batch[i] = ev
 		size += len(ev.Payload) + 1
 	}
-	sink := openFileSink(t, path)
+	sink := openSink(t, path)
 	if err := sink.Publish(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
 	sink.Close()
 
-	sink = openFileSink(t, path)
+	sink = openSink(t, path)
 	if err := sink.Publish(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	if lines := readLines(t, path); len(lines) != len(batch) {
+	if lines := eventtest.ReadFile(t, path); len(lines) != len(batch) {
 		t.Errorf("the file holds %d lines after the batch of %d events (%d bytes) was published again on a new sink; want %d", len(lines), len(batch), size, len(batch))
 	}
 }

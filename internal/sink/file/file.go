@@ -1,4 +1,5 @@
-package outbox
+// Package file delivers outbox events to a file, one JSON line each.
+package file
 
 import (
 	"bytes"
@@ -15,7 +16,7 @@ import (
 	"github.com/phonesd/phonesd/internal/phone"
 )
 
-// FileSink is a Sink that appends each event's payload as one line of a file
+// Sink is an outbox.Sink that appends each event's payload as one line of a file
 // (JSON Lines) and fsyncs before Publish returns. Each event is written to
 // the file once, even when the relay delivers it again (a crash between
 // the fsync and marking the events sent, a failed mark): the sink knows
@@ -23,7 +24,7 @@ import (
 // opens, and reports those events delivered without appending them again.
 // It is safe for sequential use by one relay, and the file must have no
 // other writer.
-type FileSink struct {
+type Sink struct {
 	f    *os.File
 	path string
 	// size is the length of the file's complete lines: where the next
@@ -38,18 +39,18 @@ type FileSink struct {
 // recentLines is how many of the file's last lines the sink recognises.
 // A relay moves past no event it has not marked sent, so the events it may
 // deliver again are the batch it last published: at most BatchSize,
-// DefaultBatchSize in phonesd, far fewer than this.
+// outbox.DefaultBatchSize in phonesd, far fewer than this.
 const recentLines = 4096
 
 // readBlock is how much of the file a backward scan reads at a time.
 const readBlock = 64 << 10
 
-// NewFileSink opens the file at path for appending, creating it with mode
+// NewSink opens the file at path for appending, creating it with mode
 // 0600 whatever the umask (its directory must exist): its events hold phone
 // numbers. It cuts a torn last line and reads the event ids of the last
 // lines. It returns an error when the file cannot be opened, read, cut or
 // made durable.
-func NewFileSink(path string) (*FileSink, error) {
+func NewSink(path string) (*Sink, error) {
 	f, err := openPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("open event file: %w", err)
@@ -80,7 +81,7 @@ func NewFileSink(path string) (*FileSink, error) {
 		f.Close()
 		return nil, fmt.Errorf("open event file %s: %w", path, err)
 	}
-	s := &FileSink{f: f, path: path, size: size, inFile: map[string]bool{}}
+	s := &Sink{f: f, path: path, size: size, inFile: map[string]bool{}}
 	ids, err := lastEventIDs(f, size, recentLines)
 	if err != nil {
 		f.Close()
@@ -109,7 +110,7 @@ func openPrivate(path string) (*os.File, error) {
 }
 
 // remember records ids as the file's last lines.
-func (s *FileSink) remember(ids []string) {
+func (s *Sink) remember(ids []string) {
 	for _, id := range ids {
 		if id == "" {
 			continue
@@ -129,7 +130,7 @@ func (s *FileSink) remember(ids []string) {
 // in a single write, and returns after fsync. It returns an error, and leaves
 // the file as it was, when a payload holds a newline, the write or the fsync
 // fails, or ctx has ended.
-func (s *FileSink) Publish(ctx context.Context, events []phone.Event) error {
+func (s *Sink) Publish(ctx context.Context, events []phone.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("publish to %s: %w", s.path, err)
 	}
@@ -179,7 +180,7 @@ func (s *FileSink) Publish(ctx context.Context, events []phone.Event) error {
 
 // undo cuts the file back to its complete lines after a failed Publish, so
 // that the retry does not append after a fragment.
-func (s *FileSink) undo(err error) error {
+func (s *Sink) undo(err error) error {
 	if terr := truncate(s.f, s.size); terr != nil {
 		return errors.Join(err, terr)
 	}
@@ -187,7 +188,7 @@ func (s *FileSink) undo(err error) error {
 }
 
 // Close closes the file.
-func (s *FileSink) Close() error {
+func (s *Sink) Close() error {
 	if err := s.f.Close(); err != nil {
 		return fmt.Errorf("close event file %s: %w", s.path, err)
 	}

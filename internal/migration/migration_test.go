@@ -1,4 +1,4 @@
-package schema
+package migration
 
 import (
 	"strings"
@@ -16,9 +16,9 @@ func TestMigrationsOrder(t *testing.T) {
 		"m0/1_other.sql":        {Data: []byte("not read")},
 		"m/2147483647_last.sql": {Data: []byte("SELECT max")},
 	}
-	got, err := Migrations(fsys, "m")
+	got, err := Read(fsys, "m")
 	if err != nil {
-		t.Fatalf("Migrations: %v", err)
+		t.Fatalf("Read: %v", err)
 	}
 	want := []Migration{
 		{1, "0001_one.sql", "SELECT 1"},
@@ -28,7 +28,7 @@ func TestMigrationsOrder(t *testing.T) {
 		{MaxVersion, "2147483647_last.sql", "SELECT max"},
 	}
 	if len(got) != len(want) {
-		t.Fatalf("Migrations: got %+v; want %+v", got, want)
+		t.Fatalf("Read: got %+v; want %+v", got, want)
 	}
 	for i := range want {
 		if got[i] != want[i] {
@@ -57,13 +57,13 @@ func TestMigrationsRefused(t *testing.T) {
 			for _, f := range tt.files {
 				fsys["m/"+f] = &fstest.MapFile{Data: []byte("SELECT 1")}
 			}
-			_, err := Migrations(fsys, "m")
+			_, err := Read(fsys, "m")
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Migrations(%v): got error %v; want one saying %q", tt.files, err, tt.want)
+				t.Errorf("Read(%v): got error %v; want one saying %q", tt.files, err, tt.want)
 			}
 		})
 	}
-	if _, err := Migrations(fstest.MapFS{}, "missing"); err == nil {
-		t.Error("Migrations of a missing directory: got nil error; want one")
+	if _, err := Read(fstest.MapFS{}, "missing"); err == nil {
+		t.Error("Read of a missing directory: got nil error; want one")
 	}
 }
