@@ -114,7 +114,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 			keys = append(keys, []any{k.Scope, k.Fingerprint, id(i), ms, k.ExpiresAt.UnixMilli()})
 		}
 	}
-	claimed, err := db.insertRows(ctx, tx, &insertKeysSQL, keys)
+	claimed, _, err := db.insertRows(ctx, tx, &insertKeysSQL, keys)
 	if err != nil {
 		return fail(fmt.Errorf("claim idempotency keys: %w", err))
 	}
@@ -130,14 +130,17 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		phones = append(phones, []any{p.ID, p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
 			p.AreaCode, p.CountryCode, p.Extension, w.Key, p.CreatedAt.UnixMilli(), p.UpdatedAt.UnixMilli(), p.Version})
 	}
-	inserted, err := db.insertRows(ctx, tx, &insertPhonesSQL, phones)
+	inserted, _, err := db.insertRows(ctx, tx, &insertPhonesSQL, phones)
 	if err != nil {
 		return fail(fmt.Errorf("insert phones: %w", err))
 	}
 	if err := db.spendIDs(ctx, tx, id(len(cs)-1)); err != nil {
 		return fail(err)
 	}
-	var events [][]any
+	var (
+		events    [][]any
+		committed []phone.Event
+	)
 	for i := range cs {
 		if outs[i].Err != nil {
 			continue
@@ -148,9 +151,11 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		}
 		ev := writes[i].Event
 		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent)})
+		committed = append(committed, ev)
 		outs[i].Phone = writes[i].Phone
 	}
-	if _, err := db.insertRows(ctx, tx, &insertEventsSQL, events); err != nil {
+	_, lastSeq, err := db.insertRows(ctx, tx, &insertEventsSQL, events)
+	if err != nil {
 		return fail(fmt.Errorf("insert events: %w", err))
 	}
 	if err := tx.Commit(); err != nil {
@@ -159,6 +164,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		// batch may be stored.
 		return nil, fmt.Errorf("commit create phones: outcome unknown: %w", err)
 	}
+	db.committed(withSeqs(committed, lastSeq))
 	return outs, nil
 }
 
@@ -188,12 +194,25 @@ type rowsInsert struct {
 	head, row, tail string
 }
 
+// withSeqs sets the seqs of events, the rows a transaction appended to the
+// outbox in their order, the last of them last, and returns them. Under
+// the write lock, AUTOINCREMENT gives the rows of a transaction
+// consecutive seqs, one above the largest ever handed out.
+func withSeqs(events []phone.Event, last int64) []phone.Event {
+	for i := range events {
+		events[i].Seq = last - int64(len(events)-1-i)
+	}
+	return events
+}
+
 // insertRows inserts rows with ins and returns the ids the statements
-// returned. The rows go in statements of as many rows as the largest power
-// of two that fits, up to maxRowsPerStatement: 37 rows take three, of 32,
-// 4 and 1 rows.
-func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows [][]any) (map[int64]bool, error) {
+// returned, or, when ins returns none, the rowid of the last row inserted.
+// The rows go in statements of as many rows as the largest power of two
+// that fits, up to maxRowsPerStatement: 37 rows take three, of 32, 4 and 1
+// rows.
+func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows [][]any) (map[int64]bool, int64, error) {
 	ids := make(map[int64]bool, len(rows))
+	var last int64
 	for len(rows) > 0 {
 		n := 1 << (bits.Len(uint(min(len(rows), maxRowsPerStatement))) - 1)
 		chunk := rows[:n]
@@ -204,16 +223,20 @@ func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows 
 		}
 		st := tx.StmtContext(ctx, db.writes.insert(ins, n))
 		if ins.tail == "" {
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				return nil, err
+			res, err := st.ExecContext(ctx, args...)
+			if err != nil {
+				return nil, 0, err
+			}
+			if last, err = res.LastInsertId(); err != nil {
+				return nil, 0, err
 			}
 			continue
 		}
 		if err := collectIDs(ctx, st, args, ids); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return ids, nil
+	return ids, last, nil
 }
 
 func collectIDs(ctx context.Context, st *sql.Stmt, args []any, ids map[int64]bool) error {
@@ -274,13 +297,17 @@ RETURNING id`,
 	}
 )
 
-// insertEvent appends ev to the outbox inside tx.
-func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) error {
-	_, err := tx.StmtContext(ctx, db.writes.insertEvent).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent))
+// insertEvent appends ev to the outbox inside tx and returns its seq.
+func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) (int64, error) {
+	res, err := tx.StmtContext(ctx, db.writes.insertEvent).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent))
 	if err != nil {
-		return fmt.Errorf("insert %s event: %w", ev.Type, err)
+		return 0, fmt.Errorf("insert %s event: %w", ev.Type, err)
 	}
-	return nil
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert %s event: %w", ev.Type, err)
+	}
+	return seq, nil
 }
 
 // nullable stores "" as NULL, which takes no room in a row.
@@ -402,12 +429,14 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 		return phone.Phone{}, fmt.Errorf("update phone %d: version %d is no longer stored", c.ID, cur.Version)
 	}
 
-	if err := db.insertEvent(ctx, tx, w.Event); err != nil {
+	seq, err := db.insertEvent(ctx, tx, w.Event)
+	if err != nil {
 		return phone.Phone{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return phone.Phone{}, fmt.Errorf("commit update phone %d: %w", c.ID, err)
 	}
+	db.committed(withSeqs([]phone.Event{w.Event}, seq))
 	return next, nil
 }
 
