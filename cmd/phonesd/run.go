@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return err
 	}
 	defer stopTracing(tracing, log)
-	db, lease, err := openStorage(ctx, cfg, groupcommit.Instruments{Committed: metrics.Committed, Waiting: metrics.WaitingForCommit, Tracer: tracing.Tracer})
+	db, relayParts, err := openStorage(ctx, cfg, groupcommit.Instruments{Committed: metrics.Committed, Waiting: metrics.WaitingForCommit, Tracer: tracing.Tracer})
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return err
 	}
 	defer sink.Close()
-	relay := newRelay(cfg, db, sink, lease, log, metrics, tracing)
+	relay := newRelay(cfg, db, sink, relayParts, log, metrics, tracing)
 	verifier, devKey, err := newVerifier(cfg, log)
 	if err != nil {
 		return err
@@ -150,12 +150,21 @@ func stopTracing(tracing *telemetry.Tracing, log *slog.Logger) {
 	}
 }
 
+// relayParts are what the storage gives the relay beside its outbox: the
+// lease among replicas, and the handoff of committed events, where the
+// storage has them.
+type relayParts struct {
+	lease   outbox.Lease
+	handoff *outbox.Handoff
+}
+
 // newRelay returns the relay from db's outbox to sink, reporting to metrics
 // and traces.
-func newRelay(cfg config, db storage, sink outbox.Sink, lease outbox.Lease, log *slog.Logger, metrics *telemetry.Metrics, tracing *telemetry.Tracing) *outbox.Relay {
+func newRelay(cfg config, db storage, sink outbox.Sink, parts relayParts, log *slog.Logger, metrics *telemetry.Metrics, tracing *telemetry.Tracing) *outbox.Relay {
 	return outbox.NewRelay(db, sink, outbox.Options{
 		Retention: cfg.retention,
-		Lease:     lease,
+		Lease:     parts.lease,
+		Handoff:   parts.handoff,
 		Logger:    log,
 		Instruments: outbox.Instruments{
 			Delivered: func(n int, err error) { metrics.Delivered(cfg.sinkName(), n, err) },
@@ -368,9 +377,11 @@ type storage interface {
 }
 
 // openStorage opens the configured database and migrates it. It also
-// returns the lease the relays of replicas sharing the database take turns
-// with; nil for SQLite, which only this process opens.
-func openStorage(ctx context.Context, cfg config, instruments groupcommit.Instruments) (storage, outbox.Lease, error) {
+// returns what the relay needs of it beside the outbox: for PostgreSQL the
+// lease the relays of replicas sharing the database take turns with; for
+// SQLite, which only this process opens and whose outbox's order is its
+// single writer's commit order, the handoff of the events it commits.
+func openStorage(ctx context.Context, cfg config, instruments groupcommit.Instruments) (storage, relayParts, error) {
 	if cfg.postgresURL != "" {
 		db, err := postgres.Open(ctx, cfg.postgresURL, postgres.Options{
 			MaxConns:         cfg.dbMaxConns,
@@ -378,15 +389,16 @@ func openStorage(ctx context.Context, cfg config, instruments groupcommit.Instru
 			Instruments:      instruments,
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("open PostgreSQL: %w", err)
+			return nil, relayParts{}, fmt.Errorf("open PostgreSQL: %w", err)
 		}
-		return db, db.RelayLease(), nil
+		return db, relayParts{lease: db.RelayLease()}, nil
 	}
-	db, err := sqlite.Open(ctx, cfg.databasePath, sqlite.Options{Instruments: instruments})
+	handoff := outbox.NewHandoff()
+	db, err := sqlite.Open(ctx, cfg.databasePath, sqlite.Options{Instruments: instruments, Committed: handoff.Committed})
 	if err != nil {
-		return nil, nil, fmt.Errorf("open SQLite: %w", err)
+		return nil, relayParts{}, fmt.Errorf("open SQLite: %w", err)
 	}
-	return db, nil, nil
+	return db, relayParts{handoff: handoff}, nil
 }
 
 // openSink returns where the relay delivers events: the JSON Lines file, or

@@ -1,7 +1,8 @@
 // Package outbox delivers the events of the transactional outbox to a sink,
 // in outbox order and none lost. The relay delivers again what a crash or a
-// failed mark left unmarked, and the sinks recognise it: JetStream by
-// Nats-Msg-Id, the file sink among its file's last lines.
+// failed mark left unmarked (at most MarkEvery + BatchSize - 1 events), and
+// the sinks recognise it: JetStream by Nats-Msg-Id, the file sink among its
+// file's last lines.
 package outbox
 
 import (
@@ -34,6 +35,17 @@ type Store interface {
 	// PruneDelivered deletes delivered events created before a time.
 	PruneDelivered(ctx context.Context, createdBefore time.Time) (int64, error)
 	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
+}
+
+// AfterReader is a Store that can also read the events after any event,
+// not only after its marked position: a relay on it marks the position
+// every MarkEvery events or MarkInterval rather than every round, and
+// reads on from what it published. A relay on a Store without it marks
+// every round, since it can read only from the mark.
+type AfterReader interface {
+	// EventsAfter returns up to limit events that follow the event whose
+	// seq is after, in delivery order.
+	EventsAfter(ctx context.Context, after int64, limit int) ([]phone.Event, error)
 }
 
 // Sink delivers events durably: when Publish returns nil every event is safe
@@ -84,15 +96,27 @@ type Options struct {
 	PruneInterval time.Duration // how often delivered events are pruned; default 1h
 	MaxBackoff    time.Duration // longest wait after failed rounds; default 30s
 	StatsInterval time.Duration // how often the backlog is logged; default 30s
-	Logger        *slog.Logger  // default discards
+	// MarkEvery and MarkInterval bound the events published and not yet
+	// marked delivered, on a Store that is an AfterReader: the position is
+	// marked once MarkEvery events, or events published MarkInterval ago,
+	// wait for it; defaults 1024 and 100ms. A crash delivers them again,
+	// so a sink's deduplication must reach MarkEvery + BatchSize - 1
+	// events back.
+	MarkEvery    int
+	MarkInterval time.Duration
+	// Handoff, when set, is where the store's writer hands over the
+	// events it commits (see Handoff); nil reads every event from the
+	// outbox.
+	Handoff *Handoff
+	Logger  *slog.Logger // default discards
 	// Instruments tell about the deliveries; zero fields tell nothing.
 	Instruments Instruments
 }
 
 // Instruments are what a Relay tells the people who run it.
 type Instruments struct {
-	// Delivered learns each round that published n events and marked
-	// them, or failed to.
+	// Delivered learns each round that published n events, or failed to
+	// read, publish or mark them.
 	Delivered func(n int, err error)
 	// LeaseHeld learns, each round, whether this relay may deliver.
 	LeaseHeld func(held bool)
@@ -139,6 +163,8 @@ const (
 	DefaultPruneInterval = time.Hour
 	DefaultMaxBackoff    = 30 * time.Second
 	DefaultStatsInterval = 30 * time.Second
+	DefaultMarkEvery     = 1024
+	DefaultMarkInterval  = 100 * time.Millisecond
 )
 
 // errStandby means another relay holds the lease.
@@ -168,6 +194,21 @@ type Relay struct {
 	// published counts the rounds that published, under round, for the
 	// failpoint of test builds.
 	published int
+	// pos is what this relay delivered, under round.
+	pos position
+}
+
+// position is how far a relay has delivered, in the term it holds.
+type position struct {
+	epoch int64
+	// known is whether last is this relay's own: it delivered events in
+	// this term. Until then it reads from the store's mark.
+	known bool
+	last  int64 // seq of the last event published
+	// unmarked counts the events published after the store's mark, the
+	// first of them at since.
+	unmarked int
+	since    time.Time
 }
 
 // NewRelay returns a Relay from store to sink; it starts nothing until Run
@@ -193,6 +234,12 @@ func NewRelay(store Store, sink Sink, opts Options) *Relay {
 	}
 	if opts.StatsInterval <= 0 {
 		opts.StatsInterval = DefaultStatsInterval
+	}
+	if opts.MarkEvery <= 0 {
+		opts.MarkEvery = DefaultMarkEvery
+	}
+	if opts.MarkInterval <= 0 {
+		opts.MarkInterval = DefaultMarkInterval
 	}
 	log := opts.Logger
 	if log == nil {
@@ -274,15 +321,15 @@ func (r *Relay) Run(ctx context.Context) {
 			// A full batch: more may be waiting.
 			continue
 		}
-		if sleep(ctx, r.opts.PollInterval, r.wake) {
+		if sleep(ctx, r.idle(), r.wake) {
 			sleep(ctx, r.opts.Gather, nil)
 		}
 	}
 }
 
-// Flush delivers until nothing is pending, for shutdown. It returns an error
-// when ctx ends first, wrapping the last delivery error if any; what is left
-// stays in the outbox for the next Run.
+// Flush delivers until nothing is pending and marks what it delivered,
+// for shutdown. It returns an error when ctx ends first, wrapping the last
+// delivery error if any; what is left stays in the outbox for the next Run.
 func (r *Relay) Flush(ctx context.Context) error {
 	var (
 		backoff time.Duration
@@ -293,10 +340,13 @@ func (r *Relay) Flush(ctx context.Context) error {
 		if errors.Is(err, errStandby) || errors.Is(err, ErrLeaseLost) {
 			return nil // the replica holding the lease delivers
 		}
-		if err == nil {
-			if n < r.opts.BatchSize {
+		if err == nil && n < r.opts.BatchSize {
+			err = r.markNow(ctx)
+			if err == nil {
 				return nil
 			}
+		}
+		if err == nil {
 			lastErr, backoff = nil, 0
 			continue
 		}
@@ -309,8 +359,8 @@ func (r *Relay) Flush(ctx context.Context) error {
 	}
 }
 
-// deliver runs one round: it publishes up to BatchSize pending events and
-// marks them sent, returning how many it delivered.
+// deliver runs one round: it publishes up to BatchSize pending events, and
+// marks the position when it is due, returning how many it published.
 func (r *Relay) deliver(ctx context.Context) (int, error) {
 	select {
 	case r.round <- struct{}{}:
@@ -319,61 +369,174 @@ func (r *Relay) deliver(ctx context.Context) (int, error) {
 	}
 	defer func() { <-r.round }()
 
-	var term Term
-	if r.opts.Lease != nil {
-		t, held, err := r.opts.Lease.Hold(ctx)
-		r.opts.Instruments.leaseHeld(held && err == nil)
-		if err != nil {
-			return 0, err
-		}
-		if !held {
-			return 0, errStandby
-		}
-		term = t
-	} else {
-		r.opts.Instruments.leaseHeld(true)
+	term, err := r.hold(ctx)
+	if err != nil {
+		return 0, err
 	}
 	// The round stops the moment the lease is lost: a replica taking over
 	// publishes the same events, and this relay must not go on with them.
 	rctx, stop := untilLost(ctx, term.Lost)
 	defer stop()
-	events, err := r.store.PendingEvents(rctx, r.opts.BatchSize)
+	n, err := r.publish(ctx, rctx, term)
+	if errors.Is(err, ErrLeaseLost) {
+		// What was published before is marked if no other replica has
+		// taken over; the store refuses the mark otherwise.
+		err = errors.Join(err, r.mark(ctx, term))
+	}
+	return n, err
+}
+
+// hold returns the term this relay delivers in, and forgets its position
+// when the term is a new one: another replica may have delivered since.
+func (r *Relay) hold(ctx context.Context) (Term, error) {
+	var term Term
+	if r.opts.Lease != nil {
+		t, held, err := r.opts.Lease.Hold(ctx)
+		r.opts.Instruments.leaseHeld(held && err == nil)
+		if err != nil {
+			return Term{}, err
+		}
+		if !held {
+			return Term{}, errStandby
+		}
+		term = t
+	} else {
+		r.opts.Instruments.leaseHeld(true)
+	}
+	if term.Epoch != r.pos.epoch {
+		r.pos = position{epoch: term.Epoch}
+	}
+	return term, nil
+}
+
+// publish publishes the events after this relay's position, marking the
+// position first or afterwards when it is due, and returns how many it
+// published.
+func (r *Relay) publish(ctx, rctx context.Context, term Term) (int, error) {
+	// Due before publishing only when a mark has failed: no more is
+	// published until it succeeds, which bounds what a crash delivers
+	// again.
+	if r.markDue() {
+		if err := r.mark(ctx, term); err != nil {
+			r.opts.Instruments.delivered(0, err)
+			return 0, err
+		}
+	}
+	events, err := r.next(ctx, rctx, term)
 	if err != nil {
-		return 0, fmt.Errorf("read pending events: %w", leaseCause(rctx, err))
+		return 0, err
 	}
 	if len(events) == 0 {
 		return 0, nil
 	}
 	rctx, end := r.opts.Instruments.span(rctx, events)
-	n, err := r.publishAndMark(ctx, rctx, events, term)
-	end(err)
-	r.opts.Instruments.delivered(n, err)
-	return n, err
-}
-
-// publishAndMark delivers events to the sink and marks them sent, under
-// the lease's term when there is one.
-func (r *Relay) publishAndMark(ctx, rctx context.Context, events []phone.Event, term Term) (int, error) {
-	if err := r.sink.Publish(rctx, events); err != nil {
-		return 0, fmt.Errorf("publish %d events from seq %d: %w", len(events), events[0].Seq, leaseCause(rctx, err))
+	err = r.sink.Publish(rctx, events)
+	if err != nil {
+		err = fmt.Errorf("publish %d events from seq %d: %w", len(events), events[0].Seq, leaseCause(rctx, err))
+		end(err)
+		r.opts.Instruments.delivered(0, err)
+		return 0, err
 	}
+	end(nil)
+	r.opts.Instruments.delivered(len(events), nil)
+	if r.pos.unmarked == 0 {
+		r.pos.since = time.Now()
+	}
+	r.pos.known, r.pos.last = true, events[len(events)-1].Seq
+	r.pos.unmarked += len(events)
 	// Test builds can stop the process here, where a crash leaves events
 	// at the destination but unmarked: the case deduplication exists for.
 	r.published++
 	failpoint("relay-after-publish", r.published)
-	last := events[len(events)-1].Seq
+	if _, after := r.store.(AfterReader); !after || r.markDue() {
+		if err := r.mark(ctx, term); err != nil {
+			r.opts.Instruments.delivered(0, err)
+			return len(events), err
+		}
+	}
+	return len(events), nil
+}
+
+// next returns the events to publish after this relay's position: from the
+// handoff when it holds those that directly follow, otherwise read from the
+// store, after the position when the store can read from there, or after
+// the store's mark, once the position is marked.
+func (r *Relay) next(ctx, rctx context.Context, term Term) ([]phone.Event, error) {
+	if r.pos.known && r.opts.Handoff != nil {
+		if events := r.opts.Handoff.take(r.pos.last, r.opts.BatchSize); len(events) > 0 {
+			return events, nil
+		}
+	}
+	var (
+		events []phone.Event
+		err    error
+	)
+	if after, ok := r.store.(AfterReader); ok && r.pos.known {
+		events, err = after.EventsAfter(rctx, r.pos.last, r.opts.BatchSize)
+	} else {
+		if err := r.mark(ctx, term); err != nil {
+			return nil, err
+		}
+		events, err = r.store.PendingEvents(rctx, r.opts.BatchSize)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pending events: %w", leaseCause(rctx, err))
+	}
+	return events, nil
+}
+
+// markDue reports whether the position waits to be marked: MarkEvery
+// events published, or MarkInterval since the first of them.
+func (r *Relay) markDue() bool {
+	return r.pos.unmarked > 0 && (r.pos.unmarked >= r.opts.MarkEvery || time.Since(r.pos.since) >= r.opts.MarkInterval)
+}
+
+// idle returns how long Run may wait for a Notify: PollInterval, or less
+// when the position is to be marked sooner.
+func (r *Relay) idle() time.Duration {
+	select {
+	case r.round <- struct{}{}:
+	default:
+		return r.opts.PollInterval // Flush holds the round
+	}
+	defer func() { <-r.round }()
+	if r.pos.unmarked == 0 {
+		return r.opts.PollInterval
+	}
+	return min(r.opts.PollInterval, max(0, r.opts.MarkInterval-time.Since(r.pos.since)))
+}
+
+// markNow marks what this relay published and has not marked, under the
+// term it holds.
+func (r *Relay) markNow(ctx context.Context) error {
+	select {
+	case r.round <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.round }()
+	return r.mark(ctx, Term{Epoch: r.pos.epoch})
+}
+
+// mark records this relay's position in the store, if anything published
+// is unmarked.
+func (r *Relay) mark(ctx context.Context, term Term) error {
+	if r.pos.unmarked == 0 {
+		return nil
+	}
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 	defer cancel()
 	// Marked even when the lease was lost meanwhile: the epoch lets the
 	// store refuse the mark only if another replica has taken over, which
 	// then delivers the events itself.
-	if err := r.store.MarkDelivered(mctx, last, term.Epoch); err != nil {
-		// The events were published; the next round delivers them again,
-		// and the sink recognises them: JetStream by Nats-Msg-Id, the
-		// file sink among its file's last lines.
-		return 0, fmt.Errorf("mark %d events delivered: %w", len(events), err)
+	if err := r.store.MarkDelivered(mctx, r.pos.last, term.Epoch); err != nil {
+		// The events were published; a crash or a new term delivers them
+		// again, and the sink recognises them: JetStream by
+		// Nats-Msg-Id, the file sink among its file's last lines.
+		return fmt.Errorf("mark %d events delivered: %w", r.pos.unmarked, err)
 	}
-	return len(events), nil
+	r.pos.unmarked = 0
+	return nil
 }
 
 // untilLost returns a context that ends with ctx, or with ErrLeaseLost as

@@ -68,12 +68,13 @@ func mobile(t *testing.T, number string) phone.Candidate {
 	return p
 }
 
-// allPayloads returns the payloads of all pending events in outbox order.
+// allPayloads returns the payloads of all events in the outbox, delivered
+// or not, in outbox order.
 func allPayloads(t *testing.T, db *sqlite.DB) []string {
 	t.Helper()
-	events, err := db.PendingEvents(context.Background(), 100000)
+	events, err := db.EventsAfter(context.Background(), 0, 100000)
 	if err != nil {
-		t.Fatalf("PendingEvents: %v", err)
+		t.Fatalf("EventsAfter: %v", err)
 	}
 	out := make([]string, len(events))
 	for i, ev := range events {

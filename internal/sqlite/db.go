@@ -47,12 +47,21 @@ type DB struct {
 	checkpointer   *sql.DB
 	stopCheckpoint chan struct{}
 	checkpointDone chan struct{}
+	// committed is Options.Committed, or a function that does nothing.
+	committed func([]phone.Event)
 }
 
 // Options tunes a DB; the zero value is the service's.
 type Options struct {
 	// Instruments tell about the commits of creates.
 	Instruments groupcommit.Instruments
+	// Committed, when set, is given the events of each transaction that
+	// wrote some, with their seqs, once it has committed: the relay's
+	// outbox.Handoff. The outbox's order is the single writer's commit
+	// order, with no seq skipped, which is what a handoff needs. It is
+	// called on the writer's path, so it must return at once; two calls
+	// may come out of commit order.
+	Committed func(events []phone.Event)
 }
 
 // Open opens or creates the database file at path (its directory must exist),
@@ -86,7 +95,10 @@ func open(ctx context.Context, path string, opts Options, ckpt checkpoints) (*DB
 	writer.SetConnMaxIdleTime(0)
 	writer.SetConnMaxLifetime(0)
 
-	db := &DB{writer: writer}
+	db := &DB{writer: writer, committed: opts.Committed}
+	if db.committed == nil {
+		db.committed = func([]phone.Event) {}
+	}
 	if err := db.prepare(ctx, path); err != nil {
 		writer.Close()
 		return nil, err

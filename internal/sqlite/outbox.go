@@ -16,6 +16,12 @@ WHERE seq > (SELECT delivered_seq FROM outbox_position)
 ORDER BY seq
 LIMIT ?`
 
+	eventsAfterSQL = `SELECT seq, event_id, domain, event_type, payload, created_at, COALESCE(traceparent, '')
+FROM outbox
+WHERE seq > ?
+ORDER BY seq
+LIMIT ?`
+
 	// markDeliveredSQL moves the position forward, never back.
 	markDeliveredSQL = `UPDATE outbox_position SET delivered_seq = ?1 WHERE delivered_seq < ?1`
 
@@ -47,7 +53,20 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, erro
 	if limit <= 0 {
 		return nil, fmt.Errorf("select pending events: limit %d is not positive", limit)
 	}
-	rows, err := db.reads.pendingEvents.QueryContext(ctx, limit)
+	return scanEvents(db.reads.pendingEvents.QueryContext(ctx, limit))
+}
+
+// EventsAfter returns up to limit events after the seq after, in outbox
+// order, delivered or not. It returns an error when limit is not positive.
+func (db *DB) EventsAfter(ctx context.Context, after int64, limit int) ([]phone.Event, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("select pending events: limit %d is not positive", limit)
+	}
+	return scanEvents(db.reads.eventsAfter.QueryContext(ctx, after, limit))
+}
+
+// scanEvents reads the events a query of the outbox returned.
+func scanEvents(rows *sql.Rows, err error) ([]phone.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("select pending events: %w", err)
 	}

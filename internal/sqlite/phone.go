@@ -114,14 +114,14 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 			keys = append(keys, []any{k.Scope, k.Fingerprint, id(i), ms, k.ExpiresAt.UnixMilli()})
 		}
 	}
-	claimed, err := db.insertRows(ctx, tx, &insertKeysSQL, keys)
+	claimed, err := db.claimKeys(ctx, tx, keys)
 	if err != nil {
 		return fail(fmt.Errorf("claim idempotency keys: %w", err))
 	}
 	outs := make([]phone.Outcome, len(cs))
 	var phones [][]any
 	for i, c := range cs {
-		if c.Idempotency != nil && !claimed[id(i)] {
+		if c.Idempotency != nil && !claimed(id(i)) {
 			outs[i].Err = fmt.Errorf("claim idempotency key: %w", phone.ErrKeyTaken)
 			continue
 		}
@@ -130,27 +130,32 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		phones = append(phones, []any{p.ID, p.Tenant, p.AccountID, p.CustomerID, p.Number, string(p.Type), p.Active,
 			p.AreaCode, p.CountryCode, p.Extension, w.Key, p.CreatedAt.UnixMilli(), p.UpdatedAt.UnixMilli(), p.Version})
 	}
-	inserted, err := db.insertRows(ctx, tx, &insertPhonesSQL, phones)
+	inserted, err := db.insertPhones(ctx, tx, phones, id(0), id(len(cs)-1))
 	if err != nil {
 		return fail(fmt.Errorf("insert phones: %w", err))
 	}
 	if err := db.spendIDs(ctx, tx, id(len(cs)-1)); err != nil {
 		return fail(err)
 	}
-	var events [][]any
+	var (
+		events    [][]any
+		committed []phone.Event
+	)
 	for i := range cs {
 		if outs[i].Err != nil {
 			continue
 		}
-		if !inserted[id(i)] {
+		if !inserted(id(i)) {
 			outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
 			continue
 		}
 		ev := writes[i].Event
 		events = append(events, []any{ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent)})
+		committed = append(committed, ev)
 		outs[i].Phone = writes[i].Phone
 	}
-	if _, err := db.insertRows(ctx, tx, &insertEventsSQL, events); err != nil {
+	_, lastSeq, err := db.insertRows(ctx, tx, &insertEventsSQL, events)
+	if err != nil {
 		return fail(fmt.Errorf("insert events: %w", err))
 	}
 	if err := tx.Commit(); err != nil {
@@ -159,6 +164,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 		// batch may be stored.
 		return nil, fmt.Errorf("commit create phones: outcome unknown: %w", err)
 	}
+	db.committed(withSeqs(committed, lastSeq))
 	return outs, nil
 }
 
@@ -182,18 +188,29 @@ func (db *DB) spendIDs(ctx context.Context, tx *sql.Tx, last int64) error {
 }
 
 // rowsInsert is a multi-row INSERT: the statement before its VALUES rows,
-// one row of placeholders, and what follows the rows (ON CONFLICT and
-// RETURNING an id, or nothing).
+// one row of placeholders, and what follows the rows (an ON CONFLICT
+// clause, or nothing).
 type rowsInsert struct {
 	head, row, tail string
 }
 
-// insertRows inserts rows with ins and returns the ids the statements
-// returned. The rows go in statements of as many rows as the largest power
+// withSeqs sets the seqs of events, the rows a transaction appended to the
+// outbox in their order, the last of them last, and returns them. Under
+// the write lock, AUTOINCREMENT gives the rows of a transaction
+// consecutive seqs, one above the largest ever handed out.
+func withSeqs(events []phone.Event, last int64) []phone.Event {
+	for i := range events {
+		events[i].Seq = last - int64(len(events)-1-i)
+	}
+	return events
+}
+
+// insertRows inserts rows with ins and returns how many rows it stored (a
+// row an ON CONFLICT clause skipped is not) and the rowid of the last row
+// inserted. The rows go in statements of as many rows as the largest power
 // of two that fits, up to maxRowsPerStatement: 37 rows take three, of 32,
 // 4 and 1 rows.
-func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows [][]any) (map[int64]bool, error) {
-	ids := make(map[int64]bool, len(rows))
+func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows [][]any) (stored int, last int64, err error) {
 	for len(rows) > 0 {
 		n := 1 << (bits.Len(uint(min(len(rows), maxRowsPerStatement))) - 1)
 		chunk := rows[:n]
@@ -202,35 +219,84 @@ func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, ins *rowsInsert, rows 
 		for _, r := range chunk {
 			args = append(args, r...)
 		}
-		st := tx.StmtContext(ctx, db.writes.insert(ins, n))
-		if ins.tail == "" {
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				return nil, err
-			}
-			continue
+		res, err := tx.StmtContext(ctx, db.writes.insert(ins, n)).ExecContext(ctx, args...)
+		if err != nil {
+			return 0, 0, err
 		}
-		if err := collectIDs(ctx, st, args, ids); err != nil {
-			return nil, err
+		changed, err := res.RowsAffected()
+		if err != nil {
+			return 0, 0, err
 		}
+		if last, err = res.LastInsertId(); err != nil {
+			return 0, 0, err
+		}
+		stored += int(changed)
 	}
-	return ids, nil
+	return stored, last, nil
 }
 
-func collectIDs(ctx context.Context, st *sql.Stmt, args []any, ids map[int64]bool) error {
-	rows, err := st.QueryContext(ctx, args...)
+// The statements of a batch count the rows they store rather than return
+// their ids: reading back a row per create through database/sql cost more
+// than counting, and a batch nearly always stores every row. Only when
+// one is missing are the stored rows looked up, inside the transaction.
+
+// claimKeys claims the idempotency keys of rows (rows of insertKeysSQL)
+// and returns which phone ids claimed theirs.
+func (db *DB) claimKeys(ctx context.Context, tx *sql.Tx, rows [][]any) (func(id int64) bool, error) {
+	stored, _, err := db.insertRows(ctx, tx, &insertKeysSQL, rows)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return err
+	if stored == len(rows) {
+		return func(int64) bool { return true }, nil
+	}
+	// A key holds the id of the create that claimed it last; ids are
+	// never handed out twice, so a key holding this batch's id is its own.
+	claimed := map[int64]bool{}
+	for _, r := range rows {
+		var owner int64
+		if err := tx.QueryRowContext(ctx, keyOwnerSQL, r[0]).Scan(&owner); err != nil {
+			return nil, fmt.Errorf("read claimed key: %w", err)
 		}
-		ids[id] = true
+		claimed[owner] = true
 	}
-	return rows.Err()
+	return func(id int64) bool { return claimed[id] }, nil
 }
+
+// insertPhones inserts rows (rows of insertPhonesSQL, their ids between
+// first and last) and returns which ids were stored: a duplicate is
+// skipped.
+func (db *DB) insertPhones(ctx context.Context, tx *sql.Tx, rows [][]any, first, last int64) (func(id int64) bool, error) {
+	stored, _, err := db.insertRows(ctx, tx, &insertPhonesSQL, rows)
+	if err != nil {
+		return nil, err
+	}
+	if stored == len(rows) {
+		return func(int64) bool { return true }, nil
+	}
+	found, err := tx.QueryContext(ctx, phoneIDsSQL, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("read stored ids: %w", err)
+	}
+	defer found.Close()
+	inserted := map[int64]bool{}
+	for found.Next() {
+		var id int64
+		if err := found.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read stored ids: %w", err)
+		}
+		inserted[id] = true
+	}
+	if err := found.Err(); err != nil {
+		return nil, fmt.Errorf("read stored ids: %w", err)
+	}
+	return func(id int64) bool { return inserted[id] }, nil
+}
+
+const (
+	keyOwnerSQL = `SELECT phone_id FROM idempotency_keys WHERE scope = ?`
+	phoneIDsSQL = `SELECT id FROM phones WHERE id BETWEEN ? AND ?`
+)
 
 // maxRowsPerStatement bounds the rows of one INSERT, and so the size of the
 // prepared statements kept. Larger batches form only when commits fall far
@@ -240,7 +306,7 @@ const maxRowsPerStatement = 64
 var (
 	// insertKeysSQL claims idempotency keys for the ids of their creates.
 	// A key of the same scope blocks the claim unless it has expired, when
-	// it is replaced; the ids returned are those of the keys claimed.
+	// it is replaced.
 	insertKeysSQL = rowsInsert{
 		head: `INSERT INTO idempotency_keys (scope, fingerprint, phone_id, created_at, expires_at) VALUES `,
 		row:  `(?, ?, ?, ?, ?)`,
@@ -248,14 +314,13 @@ var (
 ON CONFLICT (scope) DO UPDATE SET
   fingerprint = excluded.fingerprint, phone_id = excluded.phone_id,
   created_at = excluded.created_at, expires_at = excluded.expires_at
-WHERE idempotency_keys.expires_at <= excluded.created_at
-RETURNING phone_id`,
+WHERE idempotency_keys.expires_at <= excluded.created_at`,
 	}
 
 	// insertPhonesSQL inserts phones with ids chosen by the caller. ON
 	// CONFLICT names the partial unique index, so a duplicate, also of an
 	// earlier row of the same statement, is skipped rather than failing the
-	// batch; the ids it returns are the phones stored.
+	// batch.
 	insertPhonesSQL = rowsInsert{
 		head: `INSERT INTO phones (
   id, tenant, account_id, customer_id, number, type, active,
@@ -263,8 +328,7 @@ RETURNING phone_id`,
 ) VALUES `,
 		row: `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tail: `
-ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
-RETURNING id`,
+ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING`,
 	}
 
 	// insertEventsSQL appends events to the outbox, in the order given.
@@ -274,13 +338,17 @@ RETURNING id`,
 	}
 )
 
-// insertEvent appends ev to the outbox inside tx.
-func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) error {
-	_, err := tx.StmtContext(ctx, db.writes.insertEvent).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent))
+// insertEvent appends ev to the outbox inside tx and returns its seq.
+func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev phone.Event) (int64, error) {
+	res, err := tx.StmtContext(ctx, db.writes.insertEvent).ExecContext(ctx, ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt.UnixMilli(), nullable(ev.TraceParent))
 	if err != nil {
-		return fmt.Errorf("insert %s event: %w", ev.Type, err)
+		return 0, fmt.Errorf("insert %s event: %w", ev.Type, err)
 	}
-	return nil
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert %s event: %w", ev.Type, err)
+	}
+	return seq, nil
 }
 
 // nullable stores "" as NULL, which takes no room in a row.
@@ -402,12 +470,14 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 		return phone.Phone{}, fmt.Errorf("update phone %d: version %d is no longer stored", c.ID, cur.Version)
 	}
 
-	if err := db.insertEvent(ctx, tx, w.Event); err != nil {
+	seq, err := db.insertEvent(ctx, tx, w.Event)
+	if err != nil {
 		return phone.Phone{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return phone.Phone{}, fmt.Errorf("commit update phone %d: %w", c.ID, err)
 	}
+	db.committed(withSeqs([]phone.Event{w.Event}, seq))
 	return next, nil
 }
 

@@ -30,7 +30,7 @@ type writes struct {
 
 // reads are the readers' prepared statements.
 type reads struct {
-	selectPhone, listPhones, replay, pendingEvents, outboxStats *sql.Stmt
+	selectPhone, listPhones, replay, pendingEvents, eventsAfter, outboxStats *sql.Stmt
 }
 
 // insert returns the statement of ins for rows rows, a power of two up to
@@ -104,6 +104,7 @@ func prepareReads(ctx context.Context, db *sql.DB) (*reads, []*sql.Stmt, error) 
 		listPhones:    p.prepare(listPhonesSQL),
 		replay:        p.prepare(replaySQL),
 		pendingEvents: p.prepare(pendingEventsSQL),
+		eventsAfter:   p.prepare(eventsAfterSQL),
 		outboxStats:   p.prepare(outboxStatsSQL),
 	}
 	return r, p.prepared, p.done()

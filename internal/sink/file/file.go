@@ -37,9 +37,10 @@ type Sink struct {
 }
 
 // recentLines is how many of the file's last lines the sink recognises.
-// A relay moves past no event it has not marked sent, so the events it may
-// deliver again are the batch it last published: at most BatchSize,
-// outbox.DefaultBatchSize in phonesd, far fewer than this.
+// The events a relay may deliver again are those it published and has not
+// marked sent: at most MarkEvery + BatchSize - 1, 1,279 with phonesd's
+// defaults (TestFileSinkAfterCrashWithTheLargestUnmarkedWindow), fewer
+// than this.
 const recentLines = 4096
 
 // readBlock is how much of the file a backward scan reads at a time.
