@@ -583,7 +583,7 @@ func (v *verifier) changeEvents(changes map[int64][]delivery) {
 }
 
 // order checks that each source received the events in outbox order: the
-// first copy of each event after those of lower outbox seq.
+// first copy of each event after those earlier in outbox order.
 func (v *verifier) order() {
 	if v.o.Outbox == nil {
 		return
@@ -616,7 +616,7 @@ func (v *verifier) order() {
 		}
 		if seq < s.last && s.reported < 3 {
 			s.reported++
-			v.add(kindEventOrder, "%s: event %s (outbox seq %d) after event %s (seq %d)", d.Source, d.EventID, seq, s.lastID, s.last)
+			v.add(kindEventOrder, "%s: event %s (place %d in outbox order) after event %s (place %d)", d.Source, d.EventID, seq, s.lastID, s.last)
 		}
 		if seq > s.last {
 			s.last, s.lastID = seq, d.EventID

@@ -99,19 +99,27 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 // stored nothing, of unknown outcome otherwise (the connection failed once
 // the batch was sent, so the reply to its COMMIT was lost).
 //
-// It costs one round trip: BEGIN, the lock, the insert statement and COMMIT
-// go out together. The ids and the time are chosen by the insert
-// statement, after the lock, so that they follow commit order; the events,
-// which carry both, are completed there from templates (see eventTemplate).
+// It costs one round trip: BEGIN, the locks of the batch's accounts, the
+// insert statement and COMMIT go out together. The locks come before any
+// write, so the transaction's id, assigned at its first write, is larger
+// than that of every earlier transaction of its accounts: the relay
+// delivers by transaction id (see pendingEventsSQL), so each account's
+// events go out in commit order, while batches of other accounts commit
+// side by side. The ids and the time are chosen by the insert statement,
+// after the locks, so that they too follow commit order per account; the
+// events, which carry both, are completed there from templates (see
+// eventTemplate).
 func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
 	var cols createColumns
 	writes := make([]phone.Write, len(cs))
+	accounts := make([]account, len(cs))
 	for i, c := range cs {
 		w, t, err := createdTemplate(c)
 		if err != nil {
 			return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
 		}
 		writes[i] = w
+		accounts[i] = account{w.Phone.Tenant, w.Phone.AccountID}
 		cols.add(w, t, c.Idempotency)
 	}
 
@@ -125,7 +133,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(lockOutboxOrderSQL, outboxOrderLockKey)
+	b.Queue(lockAccountsSQL, accountLockClass, accountLocks(accounts))
 	b.Queue(insertPhonesSQL, cols.args()...)
 	b.Queue("COMMIT")
 	type stored struct {
@@ -140,7 +148,7 @@ func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Ou
 			return fmt.Errorf("begin: %w", err)
 		}
 		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("lock outbox order: %w", err)
+			return fmt.Errorf("lock accounts: %w", err)
 		}
 		rows, err := br.Query()
 		if err != nil {

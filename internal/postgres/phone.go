@@ -18,8 +18,6 @@ const phoneColumns = `id, tenant, account_id, customer_id, number, type, active,
   area_code, country_code, extension, created_at, updated_at, version`
 
 const (
-	lockOutboxOrderSQL = `SELECT pg_advisory_xact_lock($1)`
-
 	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
 VALUES ($1, $2, $3, $4, $5, $6)`
 
@@ -83,8 +81,8 @@ func sendBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, read func(pgx.
 	return err
 }
 
-// insertEvent appends ev to the outbox inside tx, which holds
-// outboxOrderLockKey.
+// insertEvent appends ev to the outbox inside tx, which holds the lock of
+// ev's account.
 func insertEvent(ctx context.Context, tx pgx.Tx, ev phone.Event) error {
 	var traceParent *string
 	if ev.TraceParent != "" {
@@ -159,7 +157,7 @@ func (db *DB) ListPhones(ctx context.Context, q phone.ListQuery) ([]phone.Phone,
 // phone.ErrDuplicate when the new state is active and its account already
 // has another active phone with its duplicate key, Apply's error, or the
 // context's error; on error it stores nothing. c.Apply runs while the
-// outbox order lock is held.
+// account's lock is held.
 func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, error) {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -167,15 +165,15 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	}
 	defer tx.Rollback(ctx)
 
-	// The outbox order lock comes before the row lock, as in every
-	// transaction that may append to the outbox: taken after it, it could
-	// deadlock. Another update holding the outbox lock would wait for this
-	// row while this transaction waited for its lock; and a create holding
-	// the outbox lock, inserting the duplicate key this transaction has just
-	// written to the duplicate rule's index, would wait on that entry for
-	// this transaction to end. See CreatePhone for why the lock exists.
-	if _, err := tx.Exec(ctx, lockOutboxOrderSQL, outboxOrderLockKey); err != nil {
-		return phone.Phone{}, fmt.Errorf("lock outbox order: %w", err)
+	// The account's lock comes first, before the row lock and any write,
+	// as in every transaction that writes to the outbox (see CreatePhones):
+	// the transaction's id then follows the commits of its account, and
+	// no two transactions wait for each other. Taken after the row lock, it
+	// could deadlock: a create holding the account lock, inserting the
+	// duplicate key this transaction has just written to the duplicate
+	// rule's index, would wait on that entry for this transaction to end.
+	if _, err := tx.Exec(ctx, lockAccountsSQL, accountLockClass, accountLocks([]account{{c.Tenant, c.AccountID}})); err != nil {
+		return phone.Phone{}, fmt.Errorf("lock account: %w", err)
 	}
 	cur, err := scanPhone(tx.QueryRow(ctx, lockPhoneSQL, c.ID, c.Tenant, c.AccountID))
 	if errors.Is(err, pgx.ErrNoRows) {
