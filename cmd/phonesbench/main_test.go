@@ -247,6 +247,8 @@ func TestParseOptions(t *testing.T) {
 		{"ha needs no server URL", []string{"--ha"}, ""},
 		{"ha with SQLite", []string{"--ha", "--backend", "sqlite"}, "--ha"},
 		{"ha with three replicas", []string{"--ha", "--replicas", "3"}, ""},
+		{"one and three replicas", []string{"--ha", "--replicas", "1,3"}, ""},
+		{"replicas given twice", []string{"--ha", "--replicas", "3,3"}, "--replicas"},
 		{"limit", []string{"--limit", "--baseline-ref", "main", "--rounds", "3"}, ""},
 		{"limit on a preload", []string{"--limit", "--preload", "10"}, "--limit"},
 		{"limit with ha", []string{"--limit", "--ha"}, "--limit"},

@@ -344,3 +344,49 @@ func printScale(w io.Writer, r report) {
 		}
 	}
 }
+
+// printReplicas writes, for the runs of several replicas (--replicas 1,3),
+// their creates/s over one replica's of the same build, storage and
+// concurrency, measured in the same rotation, beside the share of samples
+// in which a transaction waited for a lock that orders the outbox.
+func printReplicas(w io.Writer, r report) {
+	type key struct {
+		build, backend, topology string
+		preload, concurrency     int
+	}
+	one := map[key]levelResult{}
+	for _, run := range r.Runs {
+		if run.Replicas <= 1 {
+			for _, l := range run.Levels {
+				one[key{run.Build, run.Backend, run.Topology, run.Preload, l.Concurrency}] = l
+			}
+		}
+	}
+	t := table{header: []string{"run", "conc", "creates/s", "creates/s of one replica", "÷ one replica", "lock waited", "lock waited, one replica"}}
+	share := func(l levelResult) string {
+		if l.Scale == nil {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.0f%%", 100*l.Scale.LockWaitedShare)
+	}
+	for _, run := range r.Runs {
+		if run.Replicas <= 1 {
+			continue
+		}
+		for _, l := range run.Levels {
+			base, ok := one[key{run.Build, run.Backend, run.Topology, run.Preload, l.Concurrency}]
+			if !ok || base.Creates.PerSecond <= 0 {
+				continue
+			}
+			t.add(run.label(), strconv.Itoa(l.Concurrency),
+				fmt.Sprintf("%.0f", l.Creates.PerSecond), fmt.Sprintf("%.0f", base.Creates.PerSecond),
+				fmt.Sprintf("%.2f", l.Creates.PerSecond/base.Creates.PerSecond), share(l), share(base))
+		}
+	}
+	if len(t.rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Replicas against one replica of the same phonesd, at the same total concurrency, in the same rotation (medians of the rounds).")
+	t.write(w)
+}
