@@ -28,6 +28,11 @@ func TestPendingWaitsForOlderTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	// The open transaction holds back every delivery on the server, other
+	// tests' too: should this test stop midway, the server ends it soon.
+	if _, err := conn.Exec(ctx, "SET idle_in_transaction_session_timeout = '2s'"); err != nil {
+		t.Fatal(err)
+	}
 	older, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
