@@ -195,19 +195,37 @@ type deployment struct {
 }
 
 // runBackend starts each build on fresh storage of backend holding preload
-// phones, and measures each concurrency on them in turn: --rounds rounds,
-// the builds alternating within a round and their order turning from one
-// round to the next, so that a machine's drift falls on both alike. It
-// returns a run per build, whose levels are the medians of its rounds.
+// phones, once per count of --replicas (the limit once: it is one
+// process), and measures each concurrency on them in turn: --rounds
+// rounds, the deployments alternating within a round and their order
+// turning from one round to the next, so that a machine's drift falls on
+// all alike. It returns a run per deployment, whose levels are the medians
+// of its rounds.
 func (b *bench) runBackend(ctx context.Context, backend, topo string, preload int, work string, builds []build, jwksURL string, tokens []string) (runs []runResult, err error) {
-	runs = make([]runResult, len(builds))
-	deps := make([]*deployment, len(builds))
-	for i, bd := range builds {
-		runs[i] = runResult{Backend: backend, Preload: preload, Build: bd.name, Topology: topo}
-		if b.opts.replicas > 1 {
-			runs[i].Replicas = b.opts.replicas
+	type planned struct {
+		build    build
+		replicas int
+	}
+	var plan []planned
+	for _, bd := range builds {
+		for _, n := range b.opts.replicas {
+			if bd.limit && n > 1 {
+				continue
+			}
+			plan = append(plan, planned{bd, n})
 		}
-		d, stop, err := b.deploy(ctx, backend, topo, preload, work, bd, len(builds) > 1, jwksURL, tokens, &runs[i])
+		if bd.limit && !slices.Contains(b.opts.replicas, 1) {
+			plan = append(plan, planned{bd, 1})
+		}
+	}
+	runs = make([]runResult, len(plan))
+	deps := make([]*deployment, len(plan))
+	for i, p := range plan {
+		runs[i] = runResult{Backend: backend, Preload: preload, Build: p.build.name, Topology: topo}
+		if p.replicas > 1 {
+			runs[i].Replicas = p.replicas
+		}
+		d, stop, err := b.deploy(ctx, backend, topo, preload, work, p.build, p.replicas, len(builds) > 1, jwksURL, tokens, &runs[i])
 		if stop != nil {
 			defer func() { err = errors.Join(err, stop()) }()
 		}
@@ -246,12 +264,12 @@ func (b *bench) runBackend(ctx context.Context, backend, topo string, preload in
 	return runs, nil
 }
 
-// deploy starts --replicas of bd on fresh storage of backend, on the
+// deploy starts replicas of bd on fresh storage of backend, on the
 // private servers of topology topo when set, holding preload phones, after
 // timing the storage's bare commits into res. stop stops phonesd, drops a
 // PostgreSQL database and stops private servers; it is set whenever
 // something needs undoing.
-func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, work string, bd build, named bool, jwksURL string, tokens []string, res *runResult) (d *deployment, stop func() error, err error) {
+func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, work string, bd build, replicas int, named bool, jwksURL string, tokens []string, res *runResult) (d *deployment, stop func() error, err error) {
 	name := backend
 	if topo != "" {
 		name += "-" + topo
@@ -261,6 +279,9 @@ func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, w
 	}
 	if named {
 		name += "-" + strings.ReplaceAll(bd.name, " ", "-")
+	}
+	if replicas > 1 {
+		name += "-x" + strconv.Itoa(replicas)
 	}
 	dataDir := filepath.Join(work, name)
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -364,7 +385,7 @@ func (b *bench) deploy(ctx context.Context, backend, topo string, preload int, w
 		svcs, tokens = []*launch.Process{lim}, b.limitAuth.tokens
 	} else {
 		var files filesCounter
-		svcs, files, err = startReplicas(ctx, bd.bin, dataDir, max(b.opts.replicas, 1), env, b.opts.env)
+		svcs, files, err = startReplicas(ctx, bd.bin, dataDir, replicas, env, b.opts.env)
 		if err != nil {
 			return nil, stop, fmt.Errorf("%s: %w", name, err)
 		}

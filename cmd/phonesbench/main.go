@@ -67,9 +67,10 @@ type options struct {
 	env         []string // KEY=VALUE pairs for the phonesd the bench starts
 	baselineRef string   // a git revision whose phonesd is measured beside this one
 	rounds      int
-	// replicas is how many phonesd share one PostgreSQL database and the
-	// load; ha measures on private servers, without and with replicas.
-	replicas int
+	// replicas are how many phonesd share one PostgreSQL database and the
+	// load, one deployment each, measured in the same rotation; ha
+	// measures on private servers, without and with replicas.
+	replicas []int
 	ha       bool
 	// limit also measures the reference limit, cmd/phonesbench/limit.
 	limit bool
@@ -98,9 +99,9 @@ Examples:
   go run ./cmd/phonesbench --preload 1000000 --growth
   # this checkout against an earlier commit, side by side, median of 3 rounds
   go run ./cmd/phonesbench --baseline-ref e4cc1e3 --rounds 3 --concurrency 64 --duration 10s --warmup 2s
-  # three replicas on one PostgreSQL database: throughput, outbox order lock
-  # waits, commits/s, WAL and CPU per create
-  go run ./cmd/phonesbench --backend postgres --replicas 3 --concurrency 64 \
+  # one and three replicas on one PostgreSQL database, in one rotation:
+  # throughput, ordering lock waits, commits/s, WAL and CPU per create
+  go run ./cmd/phonesbench --backend postgres --replicas 1,3 --concurrency 64 \
       --postgres-url 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
   # phonesd against the reference limit and an earlier commit, both backends
   go run ./cmd/phonesbench --limit --baseline-ref main --rounds 3 --backend sqlite,postgres \
@@ -119,6 +120,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	o := options{
 		backends:    []string{"sqlite"},
 		concurrency: []int{1, 64},
+		replicas:    []int{1},
 	}
 	fs := flag.NewFlagSet("phonesbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -177,7 +179,20 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		o.env = append(o.env, v)
 		return nil
 	})
-	fs.IntVar(&o.replicas, "replicas", 1, "phonesd processes sharing one PostgreSQL database, the load spread evenly across them (postgres only)")
+	fs.Func("replicas", "comma-separated numbers of phonesd processes sharing one PostgreSQL database, the load spread evenly across them, each measured in the same rotation (more than 1: postgres only; default 1)", func(v string) error {
+		o.replicas = nil
+		for s := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 || n > 16 {
+				return fmt.Errorf("--replicas: want integers from 1 to 16, got %q", s)
+			}
+			if slices.Contains(o.replicas, n) {
+				return fmt.Errorf("--replicas: %d given twice", n)
+			}
+			o.replicas = append(o.replicas, n)
+		}
+		return nil
+	})
 	fs.BoolVar(&o.limit, "limit", false, "also measure the reference limit (cmd/phonesbench/limit: the least a Go program does for a durable create) beside phonesd, in the same rotation, and report phonesd's figures over its")
 	fs.BoolVar(&o.ha, "ha", false, "measure PostgreSQL and JetStream on private servers the bench starts, in one run: alone (one nats-server, stream R1), then with a synchronous standby and a three-server cluster (stream R3); needs initdb, pg_basebackup and nats-server; replaces --backend and --postgres-url")
 	if err := fs.Parse(args); err != nil {
@@ -210,8 +225,6 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, errors.New("--commits must be at least 1")
 	case o.rounds < 1:
 		return o, errors.New("--rounds must be at least 1")
-	case o.replicas < 1 || o.replicas > 16:
-		return o, errors.New("--replicas must be from 1 to 16")
 	}
 	if o.ha {
 		if backendSet && !slices.Equal(o.backends, []string{"postgres"}) {
@@ -225,7 +238,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if o.limit && (o.url != "" || o.ha || o.preload > 0) {
 		return o, errors.New("--limit runs on the storage named by --backend, empty: not with --url, --ha or --preload")
 	}
-	if o.replicas > 1 && (o.url != "" || slices.Contains(o.backends, "sqlite")) {
+	if slices.Max(o.replicas) > 1 && (o.url != "" || slices.Contains(o.backends, "sqlite")) {
 		return o, errors.New("--replicas shares one PostgreSQL database: use --backend postgres (SQLite is one process's file), not --url")
 	}
 	if o.url != "" {

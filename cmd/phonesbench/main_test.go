@@ -146,8 +146,8 @@ func TestSmokeReplicas(t *testing.T) {
 		t.Fatalf("replicas %d, scale %+v; want 2 and 2", run.Replicas, s)
 	case s.Creates <= 0 || s.Batches <= 0 || s.Batches > s.Creates || s.PhonesPerBatch < 1:
 		t.Errorf("creates %d in %d batches (%.1f per batch); want creates >= batches > 0", s.Creates, s.Batches, s.PhonesPerBatch)
-	case s.LockSamples <= 0 || s.LockHeldShare <= 0 || s.LockHeldShare > 1:
-		t.Errorf("outbox order lock: %d samples, held %.2f of them; want samples and a share in (0, 1]", s.LockSamples, s.LockHeldShare)
+	case s.LockSamples <= 0 || s.LockHeldShare <= 0 || s.LockHeldShare > 1 || s.LockWaitedShare < 0 || s.LockWaitedShare > 1:
+		t.Errorf("ordering locks: %d samples, held in %.2f and waited for in %.2f of them; want samples, a held share in (0, 1] and a waited share in [0, 1]", s.LockSamples, s.LockHeldShare, s.LockWaitedShare)
 	case s.CommitsPerSecond <= 0 || s.WALBytesPerCreate <= 0 || run.Levels[0].Creates.CPUPerRequestMicros <= 0:
 		t.Errorf("commits/s %.0f, WAL bytes per create %.0f, phonesd CPU per create %.0f µs; want each > 0", s.CommitsPerSecond, s.WALBytesPerCreate, run.Levels[0].Creates.CPUPerRequestMicros)
 	}
@@ -247,6 +247,8 @@ func TestParseOptions(t *testing.T) {
 		{"ha needs no server URL", []string{"--ha"}, ""},
 		{"ha with SQLite", []string{"--ha", "--backend", "sqlite"}, "--ha"},
 		{"ha with three replicas", []string{"--ha", "--replicas", "3"}, ""},
+		{"one and three replicas", []string{"--ha", "--replicas", "1,3"}, ""},
+		{"replicas given twice", []string{"--ha", "--replicas", "3,3"}, "--replicas"},
 		{"limit", []string{"--limit", "--baseline-ref", "main", "--rounds", "3"}, ""},
 		{"limit on a preload", []string{"--limit", "--preload", "10"}, "--limit"},
 		{"limit with ha", []string{"--limit", "--ha"}, "--limit"},
@@ -386,5 +388,27 @@ func TestLimit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPrintReplicas divides each run of several replicas by the run of one
+// replica of the same build, storage and concurrency, never by another's.
+func TestPrintReplicas(t *testing.T) {
+	level := func(perSecond, waited float64) []levelResult {
+		return []levelResult{{Concurrency: 64, Creates: phaseResult{PerSecond: perSecond}, Scale: &scaleResult{LockWaitedShare: waited}}}
+	}
+	r := report{Runs: []runResult{
+		{Backend: "postgres", Build: "baseline 66cf919", Levels: level(2000, 0)},
+		{Backend: "postgres", Build: "baseline 66cf919", Replicas: 3, Levels: level(1000, 0.95)},
+		{Backend: "postgres", Build: "this", Levels: level(2000, 0)},
+		{Backend: "postgres", Build: "this", Replicas: 3, Levels: level(2400, 0.03)},
+	}}
+	var b bytes.Buffer
+	printReplicas(&b, r)
+	out := b.String()
+	for _, want := range []string{"0.50  95%", "1.20  3%"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

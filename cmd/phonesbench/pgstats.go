@@ -14,8 +14,8 @@ import (
 	"github.com/phonesd/phonesd/internal/postgres"
 )
 
-// lockSampleInterval is how often the outbox order lock is sampled in
-// pg_locks. A wait shorter than that is still counted in proportion to its
+// lockSampleInterval is how often the locks that order the outbox are
+// sampled in pg_locks. A wait shorter than that is still counted in proportion to its
 // length, since the sampling is independent of the lock's timing.
 const lockSampleInterval = 10 * time.Millisecond
 
@@ -25,8 +25,8 @@ type scaleResult struct {
 	Replicas int     `json:"replicas"`
 	Seconds  float64 `json:"seconds"`
 	// Creates are the phones stored in the span; Batches the transactions
-	// that stored them (distinct xmin), each holding the outbox order
-	// lock once.
+	// that stored them (distinct xmin), each taking the locks that order
+	// the outbox once.
 	Creates        int64   `json:"creates"`
 	Batches        int64   `json:"batches"`
 	PhonesPerBatch float64 `json:"phones_per_batch"`
@@ -40,13 +40,16 @@ type scaleResult struct {
 	WALBytesPerCreate float64 `json:"wal_bytes_per_create"`
 	WALBytesPerSecond float64 `json:"wal_bytes_per_second"`
 	WALSyncsPerSecond float64 `json:"wal_syncs_per_second"`
-	// The outbox order lock, sampled in pg_locks every 10 ms:
-	// LockHeldShare is the share of samples in which a transaction held
-	// it, LockWaitersMean the mean number of transactions waiting for it,
-	// and LockWaitPerBatchMs their total wait (waiters × time) divided by
-	// the batches.
+	// The locks that order the outbox (postgres.OrderLocks: the account
+	// locks, or the one outbox order lock of earlier versions), sampled
+	// in pg_locks every 10 ms: LockHeldShare is the share of samples in
+	// which a transaction held one, LockWaitedShare the share in which a
+	// transaction waited for one, LockWaitersMean the mean number of
+	// transactions waiting, and LockWaitPerBatchMs their total wait
+	// (waiters × time) divided by the batches.
 	LockSamples        int     `json:"lock_samples"`
 	LockHeldShare      float64 `json:"lock_held_share"`
+	LockWaitedShare    float64 `json:"lock_waited_share"`
 	LockWaitersMean    float64 `json:"lock_waiters_mean"`
 	LockWaitPerBatchMs float64 `json:"lock_wait_per_batch_ms"`
 	// ServerCPUPerCreateUs is the CPU time (user + system) of every
@@ -126,10 +129,11 @@ func (w *pgWatch) run(ctx context.Context, warmup time.Duration) (scaleResult, e
 	if err != nil {
 		return scaleResult{}, err
 	}
-	classid, objid := postgres.OutboxOrderLockID()
+	accountClass, orderClassID, orderObjID := postgres.OrderLocks()
 	var (
 		samples       int
 		held          int
+		waited        int
 		waitingTime   float64 // Σ waiters × seconds
 		waitersSum    int
 		last          = time.Now()
@@ -151,7 +155,8 @@ sampling:
 		err := w.conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE NOT granted), count(*) FILTER (WHERE granted)
 FROM pg_locks
 WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1`, classid, objid).Scan(&waiting, &granted)
+  AND ((classid::bigint = $1 AND objsubid = 2) OR (classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1))`,
+			accountClass, orderClassID, orderObjID).Scan(&waiting, &granted)
 		now := time.Now()
 		if err != nil {
 			samplesFailed++
@@ -164,6 +169,9 @@ WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE da
 		last = now
 		if granted > 0 {
 			held++
+		}
+		if waiting > 0 {
+			waited++
 		}
 	}
 	end, err := w.snapshot(ctx)
@@ -186,6 +194,7 @@ WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE da
 	}
 	if samples > 0 {
 		r.LockHeldShare = float64(held) / float64(samples)
+		r.LockWaitedShare = float64(waited) / float64(samples)
 		r.LockWaitersMean = float64(waitersSum) / float64(samples)
 	}
 	if r.Batches > 0 {
@@ -296,7 +305,7 @@ ORDER BY t.relname DESC, c.relkind DESC, c.relname`)
 // printScale writes, for the runs on PostgreSQL, what each create
 // measurement cost the server and the replicas.
 func printScale(w io.Writer, r report) {
-	t := table{header: []string{"run", "replicas", "conc", "creates/s", "batches/s", "phones/batch", "commits/s", "WAL syncs/s", "WAL B/create", "lock held", "waiting", "lock wait/batch ms", "server CPU µs/create"}}
+	t := table{header: []string{"run", "replicas", "conc", "creates/s", "batches/s", "phones/batch", "commits/s", "WAL syncs/s", "WAL B/create", "lock held", "lock waited", "waiting", "lock wait/batch ms", "server CPU µs/create"}}
 	for _, run := range r.Runs {
 		for _, l := range run.Levels {
 			s := l.Scale
@@ -311,7 +320,7 @@ func printScale(w io.Writer, r report) {
 				fmt.Sprintf("%.0f", float64(s.Creates)/s.Seconds), fmt.Sprintf("%.0f", float64(s.Batches)/s.Seconds),
 				fmt.Sprintf("%.1f", s.PhonesPerBatch), fmt.Sprintf("%.0f", s.CommitsPerSecond),
 				fmt.Sprintf("%.0f", s.WALSyncsPerSecond), fmt.Sprintf("%.0f", s.WALBytesPerCreate),
-				fmt.Sprintf("%.0f%%", 100*s.LockHeldShare), fmt.Sprintf("%.2f", s.LockWaitersMean),
+				fmt.Sprintf("%.0f%%", 100*s.LockHeldShare), fmt.Sprintf("%.0f%%", 100*s.LockWaitedShare), fmt.Sprintf("%.2f", s.LockWaitersMean),
 				fmt.Sprintf("%.3f", s.LockWaitPerBatchMs), server)
 		}
 	}
@@ -320,8 +329,10 @@ func printScale(w io.Writer, r report) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "PostgreSQL during the creates (measured span only): batches are the transactions that stored phones (distinct xmin),")
-	fmt.Fprintln(w, "each taking the outbox order lock once; the lock sampled in pg_locks every 10 ms: share of samples held, mean transactions")
-	fmt.Fprintln(w, "waiting, and their total wait per batch. WAL figures and server CPU are the whole server's: on a shared server, others' work too.")
+	fmt.Fprintln(w, "each taking the locks that order the outbox once (its accounts' locks; one global lock before the outbox was ordered by")
+	fmt.Fprintln(w, "transaction id); the locks sampled in pg_locks every 10 ms: share of samples one was held, share one was waited for, mean")
+	fmt.Fprintln(w, "transactions waiting, and their total wait per batch. WAL figures and server CPU are the whole server's: on a shared server,")
+	fmt.Fprintln(w, "others' work too.")
 	t.write(w)
 	for _, run := range r.Runs {
 		if f := run.Footprint; f != nil {
@@ -332,4 +343,50 @@ func printScale(w io.Writer, r report) {
 			fmt.Fprintf(w, "On disk after %s: %d phones, %d events; bytes per row: %s.\n", run.label(), f.Phones, f.Events, strings.Join(parts, ", "))
 		}
 	}
+}
+
+// printReplicas writes, for the runs of several replicas (--replicas 1,3),
+// their creates/s over one replica's of the same build, storage and
+// concurrency, measured in the same rotation, beside the share of samples
+// in which a transaction waited for a lock that orders the outbox.
+func printReplicas(w io.Writer, r report) {
+	type key struct {
+		build, backend, topology string
+		preload, concurrency     int
+	}
+	one := map[key]levelResult{}
+	for _, run := range r.Runs {
+		if run.Replicas <= 1 {
+			for _, l := range run.Levels {
+				one[key{run.Build, run.Backend, run.Topology, run.Preload, l.Concurrency}] = l
+			}
+		}
+	}
+	t := table{header: []string{"run", "conc", "creates/s", "creates/s of one replica", "÷ one replica", "lock waited", "lock waited, one replica"}}
+	share := func(l levelResult) string {
+		if l.Scale == nil {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.0f%%", 100*l.Scale.LockWaitedShare)
+	}
+	for _, run := range r.Runs {
+		if run.Replicas <= 1 {
+			continue
+		}
+		for _, l := range run.Levels {
+			base, ok := one[key{run.Build, run.Backend, run.Topology, run.Preload, l.Concurrency}]
+			if !ok || base.Creates.PerSecond <= 0 {
+				continue
+			}
+			t.add(run.label(), strconv.Itoa(l.Concurrency),
+				fmt.Sprintf("%.0f", l.Creates.PerSecond), fmt.Sprintf("%.0f", base.Creates.PerSecond),
+				fmt.Sprintf("%.2f", l.Creates.PerSecond/base.Creates.PerSecond), share(l), share(base))
+		}
+	}
+	if len(t.rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Replicas against one replica of the same phonesd, at the same total concurrency, in the same rotation (medians of the rounds).")
+	t.write(w)
 }

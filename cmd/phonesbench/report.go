@@ -304,6 +304,7 @@ func printReport(w io.Writer, r report) {
 
 	printGrowth(w, r)
 	printScale(w, r)
+	printReplicas(w, r)
 	printHA(w, r)
 	var preloads []string
 	for _, run := range r.Runs {
@@ -316,18 +317,19 @@ func printReport(w io.Writer, r report) {
 	}
 }
 
-// printComparison gives, for each backend, preload and concurrency that
-// --baseline-ref measured, this build's figures over the baseline's.
+// printComparison gives, for each backend, replica count, preload and
+// concurrency that --baseline-ref measured, this build's figures over the
+// baseline's.
 func printComparison(w io.Writer, r report) {
 	type key struct {
-		backend       string
-		preload, conc int
+		backend                 string
+		replicas, preload, conc int
 	}
 	base := map[key]levelResult{}
 	for _, run := range r.Runs {
 		if strings.HasPrefix(run.Build, "baseline") {
 			for _, l := range run.Levels {
-				base[key{run.Backend, run.Preload, l.Concurrency}] = l
+				base[key{run.Backend, run.Replicas, run.Preload, l.Concurrency}] = l
 			}
 		}
 	}
@@ -348,11 +350,11 @@ func printComparison(w io.Writer, r report) {
 			continue
 		}
 		for _, l := range run.Levels {
-			b, ok := base[key{run.Backend, run.Preload, l.Concurrency}]
+			b, ok := base[key{run.Backend, run.Replicas, run.Preload, l.Concurrency}]
 			if !ok {
 				continue
 			}
-			t.add(run.Backend, strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
+			t.add(run.name(), strconv.Itoa(run.Preload), strconv.Itoa(l.Concurrency),
 				div(l.Creates.PerSecond, b.Creates.PerSecond), div(l.Floor.PerSecond, b.Floor.PerSecond),
 				div(l.Creates.P99ms, b.Creates.P99ms),
 				div(l.Creates.CPUPerRequestMicros, b.Creates.CPUPerRequestMicros), div(l.Floor.CPUPerRequestMicros, b.Floor.CPUPerRequestMicros))

@@ -85,10 +85,12 @@ the database), then checks that every acknowledged phone and update is
 stored as acknowledged, that no definite failure stored anything, that no
 create of a number sent once got a 409, that every unknown ended as one
 phone or none, that every phone and update has exactly one event, each
-sink (the stream, each events file) holding it once, that no event lacks
-its phone, that no phone carries a tenant other than its token's, and
-that every answer is one the contract documents (the requests go through
-the public client, github.com/phonesd/phonesd/api).
+sink (the stream, each events file) holding it once, in outbox order and,
+per account, in commit order (ids rising, each phone's events as it was
+written), that no event lacks its phone, that no phone carries a tenant
+other than its token's, and that every answer is one the contract
+documents (the requests go through the public client,
+github.com/phonesd/phonesd/api).
 
 Scenarios (each on every backend it applies to):
   kill         kill -9 of phonesd under load, restarted each time
@@ -105,7 +107,7 @@ Scenarios (each on every backend it applies to):
                (kill -9) and restarted
   relay-crash  the relay killed between the broker's ack, or the events
                file's fsync, and marking the events sent
-  replicas     three replicas on one PostgreSQL, each killed once (full run)
+  replicas     three replicas on one PostgreSQL, each killed once
   datadir      a second phonesd started on the data directory of one under load:
                it exits within a second, naming the directory and the first's pid
   sigterm      SIGTERM under load: in-flight requests finish, exit in under 25 s

@@ -213,6 +213,17 @@ func TestVerifyDetectsEachViolation(t *testing.T) {
 		{"events out of outbox order", func(f *fixture) {
 			f.obs.Outbox["e2"], f.obs.Outbox["e3"] = 3, 2
 		}, kindEventOrder},
+		{"a phone's change event before its creation, as the outbox ranks them", func(f *fixture) {
+			d := f.obs.Deliveries
+			f.obs.Deliveries = append([]delivery{d[3]}, d[:3]...)
+			f.obs.Outbox = map[string]int64{"e4": 1, "e1": 2, "e2": 3, "e3": 4}
+		}, kindAccountOrder},
+		{"an account's phones created out of id order, as the outbox ranks them", func(f *fixture) {
+			later := f.creates[0].state(1)
+			later.ID, later.Number = 9, "900009"
+			f.obs.Deliveries = append([]delivery{{Source: "events.jsonl", EventID: "e9", Type: "phone_creation-1", Object: later}}, f.obs.Deliveries...)
+			f.obs.Outbox["e9"] = 0
+		}, kindAccountOrder},
 		{"unreadable event line", func(f *fixture) {
 			f.obs.Unreadable = append(f.obs.Unreadable, "events.jsonl line 5: unexpected end of JSON input")
 		}, kindEventUnreadable},

@@ -34,8 +34,10 @@ type observed struct {
 	Deliveries []delivery
 	// Unreadable are lines or messages of the sink that are no event.
 	Unreadable []string
-	// Outbox maps each event_id to its outbox seq, for the order check;
-	// nil skips it.
+	// Outbox maps each event_id to its place in outbox order, for the
+	// order check: its seq on SQLite; on PostgreSQL, its rank by
+	// transaction id then seq, the order the relay delivers in. nil skips
+	// it.
 	Outbox map[string]int64
 	// LateWithin, when positive, allows an event to reach the sink after
 	// events of higher outbox seq, by at most that many seqs: the exception
@@ -235,7 +237,9 @@ func (s storage) readPostgres(ctx context.Context, o *observed) error {
 		return fmt.Errorf("read phones: %w", err)
 	}
 	o.Outbox = map[string]int64{}
-	orows, err := conn.Query(ctx, `SELECT seq, event_id::text FROM outbox`)
+	// The relay delivers by transaction id, then seq (see
+	// internal/postgres: pendingEventsSQL).
+	orows, err := conn.Query(ctx, `SELECT row_number() OVER (ORDER BY xid, seq), event_id::text FROM outbox`)
 	if err != nil {
 		return fmt.Errorf("read outbox: %w", err)
 	}

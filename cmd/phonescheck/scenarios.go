@@ -79,7 +79,7 @@ func scenarios() []*scenario {
 		{name: "relay-crash", about: "the relay killed between the events file's fsync and marking the events sent",
 			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveRelayCrashFile},
 		{name: "replicas", about: "three replicas on one PostgreSQL, each killed once under load",
-			backends: []string{"postgres"}, sink: "file", replicas: 3, drive: driveReplicas},
+			backends: []string{"postgres"}, shortBackends: []string{"postgres"}, sink: "file", replicas: 3, drive: driveReplicas},
 		{name: "datadir", about: "a second phonesd started on the data directory of one under load, as a rolling deploy on a shared volume would: it exits within a second",
 			backends: both, shortBackends: []string{"sqlite"}, sink: "file", drive: driveSecondOnDataDir},
 		{name: "sigterm", about: "SIGTERM under load: in-flight requests finish, exit in under 25s",

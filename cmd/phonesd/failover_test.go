@@ -82,7 +82,7 @@ func TestPostgresFailoverToPromotedStandby(t *testing.T) {
 	if n := countRows(t, onStandby, "SELECT count(*) FROM phones"); n != 2 {
 		t.Errorf("%d phones on the promoted standby; want 2: the one acknowledged before the kill and %d", n, after)
 	}
-	for deadline := time.Now().Add(10 * time.Second); countRows(t, onStandby, "SELECT count(*) FROM outbox WHERE seq > (SELECT delivered_seq FROM relay_lease)") != 0; {
+	for deadline := time.Now().Add(10 * time.Second); countRows(t, onStandby, "SELECT count(*) FROM outbox, relay_lease AS l WHERE (xid, seq) > (l.position_xid, l.position_seq)") != 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("events still unsent on the promoted standby after 10s: the relay did not take its lease there")
 		}

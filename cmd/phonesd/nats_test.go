@@ -63,8 +63,13 @@ type outboxRow struct {
 func outboxRows(t *testing.T, dataDir, databaseURL string) []outboxRow {
 	t.Helper()
 	// The delivered position lives beside the relay lease on PostgreSQL,
-	// in a table of its own on SQLite.
-	const query = `SELECT seq, event_id, payload, seq <= (SELECT delivered_seq FROM outbox_position) FROM outbox ORDER BY seq`
+	// where outbox order is by transaction id, then seq; it is a seq in a
+	// table of its own on SQLite.
+	const (
+		query   = `SELECT seq, event_id, payload, seq <= (SELECT delivered_seq FROM outbox_position) FROM outbox ORDER BY seq`
+		pgQuery = `SELECT o.seq, o.event_id::text, o.payload, (o.xid, o.seq) <= (l.position_xid, l.position_seq)
+FROM outbox AS o, relay_lease AS l ORDER BY o.xid, o.seq`
+	)
 	var out []outboxRow
 	if databaseURL != "" {
 		ctx := context.Background()
@@ -73,7 +78,7 @@ func outboxRows(t *testing.T, dataDir, databaseURL string) []outboxRow {
 			t.Fatal(err)
 		}
 		defer conn.Close(ctx)
-		rows, err := conn.Query(ctx, strings.NewReplacer("event_id", "event_id::text", "outbox_position", "relay_lease").Replace(query))
+		rows, err := conn.Query(ctx, pgQuery)
 		if err != nil {
 			t.Fatal(err)
 		}

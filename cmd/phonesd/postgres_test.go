@@ -149,7 +149,7 @@ func TestPostgresTwoReplicasShareTheDuplicateRule(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		total := len(readEvents(t, filepath.Join(a.dataDir, eventsFile))) + len(readEvents(t, filepath.Join(b.dataDir, eventsFile)))
-		if total == 1 && countRows(t, dbURL, "SELECT count(*) FROM outbox WHERE seq > (SELECT delivered_seq FROM relay_lease)") == 0 {
+		if total == 1 && countRows(t, dbURL, "SELECT count(*) FROM outbox, relay_lease AS l WHERE (xid, seq) > (l.position_xid, l.position_seq)") == 0 {
 			break
 		}
 		if total > 1 || time.Now().After(deadline) {

@@ -33,17 +33,15 @@ const (
 	// migrationLockKey is held, at session level, for a whole migration run,
 	// so that replicas starting at once apply each migration exactly once.
 	migrationLockKey int64 = 0x70686f6e65736401
-	// outboxOrderLockKey is held, at transaction level, by every
-	// transaction that appends to the outbox. The relay publishes unsent
-	// events in seq order, but seqs are handed out at insert time, not at
-	// commit: were a transaction holding seq 10 still open while one holding
-	// seq 11 committed, the relay could publish 11 and then, once 10
-	// commits, publish it out of order. Taking this lock first, before any
-	// row lock (so that creates and updates cannot deadlock), in every
-	// replica, makes seq order commit order. The price is that writes run
-	// one transaction at a time across replicas, which group commit makes
-	// cheap: a transaction carries a whole batch of creates.
+	// outboxOrderLockKey was held, at transaction level, by every
+	// transaction that appended to the outbox, before migration 0005
+	// ordered the outbox by transaction id; that migration takes it, to
+	// come after the writers of the previous version.
 	outboxOrderLockKey int64 = 0x70686f6e65736402
+	// accountLockClass is the first key of the account locks, taken with
+	// the two-key advisory lock functions (see accountLocks), whose keys
+	// PostgreSQL keeps apart from the one-key locks above.
+	accountLockClass int32 = 0x70686f6e
 )
 
 // Defaults of Options.
@@ -173,10 +171,11 @@ func parse(dbURL string, opts Options) (settings, error) {
 	// never rely on the server's, database's or role's default for that.
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	// A session that stops talking inside a transaction, say behind a
-	// network partition, would hold outboxOrderLockKey, and with it every
-	// create of every replica, until TCP gave up. No transaction of the
-	// store waits on its client for long, so the server may end such a
-	// session as soon as a statement would have timed out.
+	// network partition, would hold its account locks, and with its
+	// transaction id the delivery of every later event (see
+	// pendingEventsSQL), until TCP gave up. No transaction of the store
+	// waits on its client for long, so the server may end such a session
+	// as soon as a statement would have timed out.
 	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = millis(opts.StatementTimeout)
 
 	if err := requireWritable(dbURL, &cfg.ConnConfig.Config); err != nil {

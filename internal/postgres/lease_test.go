@@ -171,7 +171,8 @@ func TestMarkDeliveredRefusesAStaleEpoch(t *testing.T) {
 	}
 }
 
-// createPhones creates n phones of one account through the service.
+// createPhones creates n phones of one account through the service, and
+// returns once their events can be read.
 func createPhones(t *testing.T, db *DB, n int) {
 	t.Helper()
 	svc := phone.NewService(db, nil)
@@ -184,6 +185,9 @@ func createPhones(t *testing.T, db *DB, n int) {
 		if _, err := svc.Create(context.Background(), phone.CreateRequest{Phone: p}); err != nil {
 			t.Fatalf("create phone %d: %v", i, err)
 		}
+	}
+	if err := db.SettleOutbox(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -300,9 +304,9 @@ func eventIDs(t *testing.T, path string) []string {
 	return ids
 }
 
-// TestOutboxOrderLockID finds the lock a transaction holds in pg_locks by
-// the ids OutboxOrderLockID gives.
-func TestOutboxOrderLockID(t *testing.T) {
+// TestOrderLocks finds the account locks a transaction holds in pg_locks
+// by the ids OrderLocks gives.
+func TestOrderLocks(t *testing.T) {
 	ctx := context.Background()
 	db := open(t, pgtest.Database(t), Options{})
 	tx, err := db.pool.Begin(ctx)
@@ -310,15 +314,19 @@ func TestOutboxOrderLockID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, lockOutboxOrderSQL, outboxOrderLockKey); err != nil {
+	keys := accountLocks([]account{{"tenant-a", 1}, {"tenant-a", 2}, {"tenant-a", 1}})
+	if len(keys) != 2 {
+		t.Fatalf("accountLocks of two accounts, one twice: got %d keys; want 2", len(keys))
+	}
+	if _, err := tx.Exec(ctx, lockAccountsSQL, accountLockClass, keys); err != nil {
 		t.Fatal(err)
 	}
-	classid, objid := OutboxOrderLockID()
+	class, _, _ := OrderLocks()
 	var held int
 	err = db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks
 WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1 AND granted`, classid, objid).Scan(&held)
-	if err != nil || held != 1 {
-		t.Errorf("pg_locks rows for the outbox order lock: %d, %v; want 1", held, err)
+  AND classid::bigint = $1 AND objsubid = 2 AND granted`, class).Scan(&held)
+	if err != nil || held != 2 {
+		t.Errorf("pg_locks rows for the account locks: %d, %v; want 2", held, err)
 	}
 }

@@ -13,49 +13,80 @@ import (
 )
 
 const (
-	pendingEventsSQL = `SELECT seq, event_id, domain, event_type, payload, created_at, COALESCE(traceparent, '')
-FROM outbox
-WHERE seq > (SELECT delivered_seq FROM relay_lease)
-ORDER BY seq
-LIMIT $1`
+	// pendingEventsSQL reads the events after the position in transaction
+	// id order, and only those of transactions below the oldest one still
+	// running anywhere on the server (the snapshot's xmin): every
+	// transaction with a smaller id has ended, so no event can later appear
+	// behind what it returns. The price is that one long transaction that
+	// has written anything, in any database of the server, holds delivery
+	// back until it ends.
+	pendingEventsSQL = `SELECT o.seq, o.event_id, o.domain, o.event_type, o.payload, o.created_at, COALESCE(o.traceparent, '')
+FROM relay_lease AS l, LATERAL (
+  SELECT * FROM outbox AS o
+  WHERE (o.xid, o.seq) > (l.position_xid, l.position_seq) AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+  ORDER BY o.xid, o.seq
+  LIMIT $1
+) AS o
+ORDER BY o.xid, o.seq`
 
-	// markDeliveredSQL moves the position forward, never back, only while
-	// $2, the relay lease's epoch the caller holds, is still current (0: no
-	// lease), and returns a row only when that is so. Its row lock is the
-	// fence: a take-over's increment of the epoch waits for a mark under
-	// way to commit, so the new holder reads the outbox after it; and a
-	// mark that starts after the increment sees the new epoch, since an
-	// UPDATE reads the row's latest committed version.
-	markDeliveredSQL = `UPDATE relay_lease SET delivered_seq = GREATEST(delivered_seq, $1)
-WHERE $2::bigint = 0 OR epoch = $2::bigint
-RETURNING epoch`
+	// markDeliveredSQL moves the position forward to the event of seq $1,
+	// never back, only while $2, the relay lease's epoch the caller holds,
+	// is still current (0: no lease), and returns a row only when that is
+	// so, saying whether the event was found. Its row lock is the fence: a
+	// take-over's increment of the epoch waits for a mark under way to
+	// commit, so the new holder reads the outbox after it; and a mark that
+	// starts after the increment sees the new epoch, since an UPDATE reads
+	// the row's latest committed version.
+	markDeliveredSQL = `UPDATE relay_lease AS l SET
+  position_xid = CASE WHEN (o.xid, o.seq) > (l.position_xid, l.position_seq) THEN o.xid ELSE l.position_xid END,
+  position_seq = CASE WHEN (o.xid, o.seq) > (l.position_xid, l.position_seq) THEN o.seq ELSE l.position_seq END
+FROM (SELECT 1) AS one
+LEFT JOIN outbox AS o ON o.seq = $1
+WHERE $2::bigint = 0 OR l.epoch = $2::bigint
+RETURNING l.epoch, o.seq IS NOT NULL`
 
 	// pruneDeliveredSQL deletes at most one batch, so that no DELETE runs
 	// into statement_timeout however much is due. The oldest events come
-	// first in seq order, so the scan stops early. SKIP LOCKED lets
-	// replicas pruning at once share the rows instead of waiting.
+	// first in the outbox's order, so the scan stops early. SKIP LOCKED
+	// lets replicas pruning at once share the rows instead of waiting. The
+	// lateral subqueries here and above let the position bound the
+	// (xid, seq) index's scan, rather than filter every row it passes.
 	pruneDeliveredSQL = `DELETE FROM outbox
-WHERE seq IN (
-  SELECT seq FROM outbox
-  WHERE seq <= (SELECT delivered_seq FROM relay_lease) AND created_at < $1
-  ORDER BY seq
-  LIMIT $2
-  FOR UPDATE SKIP LOCKED
-)`
+WHERE seq = ANY (ARRAY(
+  SELECT o.seq FROM relay_lease AS l, LATERAL (
+    SELECT seq FROM outbox AS o
+    WHERE (o.xid, o.seq) <= (l.position_xid, l.position_seq) AND o.created_at < $1
+    ORDER BY o.xid, o.seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+  ) AS o
+))`
 
-	// outboxStatsSQL reads the position, the last seq (the primary key's
-	// last entry) and the creation of the first event after the position:
-	// three lookups, whatever the backlog.
-	outboxStatsSQL = `SELECT l.delivered_seq, COALESCE((SELECT MAX(seq) FROM outbox), 0),
-  (SELECT created_at FROM outbox WHERE seq > l.delivered_seq ORDER BY seq LIMIT 1)
-FROM relay_lease AS l`
+	// settleFromSQL reads the first transaction id not yet assigned, and
+	// settledSQL whether every transaction below it has ended.
+	settleFromSQL = `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`
+	settledSQL    = `SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8`
+
+	// outboxStatsSQL reads the last seq (the primary key's last entry) and
+	// the first event after the position (the (xid, seq) index's next
+	// entry): two lookups, whatever the backlog.
+	outboxStatsSQL = `SELECT COALESCE((SELECT MAX(seq) FROM outbox), 0), f.seq, f.created_at
+FROM relay_lease AS l
+LEFT JOIN LATERAL (
+  SELECT seq, created_at FROM outbox AS o
+  WHERE (o.xid, o.seq) > (l.position_xid, l.position_seq)
+  ORDER BY o.xid, o.seq
+  LIMIT 1
+) AS f ON true`
 )
 
 // pruneBatch is how many rows one pruning statement deletes.
 const pruneBatch = 1000
 
 // PendingEvents returns up to limit events after the delivered position,
-// in outbox order. It returns an error when limit is not positive.
+// in outbox order: by transaction id, then seq, and only events of
+// transactions older than every transaction still running (see
+// pendingEventsSQL). It returns an error when limit is not positive.
 func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("select pending events: limit %d is not positive", limit)
@@ -81,20 +112,54 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, erro
 	return events, nil
 }
 
-// MarkDelivered moves the delivered position to through: every event up to
-// it is delivered. A position already further is kept. A non-zero epoch is
+// settlePoll is how often SettleOutbox asks whether it may return.
+const settlePoll = 5 * time.Millisecond
+
+// SettleOutbox returns once PendingEvents can read every event committed
+// before the call: once every transaction that had begun writing, on the
+// whole server, has ended. It is usually a few milliseconds; a long
+// transaction anywhere on the server holds it as long. It returns ctx's
+// error when ctx ends first.
+func (db *DB) SettleOutbox(ctx context.Context) error {
+	var from string
+	if err := db.pool.QueryRow(ctx, settleFromSQL).Scan(&from); err != nil {
+		return fmt.Errorf("settle outbox: %w", err)
+	}
+	for {
+		var settled bool
+		if err := db.pool.QueryRow(ctx, settledSQL, from).Scan(&settled); err != nil {
+			return fmt.Errorf("settle outbox: %w", err)
+		}
+		if settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("settle outbox: %w", ctx.Err())
+		case <-time.After(settlePoll):
+		}
+	}
+}
+
+// MarkDelivered moves the delivered position to the event of seq through:
+// every event up to it, in outbox order, is delivered. A position already
+// further is kept; through 0 marks nothing. It returns an error when
+// through is not in the outbox. A non-zero epoch is
 // the relay lease's term the caller holds (see Lease): when a later term
 // has begun, nothing is marked and the error wraps outbox.ErrLeaseLost.
 func (db *DB) MarkDelivered(ctx context.Context, through int64, epoch int64) error {
 	// A mark lost in a crash only makes the relay deliver its events again,
 	// which sinks recognise; so it need not wait for the WAL to reach
 	// disk, and leaves the disk to the commits that must.
-	var current int64
+	var (
+		current int64
+		found   bool
+	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
 	b.Queue(markDeliveredSQL, through, epoch).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&current)
+		return row.Scan(&current, &found)
 	})
 	b.Queue("COMMIT")
 	err := db.pool.SendBatch(ctx, b).Close()
@@ -103,6 +168,8 @@ func (db *DB) MarkDelivered(ctx context.Context, through int64, epoch int64) err
 		return fmt.Errorf("mark events delivered under lease epoch %d, no longer current: %w", epoch, outbox.ErrLeaseLost)
 	case err != nil:
 		return fmt.Errorf("mark events delivered through seq %d: %w", through, err)
+	case !found && through != 0:
+		return fmt.Errorf("mark events delivered through seq %d: no such event in the outbox", through)
 	}
 	return nil
 }
@@ -127,18 +194,24 @@ func (db *DB) PruneDelivered(ctx context.Context, createdBefore time.Time) (int6
 }
 
 // OutboxStats returns how many events wait after the delivered position
-// and when the first of them was created; oldest is the zero time when none
-// waits. The count is the span of seqs from the position to the last event:
-// exact when nothing waits, and otherwise an upper bound, over by the seqs
-// that failed transactions consumed.
+// and when the first of them, in outbox order, was created; oldest is the
+// zero time when none waits. The count is exact when nothing waits, and
+// otherwise an estimate: the span of seqs from the first event waiting to
+// the last event, which counts the seqs of failed transactions and of
+// events already delivered in that span, and misses the events waiting
+// with a smaller seq than the first (written before it, by a transaction
+// with a larger id).
 func (db *DB) OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error) {
-	var delivered, last int64
-	var first *time.Time
-	if err := db.pool.QueryRow(ctx, outboxStatsSQL).Scan(&delivered, &last, &first); err != nil {
+	var (
+		last  int64
+		first *int64
+		at    *time.Time
+	)
+	if err := db.pool.QueryRow(ctx, outboxStatsSQL).Scan(&last, &first, &at); err != nil {
 		return 0, time.Time{}, fmt.Errorf("select outbox stats: %w", err)
 	}
 	if first == nil {
 		return 0, time.Time{}, nil
 	}
-	return last - delivered, first.UTC(), nil
+	return last - *first + 1, at.UTC(), nil
 }

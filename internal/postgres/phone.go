@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/phonesd/phonesd/internal/groupcommit"
 	"github.com/phonesd/phonesd/internal/phone"
 )
 
@@ -19,61 +18,6 @@ const phoneColumns = `id, tenant, account_id, customer_id, number, type, active,
   area_code, country_code, extension, created_at, updated_at, version`
 
 const (
-	lockOutboxOrderSQL = `SELECT pg_advisory_xact_lock($1)`
-
-	// allocPhoneIDsSQL draws $1 ids from the phones' identity sequence.
-	allocPhoneIDsSQL = `SELECT nextval(pg_get_serial_sequence('phones', 'id')) FROM generate_series(1, $1)`
-
-	// insertPhonesSQL writes a batch in one statement: it claims the
-	// idempotency keys, inserts the phones whose key was claimed (or that
-	// have none), and the events of the phones inserted. A key of the same
-	// scope blocks a claim unless it has expired, when it is replaced; a
-	// key used twice in the batch is claimed by its first create only (one
-	// INSERT cannot update a row twice). ON CONFLICT names the partial
-	// unique index, so a duplicate phone, also of an earlier phone of the
-	// same batch, is skipped rather than failing the batch. The ids come
-	// from allocPhoneIDsSQL, in batch order, and the events are inserted in
-	// that order, so their seqs follow it. It returns the ids of the phones
-	// stored (true) and of the keys claimed (false).
-	insertPhonesSQL = `WITH input AS (
-  SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
-    $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::text[],
-    $17::text[], $18::bytea[], $19::timestamptz[], $21::timestamptz[], $22::timestamptz[], $23::bigint[])
-    AS t(id, tenant, account_id, customer_id, number, type, active, area_code, country_code, extension, dup_key,
-      scope, fingerprint, expires_at, created_at, updated_at, version)
-), claimed AS (
-  INSERT INTO idempotency_keys (scope, fingerprint, phone_id, created_at, expires_at)
-  SELECT DISTINCT ON (scope) scope, fingerprint, id, $12, expires_at
-  FROM input WHERE scope IS NOT NULL ORDER BY scope, id
-  ON CONFLICT (scope) DO UPDATE SET
-    fingerprint = EXCLUDED.fingerprint, phone_id = EXCLUDED.phone_id,
-    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-  WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
-  RETURNING phone_id
-), inserted AS (
-  INSERT INTO phones (
-    id, tenant, account_id, customer_id, number, type, active,
-    area_code, country_code, extension, dup_key, created_at, updated_at, version)
-  OVERRIDING SYSTEM VALUE
-  SELECT id, tenant, account_id, customer_id, number, type, active,
-    area_code, country_code, extension, dup_key, created_at, updated_at, version
-  FROM input
-  WHERE scope IS NULL OR id IN (SELECT phone_id FROM claimed)
-  ORDER BY id
-  ON CONFLICT (tenant, account_id, dup_key) WHERE active DO NOTHING
-  RETURNING id
-), events AS (
-  INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
-  SELECT e.event_id, e.domain, e.event_type, e.payload, e.created_at, e.traceparent
-  FROM unnest($1::bigint[], $13::uuid[], $14::text[], $15::text[], $16::bytea[], $24::timestamptz[], $20::text[])
-    AS e(id, event_id, domain, event_type, payload, created_at, traceparent)
-  JOIN inserted USING (id)
-  ORDER BY e.id
-)
-SELECT id, true FROM inserted
-UNION ALL
-SELECT phone_id, false FROM claimed`
-
 	insertEventSQL = `INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
 VALUES ($1, $2, $3, $4, $5, $6)`
 
@@ -107,167 +51,6 @@ WHERE id = $10 AND version = $11`
 // uniqueViolation is PostgreSQL's SQLSTATE for a unique index violation.
 const uniqueViolation = "23505"
 
-// CreatePhone stores what c.Write returns for a new id and the
-// transaction's time: the phone and its Phone created event. Calls arriving
-// together share one transaction and its commit (see CreatePhones). It
-// returns phone.ErrDuplicate when c's phone is active and its account
-// already has an active phone with its duplicate key, or the context's
-// error when ctx ends first. c.EventID must be a UUID.
-func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, error) {
-	o, err := db.creates.Do(ctx, c)
-	if err != nil {
-		return phone.Phone{}, fmt.Errorf("create phone: %w", err)
-	}
-	return o.Phone, o.Err
-}
-
-// CreatePhones stores what each creation of cs writes (its phone and its
-// Phone created event) and its idempotency key, in one transaction, in order: a later creation that duplicates an earlier one
-// of the batch is refused like any duplicate. It returns each creation's
-// outcome, or an error: wrapped by groupcommit.NotCommitted when the
-// transaction certainly stored nothing, of unknown outcome otherwise (the
-// reply to its COMMIT was lost).
-//
-// It costs two round trips: one that begins, takes the outbox order lock and
-// allocates the ids, and one that writes every phone and event and commits.
-// The events, which c.Write builds, carry their phone's id, so the ids
-// must be known before the write; allocating them under the lock keeps ids,
-// outbox order and creation times in commit order across replicas.
-func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
-	}
-	// A connection released inside a failed transaction is closed by the
-	// pool, which rolls the transaction back.
-	defer conn.Release()
-
-	begin := &pgx.Batch{}
-	begin.Queue("BEGIN")
-	begin.Queue(lockOutboxOrderSQL, outboxOrderLockKey)
-	begin.Queue(allocPhoneIDsSQL, len(cs))
-	ids := make([]int64, 0, len(cs))
-	if err := sendBatch(ctx, conn.Conn(), begin, func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("begin: %w", err)
-		}
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("lock outbox order: %w", err)
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return fmt.Errorf("allocate ids: %w", err)
-		}
-		ids, err = pgx.AppendRows(ids, rows, pgx.RowTo[int64])
-		if err != nil {
-			return fmt.Errorf("allocate ids: %w", err)
-		}
-		return nil
-	}); err != nil {
-		// No COMMIT was sent: the transaction ends with its connection.
-		return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
-	}
-
-	// The transaction's time, taken once the lock is held.
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	n := len(cs)
-	var (
-		tenants, numbers, types, keys = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		accounts                      = make([]int64, n)
-		customers                     = make([]*int64, n)
-		actives                       = make([]bool, n)
-		areas                         = make([]*int32, n)
-		countries                     = make([]int32, n)
-		extensions                    = make([]*string, n)
-		createdAts, updatedAts        = make([]time.Time, n), make([]time.Time, n)
-		versions                      = make([]int64, n)
-		eventIDs, eventTypes          = make([]string, n), make([]string, n)
-		eventDomains                  = make([]string, n)
-		payloads                      = make([][]byte, n)
-		eventTimes                    = make([]time.Time, n)
-		traceParents                  = make([]*string, n)
-		phones                        = make([]phone.Phone, n)
-		scopes                        = make([]*string, n)
-		fingerprints                  = make([][]byte, n)
-		expiries                      = make([]*time.Time, n)
-	)
-	for i, c := range cs {
-		w, err := c.Write(ids[i], now)
-		if err != nil {
-			return nil, groupcommit.NotCommitted(err)
-		}
-		p, ev := w.Phone, w.Event
-		phones[i] = p
-		tenants[i], accounts[i], customers[i], numbers[i] = p.Tenant, p.AccountID, p.CustomerID, p.Number
-		types[i], actives[i], areas[i], countries[i] = string(p.Type), p.Active, p.AreaCode, p.CountryCode
-		extensions[i], keys[i] = p.Extension, w.Key
-		createdAts[i], updatedAts[i], versions[i] = p.CreatedAt, p.UpdatedAt, p.Version
-		eventIDs[i], eventDomains[i], eventTypes[i], payloads[i], eventTimes[i] = ev.ID, ev.Domain, ev.Type, ev.Payload, ev.CreatedAt
-		if ev.TraceParent != "" {
-			traceParents[i] = &ev.TraceParent
-		}
-		if k := c.Idempotency; k != nil {
-			scopes[i], fingerprints[i], expiries[i] = &k.Scope, k.Fingerprint, &k.ExpiresAt
-		}
-	}
-	write := &pgx.Batch{}
-	write.Queue(insertPhonesSQL, ids, tenants, accounts, customers, numbers, types, actives,
-		areas, countries, extensions, keys, now, eventIDs, eventDomains, eventTypes, payloads,
-		scopes, fingerprints, expiries, traceParents, createdAts, updatedAts, versions, eventTimes)
-	write.Queue("COMMIT")
-	inserted, claimed := make(map[int64]bool, n), make(map[int64]bool)
-	committed := false
-	err = sendBatch(ctx, conn.Conn(), write, func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err != nil {
-			return fmt.Errorf("insert phones: %w", err)
-		}
-		var (
-			id      int64
-			isPhone bool
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&id, &isPhone}, func() error {
-			if isPhone {
-				inserted[id] = true
-			} else {
-				claimed[id] = true
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("insert phones: %w", err)
-		}
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		committed = true
-		return nil
-	})
-	switch {
-	case committed:
-		// The server acknowledged the COMMIT: whatever failed after it,
-		// such as reading the end of the batch, changes nothing stored.
-	case err != nil && rolledBack(err):
-		return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
-	case err != nil:
-		// The COMMIT went out with the rows, and its answer was lost: the
-		// batch may be stored, so no create of it may be told otherwise.
-		return nil, fmt.Errorf("create phones: outcome unknown: %w", err)
-	}
-
-	outs := make([]phone.Outcome, n)
-	for i, p := range phones {
-		switch {
-		case cs[i].Idempotency != nil && !claimed[p.ID]:
-			outs[i].Err = fmt.Errorf("claim idempotency key: %w", phone.ErrKeyTaken)
-		case inserted[p.ID]:
-			outs[i].Phone = p
-		default:
-			outs[i].Err = fmt.Errorf("insert phone: %w", phone.ErrDuplicate)
-		}
-	}
-	return outs, nil
-}
-
 // rolledBack reports whether err, the failure of a batch that ends with
 // COMMIT, proves the transaction was not committed: the server reported an
 // error (severity ERROR aborts the transaction, so the COMMIT behind it is
@@ -298,8 +81,8 @@ func sendBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, read func(pgx.
 	return err
 }
 
-// insertEvent appends ev to the outbox inside tx, which holds
-// outboxOrderLockKey.
+// insertEvent appends ev to the outbox inside tx, which holds the lock of
+// ev's account.
 func insertEvent(ctx context.Context, tx pgx.Tx, ev phone.Event) error {
 	var traceParent *string
 	if ev.TraceParent != "" {
@@ -374,7 +157,7 @@ func (db *DB) ListPhones(ctx context.Context, q phone.ListQuery) ([]phone.Phone,
 // phone.ErrDuplicate when the new state is active and its account already
 // has another active phone with its duplicate key, Apply's error, or the
 // context's error; on error it stores nothing. c.Apply runs while the
-// outbox order lock is held.
+// account's lock is held.
 func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, error) {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -382,15 +165,15 @@ func (db *DB) UpdatePhone(ctx context.Context, c phone.Change) (phone.Phone, err
 	}
 	defer tx.Rollback(ctx)
 
-	// The outbox order lock comes before the row lock, as in every
-	// transaction that may append to the outbox: taken after it, it could
-	// deadlock. Another update holding the outbox lock would wait for this
-	// row while this transaction waited for its lock; and a create holding
-	// the outbox lock, inserting the duplicate key this transaction has just
-	// written to the duplicate rule's index, would wait on that entry for
-	// this transaction to end. See CreatePhone for why the lock exists.
-	if _, err := tx.Exec(ctx, lockOutboxOrderSQL, outboxOrderLockKey); err != nil {
-		return phone.Phone{}, fmt.Errorf("lock outbox order: %w", err)
+	// The account's lock comes first, before the row lock and any write,
+	// as in every transaction that writes to the outbox (see CreatePhones):
+	// the transaction's id then follows the commits of its account, and
+	// no two transactions wait for each other. Taken after the row lock, it
+	// could deadlock: a create holding the account lock, inserting the
+	// duplicate key this transaction has just written to the duplicate
+	// rule's index, would wait on that entry for this transaction to end.
+	if _, err := tx.Exec(ctx, lockAccountsSQL, accountLockClass, accountLocks([]account{{c.Tenant, c.AccountID}})); err != nil {
+		return phone.Phone{}, fmt.Errorf("lock account: %w", err)
 	}
 	cur, err := scanPhone(tx.QueryRow(ctx, lockPhoneSQL, c.ID, c.Tenant, c.AccountID))
 	if errors.Is(err, pgx.ErrNoRows) {

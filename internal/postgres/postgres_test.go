@@ -333,7 +333,8 @@ func TestStatementTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", outboxOrderLockKey); err != nil {
+		keys := accountLocks([]account{{"tenant-a", 1}})
+		if _, err := tx.Exec(ctx, lockAccountsSQL, accountLockClass, keys); err != nil {
 			t.Fatal(err)
 		}
 		var pid uint32
@@ -358,11 +359,11 @@ func TestStatementTimeout(t *testing.T) {
 			t.Error("statement after idling in a transaction: got nil error; want one")
 		}
 		var locked bool
-		if err := db.pool.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", outboxOrderLockKey).Scan(&locked); err != nil {
+		if err := db.pool.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, $2)", accountLockClass, keys[0]).Scan(&locked); err != nil {
 			t.Fatal(err)
 		}
 		if !locked {
-			t.Error("outbox order lock: got still held; want released with the idle session")
+			t.Error("account lock: got still held; want released with the idle session")
 		}
 	})
 }

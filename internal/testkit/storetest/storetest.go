@@ -119,8 +119,35 @@ func create(t *testing.T, s Store, c phone.Creation) phone.Phone {
 	return p
 }
 
+// settler is a store whose PendingEvents may, for a moment, not yet read
+// what was committed: PostgreSQL's reads only the events of transactions
+// older than every transaction still running on the server.
+type settler interface {
+	// SettleOutbox returns once PendingEvents can read every event
+	// committed before the call.
+	SettleOutbox(ctx context.Context) error
+}
+
+// settle waits, on a store that needs it, until PendingEvents can read
+// every event committed so far.
+func settle(t *testing.T, s Store) {
+	t.Helper()
+	st, ok := s.(settler)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.SettleOutbox(ctx); err != nil {
+		t.Fatalf("SettleOutbox: %v", err)
+	}
+}
+
+// pending returns the events waiting, every event committed so far among
+// them.
 func pending(t *testing.T, s Store) []phone.Event {
 	t.Helper()
+	settle(t, s)
 	events, err := s.PendingEvents(context.Background(), 1000)
 	if err != nil {
 		t.Fatalf("PendingEvents: %v", err)
@@ -536,6 +563,7 @@ func testPendingEventsOrderAndLimit(t *testing.T, s Store) {
 		t.Fatalf("pending events of an empty store: got %d; want 0", len(got))
 	}
 	ids := createN(t, s, 5)
+	settle(t, s)
 	tests := []struct {
 		limit int
 		want  []string
