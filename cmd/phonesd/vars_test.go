@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -185,5 +186,34 @@ func TestUnknownVariableWarning(t *testing.T) {
 	}
 	if strings.Count(logs, "unknown variable") != 1 {
 		t.Errorf("want exactly one unknown-variable warning:\n%s", logs)
+	}
+}
+
+// TestDerivedDefaultsInDocs checks the figures the documents spell for the
+// back-pressure defaults, and for those derived from them, against what
+// vars.go computes, so that changing a default or its derivation fails
+// here until the prose follows. Each phrase is looked for with the text's
+// line breaks as spaces.
+func TestDerivedDefaultsInDocs(t *testing.T) {
+	perTenant := perTenantDefault(defaultMaxInFlight)
+	burst := rateBurstDefault(defaultRateLimit)
+	for _, c := range []struct{ doc, phrase string }{
+		{"docs/api.md", fmt.Sprintf("authenticated API requests at once (%d)", defaultMaxInFlight)},
+		{"docs/api.md", fmt.Sprintf("(a quarter of `PHONES_MAX_IN_FLIGHT`, %d)", perTenant)},
+		{"docs/api.md", fmt.Sprintf("`PHONES_RATE_LIMIT` requests a second (%d in production", defaultRateLimit)},
+		{"docs/api.md", fmt.Sprintf("bursts of up to `PHONES_RATE_BURST` (%d)", burst)},
+		{"docs/api.md", fmt.Sprintf("`RateLimit-Policy: \"tenant\";q=%d;", burst)},
+		{"docs/api.md", fmt.Sprintf("`RateLimit: \"tenant\";r=%d;", burst-1)}, // after one request
+		{"docs/api.md", fmt.Sprintf("far below %d a second on one replica", defaultRateLimit)},
+		{"docs/api.md", fmt.Sprintf("and at %d a request waits", defaultMaxInFlight)},
+		{"docs/performance.md", fmt.Sprintf("above %d requests in flight, raise `PHONES_MAX_IN_FLIGHT_PER_TENANT`", perTenant)},
+	} {
+		text, err := os.ReadFile(filepath.Join("../..", c.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(string(text)), " "), c.phrase) {
+			t.Errorf("%s lacks %q: a default changed, or the sentence did; make them agree", c.doc, c.phrase)
+		}
 	}
 }
