@@ -93,10 +93,8 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if err != nil {
 		return fmt.Errorf("PHONES_ADDR: %w", err)
 	}
-	httpServer := newHTTPServer(srv, logHandler)
 	var activity requestActivity
-	httpServer.ConnState = activity.track
-
+	httpServer := newHTTPServer(srv, logHandler, &activity)
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	if err := serveAsides(bg, cfg, metrics, log); err != nil {
@@ -251,9 +249,11 @@ func newAPI(ctx context.Context, cfg config, p apiParts) (*httpapi.Server, error
 }
 
 // newHTTPServer serves h with bounds on every phase of a connection; its
-// own errors go to the log at warning level.
-func newHTTPServer(h http.Handler, logHandler slog.Handler) *http.Server {
+// own errors go to the log at warning level, and activity learns when
+// requests come, for the shutdown's pause before idle connections close.
+func newHTTPServer(h http.Handler, logHandler slog.Handler, activity *requestActivity) *http.Server {
 	return &http.Server{
+		ConnState:         activity.track,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
