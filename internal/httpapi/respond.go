@@ -109,13 +109,11 @@ const (
 // a refusal or an outcome its own answer, and anything else a defect,
 // logged here and answered as the operation's 500.
 func (s *Server) writeError(ctx context.Context, x *exchange, op *operation, err error) {
-	var fe *phone.FieldError
-	if errors.As(err, &fe) {
+	if fe, ok := errors.AsType[*phone.FieldError](err); ok {
 		writeJSON(x, http.StatusBadRequest, &api.BadRequestError{Message: fe.Message, Field: api.BadRequestErrorField(fe.Field)})
 		return
 	}
-	var rf *refusal
-	if errors.As(err, &rf) {
+	if rf, ok := errors.AsType[*refusal](err); ok {
 		s.writeRefusal(x, rf, err)
 		return
 	}
