@@ -117,6 +117,19 @@ func envelope(eventID, typ, method, uri string, p Phone, a Audit, at time.Time) 
 // noticeable share of phonesd's CPU under a load of creates. It fails only
 // where encoding/json would: the phone type's own encoder failing.
 func appendEvent(b []byte, env *api.PhoneEvent) ([]byte, error) {
+	return appendEventMarking(b, env, nil)
+}
+
+// holes are where, in an encoded event, the text of its timestamp and the
+// digits of its phone's id lie: b[timeAt:timeEnd] and b[idAt:idEnd].
+type holes struct {
+	timeAt, timeEnd, idAt, idEnd int
+}
+
+// appendEventMarking is appendEvent, also recording in h, when not nil,
+// where the timestamp and the phone's id went.
+func appendEventMarking(b []byte, env *api.PhoneEvent, h *holes) ([]byte, error) {
+	var mark holes
 	b = append(b, `{"event_id":`...)
 	b = appendString(b, env.EventID)
 	b = append(b, `,"schema_version":`...)
@@ -130,7 +143,9 @@ func appendEvent(b []byte, env *api.PhoneEvent) ([]byte, error) {
 	b = append(b, `,"cid":`...)
 	b = appendString(b, env.CID)
 	b = append(b, `,"timestamp":`...)
+	mark.timeAt = len(b) + len(`"`)
 	b = appendString(b, env.Timestamp)
+	mark.timeEnd = len(b) - len(`"`)
 	d := &env.Data
 	b = append(b, `,"data":{"method":`...)
 	b = appendString(b, d.Method)
@@ -155,7 +170,9 @@ func appendEvent(b []byte, env *api.PhoneEvent) ([]byte, error) {
 	b = appendString(b, d.Origin)
 	o := &d.Object
 	b = append(b, `,"object":{"id":`...)
+	mark.idAt = len(b)
 	b = strconv.AppendInt(b, o.ID, 10)
+	mark.idEnd = len(b)
 	b = append(b, `,"account_id":`...)
 	b = strconv.AppendInt(b, o.AccountID, 10)
 	b = append(b, `,"customer_id":`...)
@@ -186,6 +203,9 @@ func appendEvent(b []byte, env *api.PhoneEvent) ([]byte, error) {
 	b = appendOptionalString(b, o.Extension)
 	b = append(b, `,"active":`...)
 	b = strconv.AppendBool(b, o.Active)
+	if h != nil {
+		*h = mark
+	}
 	return append(b, "}}}"...), nil
 }
 

@@ -2,7 +2,10 @@ package phone
 
 import (
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/phonesd/phonesd/api"
 )
 
 // Write is everything a store writes for one create or one change, all of
@@ -43,17 +46,57 @@ type Creation struct {
 // lock, rather than by the service before the batch, because it carries
 // the id and the time, which only exist once the lock is held.
 func (c Creation) Write(id int64, at time.Time) (Write, error) {
-	p := c.Phone.p
-	if p.Type == "" {
-		// New never leaves a type empty: only the zero Candidate has none.
-		return Write{}, errors.New("create phone: the phone was not made by phone.New")
+	p, err := c.stored(id, at)
+	if err != nil {
+		return Write{}, err
 	}
-	p.ID, p.CreatedAt, p.UpdatedAt, p.Version = id, at, at, 1
 	ev, err := CreatedEvent(c.EventID, p, c.Audit)
 	if err != nil {
 		return Write{}, err
 	}
 	return Write{Phone: p, Key: p.DuplicateKey(), Event: ev}, nil
+}
+
+// stored returns c's phone as stored with id at at.
+func (c Creation) stored(id int64, at time.Time) (Phone, error) {
+	p := c.Phone.p
+	if p.Type == "" {
+		// New never leaves a type empty: only the zero Candidate has none.
+		return Phone{}, errors.New("create phone: the phone was not made by phone.New")
+	}
+	p.ID, p.CreatedAt, p.UpdatedAt, p.Version = id, at, at, 1
+	return p, nil
+}
+
+// Template is what a Creation writes for a store that chooses the phone's
+// id and the time inside the transaction that stores it, after the writes
+// have been sent: Write, with id 0 and the zero time (its event's Payload
+// nil), and the Phone created event around the two, in the order the
+// event has them. The event of the phone stored with id and at is Head,
+// at formatted with TimestampLayout, Mid, id in decimal digits, then Tail,
+// exactly as Write(id, at) encodes it (TestTemplate).
+type Template struct {
+	Write           Write
+	Head, Mid, Tail []byte
+}
+
+// Template returns what c writes, with holes for the id and the time.
+func (c Creation) Template() (Template, error) {
+	p, err := c.stored(0, time.Time{})
+	if err != nil {
+		return Template{}, err
+	}
+	env := envelope(c.EventID, EventCreated, api.EventCreationMethod, api.EventCreationURI, p, c.Audit, time.Time{})
+	var h holes
+	b, err := appendEventMarking(make([]byte, 0, eventSizeHint(&env)), &env, &h)
+	if err != nil {
+		return Template{}, fmt.Errorf("encode %s event: %w", EventCreated, err)
+	}
+	ev := Event{ID: c.EventID, Domain: EventDomain, Type: EventCreated, TraceParent: c.Audit.TraceParent}
+	return Template{
+		Write: Write{Phone: p, Key: p.DuplicateKey(), Event: ev},
+		Head:  b[:h.timeAt:h.timeAt], Mid: b[h.timeEnd:h.idAt:h.idAt], Tail: b[h.idEnd:],
+	}, nil
 }
 
 // Change is what a store needs to update a phone: which phone, and the

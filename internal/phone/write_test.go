@@ -3,6 +3,8 @@ package phone
 import (
 	"bytes"
 	"reflect"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -102,5 +104,41 @@ func TestChanged(t *testing.T) {
 	}
 	if w.Event.Type != EventChanged || !w.Event.CreatedAt.Equal(at) || !bytes.Equal(w.Event.Payload, ev.Payload) {
 		t.Errorf("Event: got %+v; want %+v", w.Event, ev)
+	}
+}
+
+// TestTemplate holds Creation.Template to Creation.Write: the template
+// completed with an id and a time is the event Write encodes for them, on
+// phones and audits whose own fields look like ids and times.
+func TestTemplate(t *testing.T) {
+	stamp := "2026-12-06T10:11:12.345Z"
+	for i, a := range []Audit{{}, {CID: "12345", Email: stamp, Roles: []string{stamp}, Origin: "1"}, {CID: "\\u2028<&>", TraceParent: "00-x"}} {
+		d := Draft{Number: ptr("1234567"), Type: ptr("MOBILE"), Extension: ptr(stamp[:10])}
+		c, err := New("TN-"+stamp, 12345, ptr(int64(12345)), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr := Creation{Phone: c, EventID: "0190a0b0-0000-7000-8000-00000000000" + strconv.Itoa(i), Audit: a}
+		tpl, err := cr.Template()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{1, 12345, 9223372036854775807} {
+			at := time.Date(2026, 12, 6, 10, 11, 12, 345e6, time.UTC)
+			want, err := cr.Write(id, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := slices.Concat(tpl.Head, []byte(at.Format(TimestampLayout)), tpl.Mid, strconv.AppendInt(nil, id, 10), tpl.Tail)
+			if !bytes.Equal(got, want.Event.Payload) {
+				t.Errorf("audit %d, id %d:\ngot  %s\nwant %s", i, id, got, want.Event.Payload)
+			}
+			w := tpl.Write
+			w.Phone.ID, w.Phone.CreatedAt, w.Phone.UpdatedAt = id, at, at
+			w.Event.Payload, w.Event.CreatedAt = want.Event.Payload, at
+			if !reflect.DeepEqual(w, want) {
+				t.Errorf("audit %d, id %d: template's write %+v; want %+v", i, id, w, want)
+			}
+		}
 	}
 }

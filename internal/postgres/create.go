@@ -16,7 +16,7 @@ import (
 // the ids, in batch order, so that both follow commit order; claims the
 // idempotency keys; inserts the phones whose key was claimed (or that have
 // none); and inserts the events of the phones inserted, their payloads
-// completed with the id and the time (see eventTemplate).
+// completed with the id and the time (see phone.Template).
 //
 // A key of the same scope blocks a claim unless it has expired, when it is
 // replaced; a key used twice in the batch is claimed by its first create
@@ -35,12 +35,12 @@ const insertPhonesSQL = `WITH clock AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::boolean[],
       $7::integer[], $8::integer[], $9::text[], $10::text[], $11::bigint[],
       $12::text[], $13::bytea[], $14::timestamptz[],
-      $15::uuid[], $16::text[], $17::text[], $18::bytea[], $19::bytea[], $20::bytea[], $21::boolean[], $22::text[])
+      $15::uuid[], $16::text[], $17::text[], $18::bytea[], $19::bytea[], $20::bytea[], $21::text[])
       WITH ORDINALITY
       AS t(tenant, account_id, customer_id, number, type, active,
         area_code, country_code, extension, dup_key, version,
         scope, fingerprint, expires_at,
-        event_id, domain, event_type, head, mid, tail, id_first, traceparent, ord)
+        event_id, domain, event_type, head, mid, tail, traceparent, ord)
     ORDER BY ord
   ) AS u
 ), claimed AS (
@@ -67,8 +67,7 @@ const insertPhonesSQL = `WITH clock AS MATERIALIZED (
 ), events AS (
   INSERT INTO outbox (event_id, domain, event_type, payload, created_at, traceparent)
   SELECT event_id, domain, event_type,
-    head || convert_to(CASE WHEN id_first THEN id::text ELSE stamp END, 'UTF8') ||
-    mid || convert_to(CASE WHEN id_first THEN stamp ELSE id::text END, 'UTF8') || tail,
+    head || convert_to(stamp, 'UTF8') || mid || convert_to(id::text, 'UTF8') || tail,
     at, traceparent
   FROM input JOIN inserted USING (id), clock
   ORDER BY id
@@ -108,19 +107,19 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 // side by side. The ids and the time are chosen by the insert statement,
 // after the locks, so that they too follow commit order per account; the
 // events, which carry both, are completed there from templates (see
-// eventTemplate).
+// phone.Template).
 func (db *DB) CreatePhones(ctx context.Context, cs []phone.Creation) ([]phone.Outcome, error) {
 	var cols createColumns
 	writes := make([]phone.Write, len(cs))
 	accounts := make([]account, len(cs))
 	for i, c := range cs {
-		w, t, err := createdTemplate(c)
+		t, err := c.Template()
 		if err != nil {
 			return nil, groupcommit.NotCommitted(fmt.Errorf("create phones: %w", err))
 		}
-		writes[i] = w
-		accounts[i] = account{w.Phone.Tenant, w.Phone.AccountID}
-		cols.add(w, t, c.Idempotency)
+		writes[i] = t.Write
+		accounts[i] = account{t.Write.Phone.Tenant, t.Write.Phone.AccountID}
+		cols.add(t, c.Idempotency)
 	}
 
 	conn, err := db.pool.Acquire(ctx)
@@ -217,13 +216,13 @@ type createColumns struct {
 
 	eventIDs, domains, eventTypes []string
 	heads, mids, tails            [][]byte
-	idFirst                       []bool
 	traceParents                  []*string
 }
 
-// add appends the create that writes w, its event's template t, and its
+// add appends the create that t writes, with its event as a template, and its
 // idempotency key k (nil for none).
-func (c *createColumns) add(w phone.Write, t eventTemplate, k *phone.Idempotency) {
+func (c *createColumns) add(t phone.Template, k *phone.Idempotency) {
+	w := t.Write
 	p, ev := w.Phone, w.Event
 	c.tenants = append(c.tenants, p.Tenant)
 	c.accounts = append(c.accounts, p.AccountID)
@@ -244,10 +243,9 @@ func (c *createColumns) add(w phone.Write, t eventTemplate, k *phone.Idempotency
 	c.eventIDs = append(c.eventIDs, ev.ID)
 	c.domains = append(c.domains, ev.Domain)
 	c.eventTypes = append(c.eventTypes, ev.Type)
-	c.heads = append(c.heads, t.head)
-	c.mids = append(c.mids, t.mid)
-	c.tails = append(c.tails, t.tail)
-	c.idFirst = append(c.idFirst, t.idFirst)
+	c.heads = append(c.heads, t.Head)
+	c.mids = append(c.mids, t.Mid)
+	c.tails = append(c.tails, t.Tail)
 	var traceParent *string
 	if ev.TraceParent != "" {
 		traceParent = &ev.TraceParent
@@ -261,6 +259,6 @@ func (c *createColumns) args() []any {
 		c.tenants, c.accounts, c.customers, c.numbers, c.types, c.actives,
 		c.areas, c.countries, c.extensions, c.keys, c.versions,
 		c.scopes, c.fingerprints, c.expiries,
-		c.eventIDs, c.domains, c.eventTypes, c.heads, c.mids, c.tails, c.idFirst, c.traceParents,
+		c.eventIDs, c.domains, c.eventTypes, c.heads, c.mids, c.tails, c.traceParents,
 	}
 }
