@@ -225,3 +225,39 @@ func eventIDsOf(events []phone.Event) []string {
 	}
 	return ids
 }
+
+// TestEventsAfter reads on from an event rather than from the position, in
+// the outbox's order, and refuses to read after an event that is not in
+// the outbox, which would otherwise look like an outbox with nothing more.
+func TestEventsAfter(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, pgtest.Database(t), Options{})
+	createPhones(t, db, 3)
+	all, err := db.EventsAfter(ctx, 0, 10)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("EventsAfter(0): %v, %v; want 3 events", eventIDsOf(all), err)
+	}
+	pending, err := db.PendingEvents(ctx, 10)
+	if err != nil || fmt.Sprint(eventIDsOf(pending)) != fmt.Sprint(eventIDsOf(all)) {
+		t.Fatalf("PendingEvents: %v, %v; want EventsAfter(0)'s %v", eventIDsOf(pending), err, eventIDsOf(all))
+	}
+	// Marked or not, what follows an event is the same.
+	if err := db.MarkDelivered(ctx, all[1].Seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		after int64
+		want  []phone.Event
+	}{{all[0].Seq, all[1:]}, {all[1].Seq, all[2:]}, {all[2].Seq, nil}} {
+		got, err := db.EventsAfter(ctx, tt.after, 10)
+		if err != nil || fmt.Sprint(eventIDsOf(got)) != fmt.Sprint(eventIDsOf(tt.want)) {
+			t.Errorf("EventsAfter(%d): %v, %v; want %v", tt.after, eventIDsOf(got), err, eventIDsOf(tt.want))
+		}
+	}
+	if got, err := db.EventsAfter(ctx, all[0].Seq, 1); err != nil || len(got) != 1 || got[0].ID != all[1].ID {
+		t.Errorf("EventsAfter(%d, limit 1): %v, %v; want %s", all[0].Seq, eventIDsOf(got), err, all[1].ID)
+	}
+	if got, err := db.EventsAfter(ctx, all[2].Seq+1000, 10); err == nil {
+		t.Errorf("EventsAfter of an event not in the outbox: %v, nil error; want an error", eventIDsOf(got))
+	}
+}

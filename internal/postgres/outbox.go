@@ -29,6 +29,25 @@ FROM relay_lease AS l, LATERAL (
 ) AS o
 ORDER BY o.xid, o.seq`
 
+	// eventsAfterSQL reads, as pendingEventsSQL does, the events after the
+	// event of seq $1 (the outbox's start for 0) instead of after the
+	// position: a relay reads on from what it published, and marks its
+	// position less often.
+	eventsAfterSQL = `SELECT o.seq, o.event_id, o.domain, o.event_type, o.payload, o.created_at, COALESCE(o.traceparent, '')
+FROM (
+  SELECT xid, seq FROM outbox WHERE seq = $1
+  UNION ALL SELECT '0'::xid8, 0 WHERE $1 = 0
+) AS a, LATERAL (
+  SELECT * FROM outbox AS o
+  WHERE (o.xid, o.seq) > (a.xid, a.seq) AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+  ORDER BY o.xid, o.seq
+  LIMIT $2
+) AS o
+ORDER BY o.xid, o.seq`
+
+	// eventExistsSQL tells whether the event of seq $1 is in the outbox.
+	eventExistsSQL = `SELECT EXISTS (SELECT 1 FROM outbox WHERE seq = $1)`
+
 	// markDeliveredSQL moves the position forward to the event of seq $1,
 	// never back, only while $2, the relay lease's epoch the caller holds,
 	// is still current (0: no lease), and returns a row only when that is
@@ -83,6 +102,10 @@ LEFT JOIN LATERAL (
 // pruneBatch is how many rows one pruning statement deletes.
 const pruneBatch = 1000
 
+// The relay reads on from what it published, and marks its position every
+// so many events rather than every round.
+var _ outbox.AfterReader = (*DB)(nil)
+
 // PendingEvents returns up to limit events after the delivered position,
 // in outbox order: by transaction id, then seq, and only events of
 // transactions older than every transaction still running (see
@@ -91,7 +114,35 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, erro
 	if limit <= 0 {
 		return nil, fmt.Errorf("select pending events: limit %d is not positive", limit)
 	}
-	rows, err := db.pool.Query(ctx, pendingEventsSQL, limit)
+	return scanEvents(db.pool.Query(ctx, pendingEventsSQL, limit))
+}
+
+// EventsAfter returns up to limit events that follow the event of seq
+// after (0: from the start) in the outbox's order (see pendingEventsSQL),
+// delivered or not. An
+// event the relay published stays until its position is marked past it and
+// its retention ends, so a missing one is an error, not an empty outbox:
+// reading nothing after it would stop delivery without a word.
+func (db *DB) EventsAfter(ctx context.Context, after int64, limit int) ([]phone.Event, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("select events after seq %d: limit %d is not positive", after, limit)
+	}
+	events, err := scanEvents(db.pool.Query(ctx, eventsAfterSQL, after, limit))
+	if err != nil || len(events) > 0 {
+		return events, err
+	}
+	var exists bool
+	if err := db.pool.QueryRow(ctx, eventExistsSQL, after).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("select events after seq %d: %w", after, err)
+	}
+	if !exists && after != 0 {
+		return nil, fmt.Errorf("select events after seq %d: no such event in the outbox", after)
+	}
+	return nil, nil
+}
+
+// scanEvents reads the events a query of the outbox returned.
+func scanEvents(rows pgx.Rows, err error) ([]phone.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("select pending events: %w", err)
 	}
