@@ -23,12 +23,7 @@ import (
 
 func openStore(t *testing.T) *sqlite.DB {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "phones.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatalf("sqlite.Open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return openHandingStore(t, nil)
 }
 
 func openFileSink(t *testing.T, path string) *file.Sink {
