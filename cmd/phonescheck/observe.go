@@ -238,7 +238,7 @@ func (s storage) readPostgres(ctx context.Context, o *observed) error {
 	}
 	o.Outbox = map[string]int64{}
 	// The relay delivers by transaction id, then seq (see
-	// internal/postgres: pendingEventsSQL).
+	// internal/postgres: readEventsSQL).
 	orows, err := conn.Query(ctx, `SELECT row_number() OVER (ORDER BY xid, seq), event_id::text FROM outbox`)
 	if err != nil {
 		return fmt.Errorf("read outbox: %w", err)

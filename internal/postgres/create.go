@@ -102,7 +102,7 @@ func (db *DB) CreatePhone(ctx context.Context, c phone.Creation) (phone.Phone, e
 // insert statement and COMMIT go out together. The locks come before any
 // write, so the transaction's id, assigned at its first write, is larger
 // than that of every earlier transaction of its accounts: the relay
-// delivers by transaction id (see pendingEventsSQL), so each account's
+// delivers by transaction id (see readEventsSQL), so each account's
 // events go out in commit order, while batches of other accounts commit
 // side by side. The ids and the time are chosen by the insert statement,
 // after the locks, so that they too follow commit order per account; the

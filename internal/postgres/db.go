@@ -173,7 +173,7 @@ func parse(dbURL string, opts Options) (settings, error) {
 	// A session that stops talking inside a transaction, say behind a
 	// network partition, would hold its account locks, and with its
 	// transaction id the delivery of every later event (see
-	// pendingEventsSQL), until TCP gave up. No transaction of the store
+	// readEventsSQL), until TCP gave up. No transaction of the store
 	// waits on its client for long, so the server may end such a session
 	// as soon as a statement would have timed out.
 	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = millis(opts.StatementTimeout)

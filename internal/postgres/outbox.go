@@ -13,37 +13,35 @@ import (
 )
 
 const (
-	// pendingEventsSQL reads the events after the position in transaction
-	// id order, and only those of transactions below the oldest one still
-	// running anywhere on the server (the snapshot's xmin): every
-	// transaction with a smaller id has ended, so no event can later appear
-	// behind what it returns. The price is that one long transaction that
-	// has written anything, in any database of the server, holds delivery
-	// back until it ends.
-	pendingEventsSQL = `SELECT o.seq, o.event_id, o.domain, o.event_type, o.payload, o.created_at, COALESCE(o.traceparent, '')
-FROM relay_lease AS l, LATERAL (
+	// readEventsSQL reads up to $1 events after the point (xid, seq) that
+	// the FROM item it follows, named a, holds, in transaction id order,
+	// and only those of transactions below the oldest one still running
+	// anywhere on the server (the snapshot's xmin): every transaction with
+	// a smaller id has ended, so no event can later appear behind what it
+	// returns. The price is that one long transaction that has written
+	// anything, in any database of the server, holds delivery back until
+	// it ends.
+	readEventsSQL = `, LATERAL (
   SELECT * FROM outbox AS o
-  WHERE (o.xid, o.seq) > (l.position_xid, l.position_seq) AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+  WHERE (o.xid, o.seq) > (a.xid, a.seq) AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
   ORDER BY o.xid, o.seq
   LIMIT $1
 ) AS o
 ORDER BY o.xid, o.seq`
+	eventColumnsSQL = `SELECT o.seq, o.event_id, o.domain, o.event_type, o.payload, o.created_at, COALESCE(o.traceparent, '')`
 
-	// eventsAfterSQL reads, as pendingEventsSQL does, the events after the
-	// event of seq $1 (the outbox's start for 0) instead of after the
-	// position: a relay reads on from what it published, and marks its
-	// position less often.
-	eventsAfterSQL = `SELECT o.seq, o.event_id, o.domain, o.event_type, o.payload, o.created_at, COALESCE(o.traceparent, '')
+	// pendingEventsSQL reads the events after the delivered position.
+	pendingEventsSQL = eventColumnsSQL + `
+FROM (SELECT position_xid AS xid, position_seq AS seq FROM relay_lease) AS a` + readEventsSQL
+
+	// eventsAfterSQL reads the events after the event of seq $2 (the
+	// outbox's start for 0) instead of after the position: a relay reads
+	// on from what it published, and marks its position less often.
+	eventsAfterSQL = eventColumnsSQL + `
 FROM (
-  SELECT xid, seq FROM outbox WHERE seq = $1
-  UNION ALL SELECT '0'::xid8, 0 WHERE $1 = 0
-) AS a, LATERAL (
-  SELECT * FROM outbox AS o
-  WHERE (o.xid, o.seq) > (a.xid, a.seq) AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-  ORDER BY o.xid, o.seq
-  LIMIT $2
-) AS o
-ORDER BY o.xid, o.seq`
+  SELECT xid, seq FROM outbox WHERE seq = $2
+  UNION ALL SELECT '0'::xid8, 0 WHERE $2 = 0
+) AS a` + readEventsSQL
 
 	// eventExistsSQL tells whether the event of seq $1 is in the outbox.
 	eventExistsSQL = `SELECT EXISTS (SELECT 1 FROM outbox WHERE seq = $1)`
@@ -118,7 +116,7 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, erro
 }
 
 // EventsAfter returns up to limit events that follow the event of seq
-// after (0: from the start) in the outbox's order (see pendingEventsSQL),
+// after (0: from the start) in the outbox's order (see readEventsSQL),
 // delivered or not. An
 // event the relay published stays until its position is marked past it and
 // its retention ends, so a missing one is an error, not an empty outbox:
@@ -127,7 +125,7 @@ func (db *DB) EventsAfter(ctx context.Context, after int64, limit int) ([]phone.
 	if limit <= 0 {
 		return nil, fmt.Errorf("select events after seq %d: limit %d is not positive", after, limit)
 	}
-	events, err := scanEvents(db.pool.Query(ctx, eventsAfterSQL, after, limit))
+	events, err := scanEvents(db.pool.Query(ctx, eventsAfterSQL, limit, after))
 	if err != nil || len(events) > 0 {
 		return events, err
 	}
