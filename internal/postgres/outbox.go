@@ -107,7 +107,7 @@ var _ outbox.AfterReader = (*DB)(nil)
 // PendingEvents returns up to limit events after the delivered position,
 // in outbox order: by transaction id, then seq, and only events of
 // transactions older than every transaction still running (see
-// pendingEventsSQL). It returns an error when limit is not positive.
+// readEventsSQL). It returns an error when limit is not positive.
 func (db *DB) PendingEvents(ctx context.Context, limit int) ([]phone.Event, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("select pending events: limit %d is not positive", limit)
