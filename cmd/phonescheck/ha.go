@@ -165,6 +165,14 @@ func driveNATSNodeKill(ctx context.Context, s *trial) error {
 	if err := sleep(ctx, third); err != nil {
 		return err
 	}
+	// The load goes on until the stream stores again, or for
+	// storeDeadline after the kill: a relay that failed through the
+	// election retries after its backoff, which may outlast the thirds.
+	for _, ok := w.pauseAfter(killed); !ok && time.Since(killed) < storeDeadline; _, ok = w.pauseAfter(killed) {
+		if err := sleep(ctx, watchPoll); err != nil {
+			return err
+		}
+	}
 	s.load.stop()
 	w.stop()
 
@@ -184,6 +192,10 @@ func driveNATSNodeKill(ctx context.Context, s *trial) error {
 	s.requireAnswered("while a broker server is lost")
 	return nil
 }
+
+// storeDeadline is how long after a broker server's kill the stream must
+// store again, under load, for the delivery to count as resumed.
+const storeDeadline = 30 * time.Second
 
 // streamWatch polls a stream's last sequence and records when it grew.
 type streamWatch struct {
