@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if err != nil {
 		return err
 	}
+	setGCPercent(env)
 	logHandler := newLogHandler(stdout, cfg.logLevel, cfg.dev())
 	log := slog.New(logHandler)
 	// What phonesd check checks, so that it stops where a start would.
