@@ -152,6 +152,21 @@ func appliedMigrations(t *testing.T, db *DB) map[int]time.Time {
 	return applied
 }
 
+// TestIdentitySequenceName checks that insertPhonesSQL draws ids from the
+// sequence PostgreSQL made for phones.id, which it names rather than look
+// up.
+func TestIdentitySequenceName(t *testing.T) {
+	db := open(t, pgtest.Database(t), Options{})
+	var same bool
+	if err := db.pool.QueryRow(context.Background(),
+		"SELECT pg_get_serial_sequence('phones', 'id')::regclass = 'phones_id_seq'::regclass").Scan(&same); err != nil {
+		t.Fatal(err)
+	}
+	if !same {
+		t.Error("phones.id's sequence is not phones_id_seq")
+	}
+}
+
 // TestConstraints checks that the schema itself refuses what the store
 // never writes, through raw SQL that bypasses the store.
 func TestConstraints(t *testing.T) {
