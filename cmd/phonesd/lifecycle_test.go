@@ -115,6 +115,7 @@ func TestRequestLog(t *testing.T) {
 	forBackends(t, func(t *testing.T, b backend) {
 		s := b.start(t, nil)
 		createdID(t, s.create(3, `{"number": "11987654321", "type": "MOBILE"}`, [2]string{"x-cid", "log-check-1"}))
+		s.waitLogged("log-check-1", 10*time.Second) // written within logInterval
 		var line map[string]any
 		for _, l := range strings.Split(s.logs.String(), "\n") {
 			if strings.Contains(l, "log-check-1") {

@@ -3,7 +3,35 @@ package main
 import (
 	"io"
 	"log/slog"
+	"time"
+
+	"github.com/phonesd/phonesd/internal/telemetry"
 )
+
+// logInterval is how often the request lines are written out (see
+// telemetry.LogWriter): late enough to gather a few hundred of them into
+// one write under load, soon enough that nobody reading the log waits.
+const logInterval = 10 * time.Millisecond
+
+// serviceLog is where phonesd's log goes: every line to stdout, each
+// request's in the background.
+type serviceLog struct {
+	out      *telemetry.LogWriter
+	handler  slog.Handler // written at once
+	requests slog.Handler // written within logInterval
+}
+
+func openLog(stdout io.Writer, cfg config) serviceLog {
+	out := telemetry.NewLogWriter(stdout, logInterval)
+	return serviceLog{
+		out:      out,
+		handler:  newLogHandler(out, cfg.logLevel, cfg.dev()),
+		requests: newLogHandler(out.Deferred(), cfg.logLevel, cfg.dev()),
+	}
+}
+
+// close writes out the request lines waiting.
+func (l serviceLog) close() { l.out.Close() }
 
 // newLogHandler returns the handler of phonesd's log: JSON lines, or text in
 // development mode, where a person reads it.

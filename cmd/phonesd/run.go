@@ -47,8 +47,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return err
 	}
 	setGCPercent(env)
-	logHandler := newLogHandler(stdout, cfg.logLevel, cfg.dev())
-	log := slog.New(logHandler)
+	logs := openLog(stdout, cfg)
+	defer logs.close() // last, so that every line of the shutdown is written out
+	logHandler, log := logs.handler, slog.New(logs.handler)
 	// What phonesd check checks, so that it stops where a start would.
 	if err := checkStart(cfg, env, log); err != nil {
 		return err
@@ -86,7 +87,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	}
 	phones := phone.NewService(tracedStore(cfg, db, tracing), relay.Notify)
 	keyFreshness := auth.KeyFreshness{Age: verifier.KeySetAge, MaxStale: cfg.jwksMaxStale}
-	srv, err := newAPI(ctx, cfg, apiParts{log: log, phones: phones, verifier: verifier, db: db, keyFreshness: keyFreshness, metrics: metrics, tracing: tracing})
+	srv, err := newAPI(ctx, cfg, apiParts{log: log, requestLog: logs.requests, phones: phones, verifier: verifier, db: db, keyFreshness: keyFreshness, metrics: metrics, tracing: tracing})
 	if err != nil {
 		return err
 	}
@@ -184,6 +185,7 @@ func tracedStore(cfg config, db storage, tracing *telemetry.Tracing) phone.Store
 // apiParts are the parts the API is built on.
 type apiParts struct {
 	log          *slog.Logger
+	requestLog   slog.Handler
 	phones       *phone.Service
 	verifier     *auth.Verifier
 	db           storage
@@ -221,6 +223,7 @@ func newAPI(ctx context.Context, cfg config, p apiParts) (*httpapi.Server, error
 	}
 	srv, err := httpapi.NewServer(httpapi.Config{
 		Logger:               p.log,
+		RequestLog:           p.requestLog,
 		Phones:               p.phones,
 		Verifier:             p.verifier,
 		Health:               probe,

@@ -70,7 +70,7 @@ func (s *Server) finish(x *exchange, r *http.Request) {
 // program counter, which the log does not show and which cost a stack walk
 // on every request.
 func (s *Server) logRequest(r *http.Request, x *exchange, now time.Time, took time.Duration) {
-	ctx, h := r.Context(), s.log.Handler()
+	ctx, h := r.Context(), s.requestLog
 	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}

@@ -66,9 +66,13 @@ type Observer interface {
 
 // Config holds what NewServer needs.
 type Config struct {
-	Logger   *slog.Logger
-	Phones   Phones
-	Verifier Verifier
+	Logger *slog.Logger
+	// RequestLog takes each request's line (see logRequest); Logger's
+	// handler when nil. phonesd hands it one that writes in the
+	// background.
+	RequestLog slog.Handler
+	Phones     Phones
+	Verifier   Verifier
 	// Health tells /readyz whether storage answers and how far the
 	// outbox lags; required. The backlog metrics read the same probe.
 	Health *health.Probe
@@ -130,6 +134,7 @@ type Config struct {
 // Server is phonesd's HTTP handler.
 type Server struct {
 	log            *slog.Logger
+	requestLog     slog.Handler
 	phones         Phones
 	verifier       Verifier
 	health         *health.Probe
@@ -174,8 +179,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if !(cfg.AccountShare >= 0 && cfg.AccountShare <= 1) {
 		return nil, errors.New("httpapi config: AccountShare must be from 0 to 1")
 	}
+	if cfg.RequestLog == nil {
+		cfg.RequestLog = cfg.Logger.Handler()
+	}
 	s := &Server{
 		log:            cfg.Logger,
+		requestLog:     cfg.RequestLog,
 		phones:         cfg.Phones,
 		verifier:       cfg.Verifier,
 		health:         cfg.Health,

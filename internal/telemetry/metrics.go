@@ -1,6 +1,7 @@
 // Package telemetry is what phonesd tells the people who run it about
-// itself: Prometheus metrics on a registry of its own, and OpenTelemetry
-// traces exported over OTLP/HTTP when an endpoint is configured.
+// itself: Prometheus metrics on a registry of its own, OpenTelemetry
+// traces exported over OTLP/HTTP when an endpoint is configured, and the
+// log's lines written out in the background.
 //
 // No label ever carries a value from a request's path, an account, a
 // phone, a tenant or a token: every label takes its values from a small
