@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/phonesd/phonesd/internal/testkit/launch"
 )
 
 // Server is a nats-server with JetStream that a test or tool runs as a
@@ -210,8 +212,23 @@ func StartCluster(ctx context.Context, dir string, n int) (*Cluster, error) {
 	return StartClusterWith(ctx, dir, n, ClusterOptions{})
 }
 
-// StartClusterWith is StartCluster with o.
-func StartClusterWith(ctx context.Context, dir string, n int, o ClusterOptions) (_ *Cluster, err error) {
+// StartClusterWith is StartCluster with o. A server that exits before the
+// cluster answers, as one does when another process took the port it was
+// given between freePort and its start, makes it start the cluster again,
+// on other ports, twice at most.
+func StartClusterWith(ctx context.Context, dir string, n int, o ClusterOptions) (*Cluster, error) {
+	for try := 1; ; try++ {
+		c, err := startCluster(ctx, filepath.Join(dir, "try-"+strconv.Itoa(try)), n, o)
+		if !errors.Is(err, errServerExited) || try == 3 {
+			return c, err
+		}
+	}
+}
+
+// errServerExited means a server of a cluster exited while it started.
+var errServerExited = errors.New("server exited")
+
+func startCluster(ctx context.Context, dir string, n int, o ClusterOptions) (_ *Cluster, err error) {
 	c := &Cluster{}
 	defer func() {
 		if err != nil {
@@ -278,9 +295,18 @@ func (c *Cluster) waitJetStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		for _, s := range c.Servers {
+			if !s.Running() {
+				return fmt.Errorf("%w: nats-server %s; %s", errServerExited, s.Name, launch.LogTail(s.log, 20))
+			}
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("JetStream cluster not answering: %w", err)
+			var logs strings.Builder
+			for _, s := range c.Servers {
+				fmt.Fprintf(&logs, "\nnats-server %s: %s", s.Name, launch.LogTail(s.log, 20))
+			}
+			return fmt.Errorf("JetStream cluster not answering: %w%s", err, logs.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
