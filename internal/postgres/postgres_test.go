@@ -21,7 +21,7 @@ import (
 	"github.com/phonesd/phonesd/internal/testkit/storetest"
 )
 
-func open(t *testing.T, dbURL string, opts Options) *DB {
+func open(t testing.TB, dbURL string, opts Options) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), dbURL, opts)
 	if err != nil {
