@@ -15,6 +15,7 @@ import (
 
 	"github.com/phonesd/phonesd/internal/testkit/idp"
 	"github.com/phonesd/phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/testkit/procstat"
 )
 
 // Tokens: a handful, minted once and taken in turn by the workers; phonesd
@@ -480,7 +481,7 @@ func (b *bench) measure(ctx context.Context, d *deployment, c, round int) (level
 	}
 	lvl.finish()
 	for _, svc := range d.svcs {
-		if rss, err := peakRSS(svc.PID()); err == nil {
+		if rss, err := procstat.PeakRSS(svc.PID()); err == nil {
 			lvl.PeakRSSBytes = max(lvl.PeakRSSBytes, rss)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/phonesd/phonesd/api"
 	"github.com/phonesd/phonesd/internal/testkit/latency"
+	"github.com/phonesd/phonesd/internal/testkit/procstat"
 )
 
 // requestTimeout bounds one request, so that a stuck server ends a
@@ -183,10 +184,10 @@ func (t *target) readCPU() cpuReading {
 			r.phonesd = used
 		}
 	}
-	if used, err := processCPU(os.Getpid()); err == nil {
+	if used, err := procstat.ProcessCPU(os.Getpid()); err == nil {
 		r.client = used
 	}
-	if total, idle, err := machineCPU(); err == nil {
+	if total, idle, err := procstat.MachineCPU(); err == nil {
 		r.machine, r.idle = total, idle
 	}
 	return r

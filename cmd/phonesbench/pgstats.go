@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/phonesd/phonesd/internal/postgres"
+	"github.com/phonesd/phonesd/internal/testkit/procstat"
 )
 
 // lockSampleInterval is how often the locks that order the outbox are
@@ -96,11 +97,7 @@ func startPGWatch(ctx context.Context, dbURL string, replicas int, warmup time.D
 	w := &pgWatch{conn: conn, replicas: replicas, done: make(chan struct{}), result: make(chan watchOutcome, 1)}
 	var backend int
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err == nil {
-		// The postmaster is every backend's parent; on another machine
-		// this pid is nobody's, or someone else's.
-		if ppid, err := parentPID(backend); err == nil && strings.Contains(commandName(ppid), "postgres") {
-			w.postmaster = ppid
-		}
+		w.postmaster = procstat.Postmaster(backend)
 	}
 	go func() {
 		res, err := w.run(ctx, warmup)
@@ -226,7 +223,7 @@ func (w *pgWatch) snapshot(ctx context.Context) (pgCounters, error) {
 		return c, err
 	}
 	if w.postmaster != 0 {
-		c.serverCPU = treeCPU(w.postmaster)
+		c.serverCPU = procstat.TreeCPU(w.postmaster)
 	}
 	return c, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phonesd/phonesd/internal/testkit/launch"
+	"github.com/phonesd/phonesd/internal/testkit/procstat"
 )
 
 // eventCounter counts the events delivered so far.
@@ -96,7 +97,7 @@ func replicasCPU(svcs []*launch.Process) func() (time.Duration, error) {
 	return func() (time.Duration, error) {
 		var total time.Duration
 		for _, s := range svcs {
-			used, err := processCPU(s.PID())
+			used, err := procstat.ProcessCPU(s.PID())
 			if err != nil {
 				return 0, err
 			}

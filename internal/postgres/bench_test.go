@@ -4,10 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +11,7 @@ import (
 
 	"github.com/phonesd/phonesd/internal/phone"
 	"github.com/phonesd/phonesd/internal/testkit/pgtest"
+	"github.com/phonesd/phonesd/internal/testkit/procstat"
 )
 
 // BenchmarkCreatePhones measures CreatePhones per create, for batches of
@@ -46,15 +43,13 @@ func BenchmarkCreatePhones(b *testing.B) {
 				}
 			}
 			creates := newBenchCreates(run.size)
-			before, measured := serverCPU()
+			server := startServerMeter(b, db)
 			b.ResetTimer()
 			for done := 0; done < b.N; done += run.size {
 				createBatch(b, db, creates.next())
 			}
 			b.StopTimer()
-			if after, ok := serverCPU(); measured && ok {
-				b.ReportMetric(float64(after-before)/float64(b.N), "server-cpu-ns/op")
-			}
+			server.report(b)
 		})
 	}
 }
@@ -70,7 +65,7 @@ func BenchmarkEventsAfter(b *testing.B) {
 			for range 1000 {
 				createBatch(b, db, creates.next())
 			}
-			before, measured := serverCPU()
+			server := startServerMeter(b, db)
 			b.ResetTimer()
 			var after int64
 			for read := 0; read < b.N; {
@@ -86,9 +81,7 @@ func BenchmarkEventsAfter(b *testing.B) {
 				after = events[len(events)-1].Seq
 			}
 			b.StopTimer()
-			if end, ok := serverCPU(); measured && ok {
-				b.ReportMetric(float64(end-before)/float64(b.N), "server-cpu-ns/op")
-			}
+			server.report(b)
 		})
 	}
 }
@@ -134,37 +127,28 @@ func createBatch(b *testing.B, db *DB, batch []phone.Creation) {
 	}
 }
 
-// serverCPU returns the CPU spent so far by the processes named postgres
-// that this user may read in /proc: the server's, when it runs here. It
-// reports false where there are none (another machine, no /proc).
-func serverCPU() (time.Duration, bool) {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var ticks int64
-	found := false
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // ended meanwhile
-		}
-		// pid (comm) state ppid ...: utime and stime are the 12th and 13th
-		// fields after the comm's closing parenthesis.
-		s := string(b)
-		end := strings.LastIndexByte(s, ')')
-		if end < 0 || s[strings.IndexByte(s, '(')+1:end] != "postgres" {
-			continue
-		}
-		f := strings.Fields(s[end+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, err1 := strconv.ParseInt(f[11], 10, 64)
-		k, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		ticks += u + k
-		found = true
+// serverMeter measures the CPU db's server spends, its postmaster and
+// every process under it, when the server runs on this machine.
+type serverMeter struct {
+	postmaster int // 0: not here
+	start      time.Duration
+}
+
+func startServerMeter(b *testing.B, db *DB) serverMeter {
+	var backend int
+	if err := db.pool.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		b.Fatal(err)
 	}
-	// The kernel counts in clock ticks of 1/100 s (USER_HZ) on Linux.
-	return time.Duration(ticks) * 10 * time.Millisecond, found
+	m := serverMeter{postmaster: procstat.Postmaster(backend)}
+	if m.postmaster != 0 {
+		m.start = procstat.TreeCPU(m.postmaster)
+	}
+	return m
+}
+
+// report reports the server's CPU per operation since the start.
+func (m serverMeter) report(b *testing.B) {
+	if m.postmaster != 0 {
+		b.ReportMetric(float64(procstat.TreeCPU(m.postmaster)-m.start)/float64(b.N), "server-cpu-ns/op")
+	}
 }

@@ -1,4 +1,8 @@
-package main
+// Package procstat reads what Linux's /proc tells of processes and of the
+// machine: CPU times, parents, peak memory. The bench reports phonesd's and
+// PostgreSQL's cost with it, and benchmarks the server's CPU per
+// operation; elsewhere its calls return errors.
+package procstat
 
 import (
 	"bufio"
@@ -34,8 +38,8 @@ func procStat(pid int) ([]string, error) {
 	return fields, nil
 }
 
-// processCPU returns the user and system CPU time pid has used.
-func processCPU(pid int) (time.Duration, error) {
+// ProcessCPU returns the user and system CPU time pid has used.
+func ProcessCPU(pid int) (time.Duration, error) {
 	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
@@ -48,7 +52,8 @@ func processCPU(pid int) (time.Duration, error) {
 	return time.Duration(user+sys) * time.Second / clockTicks, nil
 }
 
-func parentPID(pid int) (int, error) {
+// ParentPID returns the pid of pid's parent.
+func ParentPID(pid int) (int, error) {
 	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
@@ -56,8 +61,8 @@ func parentPID(pid int) (int, error) {
 	return strconv.Atoi(f[1])
 }
 
-// commandName returns the name of pid's command, empty if unknown.
-func commandName(pid int) string {
+// CommandName returns the name of pid's command, empty if unknown.
+func CommandName(pid int) string {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
 	if err != nil {
 		return ""
@@ -65,10 +70,22 @@ func commandName(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// treeCPU returns the CPU time of root and its children: a PostgreSQL
+// Postmaster returns the parent of backend, a PostgreSQL server's backend
+// process (pg_backend_pid()), when it can be read here and is PostgreSQL's:
+// the postmaster, whose children are the whole server. It returns 0 for a
+// server on another machine, where backend is nobody's pid or someone
+// else's.
+func Postmaster(backend int) int {
+	if ppid, err := ParentPID(backend); err == nil && strings.Contains(CommandName(ppid), "postgres") {
+		return ppid
+	}
+	return 0
+}
+
+// TreeCPU returns the CPU time of root and its children: a PostgreSQL
 // server's postmaster, backends and background processes.
-func treeCPU(root int) time.Duration {
-	total, _ := processCPU(root)
+func TreeCPU(root int) time.Duration {
+	total, _ := ProcessCPU(root)
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return total
@@ -78,8 +95,8 @@ func treeCPU(root int) time.Duration {
 		if err != nil {
 			continue
 		}
-		if ppid, err := parentPID(pid); err == nil && ppid == root {
-			if cpu, err := processCPU(pid); err == nil {
+		if ppid, err := ParentPID(pid); err == nil && ppid == root {
+			if cpu, err := ProcessCPU(pid); err == nil {
 				total += cpu
 			}
 		}
@@ -87,9 +104,9 @@ func treeCPU(root int) time.Duration {
 	return total
 }
 
-// peakRSS returns the peak resident set size so far (VmHWM) of the process
+// PeakRSS returns the peak resident set size so far (VmHWM) of the process
 // pid, in bytes.
-func peakRSS(pid int) (int64, error) {
+func PeakRSS(pid int) (int64, error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, err
@@ -111,11 +128,11 @@ func peakRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmHWM in /proc status")
 }
 
-// machineCPU returns the ticks, summed over every CPU, that the machine has
+// MachineCPU returns the ticks, summed over every CPU, that the machine has
 // spent since boot, and of those the ticks spent idle (idle and iowait):
 // two readings bracket a span, and how idle it was tells whether the CPUs
 // or something else (a single writer, the disk) held the load back.
-func machineCPU() (total, idle int64, err error) {
+func MachineCPU() (total, idle int64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, err
