@@ -29,3 +29,19 @@ func TestGCPercent(t *testing.T) {
 		})
 	}
 }
+
+// TestServerRunsTheCollectorAtItsDefault starts phonesd with no GOGC and
+// reads the collector's setting from its own /metrics.
+func TestServerRunsTheCollectorAtItsDefault(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	s := start(t, nil)
+	_, families := scrape(t, s.base+"/metrics")
+	f, ok := families["go_gc_gogc_percent"]
+	if !ok {
+		t.Fatal("no go_gc_gogc_percent in /metrics")
+	}
+	if got := f.value(nil); got != defaultGCPercent {
+		t.Errorf("go_gc_gogc_percent = %v; want %d", got, defaultGCPercent)
+	}
+}
